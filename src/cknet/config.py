@@ -1,0 +1,246 @@
+"""`CKNetConfig`: every hyper-parameter of a CKNet model, with the paper's defaults.
+
+The defaults follow Section IV.C of the paper (Kang et al., BIBM 2023): a Transformer
+with 3 encoder and 3 decoder layers, 8 heads and hidden size 512; the top gamma = 8
+knowledge vectors of a 512-dimensional knowledge matrix; beam size 3; a DenseNet-121
+visual extractor. The presets `CKNetConfig.iu_xray()` and `CKNetConfig.mimic_cxr()` set
+what differs between the two datasets (views, maximum report length, vocabulary
+threshold).
+
+A config round-trips through `to_dict` / `from_dict` and `to_json_file` /
+`from_json_file`; unknown keys and values of the wrong type raise a `ValueError` that
+names the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Dataset = Literal["iu_xray", "mimic_cxr"]
+KnowledgeSource = Literal["graph", "random", "none"]
+KnowledgeWeighting = Literal["softmax", "sum"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class CKNetConfig:
+    """Hyper-parameters of a CKNet model.
+
+    Attributes:
+        dataset: which report cleaning rules apply (``"iu_xray"`` or ``"mimic_cxr"``).
+        vocab_size: size of the output vocabulary, special tokens included; ``0`` means
+            "take it from the tokenizer" when the model is built.
+        max_length: longest report in tokens, BOS and EOS included (60 for IU X-Ray,
+            100 for MIMIC-CXR, as in R2Gen).
+        num_views: images per study (2 for IU X-Ray's frontal + lateral, 1 for MIMIC-CXR).
+        image_size: side of the square input image in pixels (evaluation transform).
+        image_mean, image_std: per-channel normalization of the input images.
+        backbone: torchvision classification model used as visual extractor
+            (``"densenet121"`` as in the paper, ``"resnet101"`` as in R2Gen).
+        backbone_weights: ``None`` (random init), ``"imagenet"`` (torchvision's weights,
+            from the local torch hub cache) or the path of a local state dict.
+        d_model: hidden size of the Transformer and of the projected patch features.
+        num_encoder_layers, num_decoder_layers: Transformer depth (3 and 3 in the paper).
+        num_heads: attention heads, also the heads of the knowledge query (8).
+        d_ff: inner size of the position-wise feed-forward layers (512, as in R2Gen).
+        dropout: dropout probability in the Transformer and the projections.
+        norm_first: pre-LayerNorm sub-layers (as in the R2Gen code base the paper builds
+            on) when true; post-LayerNorm (the original Transformer) when false.
+        knowledge_source: ``"graph"`` (frozen knowledge-graph encoder, the paper's CKNet),
+            ``"random"`` (a trainable random matrix of the same shape, the paper's +MEN
+            ablation) or ``"none"`` (no knowledge matrix, the paper's Base ablation).
+        d_knowledge: dimension of the knowledge-graph node embeddings (512).
+        top_k: gamma, the number of knowledge vectors each query keeps (8).
+        knowledge_weighting: ``"softmax"`` over the selected scores (as R2GenCMN) or
+            ``"sum"`` (equation 6 literally: each score over the sum of the selected).
+        num_gcn_layers: GCN layers of the knowledge-graph encoder.
+        num_beams: default beam width of `CKNet.generate` (3).
+    """
+
+    dataset: Dataset = "iu_xray"
+    vocab_size: int = 0
+    max_length: int = 60
+    num_views: int = 2
+    image_size: int = 224
+    image_mean: tuple[float, float, float] = IMAGENET_MEAN
+    image_std: tuple[float, float, float] = IMAGENET_STD
+    backbone: str = "densenet121"
+    backbone_weights: str | None = None
+    d_model: int = 512
+    num_encoder_layers: int = 3
+    num_decoder_layers: int = 3
+    num_heads: int = 8
+    d_ff: int = 512
+    dropout: float = 0.1
+    norm_first: bool = True
+    knowledge_source: KnowledgeSource = "graph"
+    d_knowledge: int = 512
+    top_k: int = 8
+    knowledge_weighting: KnowledgeWeighting = "softmax"
+    num_gcn_layers: int = 2
+    num_beams: int = 3
+
+    def __post_init__(self) -> None:
+        if isinstance(self.image_mean, list):
+            self.image_mean = tuple(self.image_mean)  # type: ignore[assignment]
+        if isinstance(self.image_std, list):
+            self.image_std = tuple(self.image_std)  # type: ignore[assignment]
+        self.validate()
+
+    # ------------------------------------------------------------------ presets
+    @classmethod
+    def iu_xray(cls, **overrides: Any) -> CKNetConfig:
+        """The paper's IU X-Ray setting: two views, reports of at most 60 tokens."""
+        return cls(**{"dataset": "iu_xray", "num_views": 2, "max_length": 60, **overrides})
+
+    @classmethod
+    def mimic_cxr(cls, **overrides: Any) -> CKNetConfig:
+        """The paper's MIMIC-CXR setting: one view, reports of at most 100 tokens."""
+        return cls(**{"dataset": "mimic_cxr", "num_views": 1, "max_length": 100, **overrides})
+
+    # --------------------------------------------------------------- validation
+    def validate(self) -> None:
+        """Check types and ranges of every field.
+
+        Raises:
+            ValueError: naming the first field whose value is of the wrong type or out
+                of range.
+        """
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not _matches(value, hints[f.name]):
+                raise ValueError(
+                    f"CKNetConfig.{f.name} must be {_describe(hints[f.name])}, "
+                    f"got {value!r} ({type(value).__name__})"
+                )
+        positive = ["max_length", "num_views", "image_size", "d_model", "num_heads", "d_ff",
+                    "num_decoder_layers", "d_knowledge", "top_k", "num_beams"]
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"CKNetConfig.{name} must be positive, got {getattr(self, name)}")
+        for name in ["vocab_size", "num_encoder_layers", "num_gcn_layers"]:
+            if getattr(self, name) < 0:
+                raise ValueError(f"CKNetConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_length < 3:
+            raise ValueError(
+                f"CKNetConfig.max_length must be at least 3 (BOS, one word, EOS), "
+                f"got {self.max_length}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"CKNetConfig.dropout must be in [0, 1), got {self.dropout}")
+        if self.d_model % self.num_heads != 0:
+            raise ValueError(
+                f"CKNetConfig.d_model ({self.d_model}) must be divisible by "
+                f"num_heads ({self.num_heads})"
+            )
+        if any(s <= 0 for s in self.image_std):
+            raise ValueError(f"CKNetConfig.image_std must be positive, got {self.image_std}")
+
+    # ------------------------------------------------------------ serialization
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        out["image_mean"] = list(self.image_mean)
+        out["image_std"] = list(self.image_std)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CKNetConfig:
+        """Build a config from a dict such as `to_dict` returns.
+
+        Missing keys take their defaults.
+
+        Raises:
+            ValueError: for a key that is not a field (the key is named, with the valid
+                ones) or a value of the wrong type.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"a CKNetConfig is built from a dict, got {type(data).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ValueError(
+                f"unknown CKNetConfig key(s) {unknown}; valid keys are: {', '.join(names)}"
+            )
+        return cls(**data)
+
+    def to_json(self) -> str:
+        """The config as an indented JSON string."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> CKNetConfig:
+        """Parse a JSON string written by `to_json`."""
+        return cls.from_dict(json.loads(text))
+
+    def to_json_file(self, path: str | os.PathLike[str]) -> None:
+        """Write the config as JSON to ``path``."""
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(self.to_json())
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike[str]) -> CKNetConfig:
+        """Read a config from a JSON file.
+
+        Raises:
+            FileNotFoundError: if ``path`` does not exist.
+            ValueError: if the file is not valid JSON or holds an invalid config; the
+                message names the file.
+        """
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+        try:
+            return cls.from_json(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{os.fspath(path)} is not valid JSON: {err}") from None
+        except ValueError as err:
+            raise ValueError(f"{os.fspath(path)}: {err}") from None
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits the type annotation ``hint`` (the subset used above)."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin is Literal:
+        return value in args
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        return (isinstance(value, tuple) and len(value) == len(args)
+                and all(_matches(v, a) for v, a in zip(value, args)))
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if hint is type(None):
+        return "None"
+    if origin is tuple:
+        return f"a sequence of {len(args)} numbers"
+    return getattr(hint, "__name__", str(hint))

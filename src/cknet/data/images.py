@@ -1,0 +1,180 @@
+"""Image loading and the evaluation transform: from whatever a user has to model input.
+
+`load_image` reads one image (a PNG/JPEG path, a PIL image in any mode, a numpy array
+or a tensor) as a float ``(3, H, W)`` tensor in [0, 1]:
+
+- 8-bit data is divided by 255;
+- 16-bit and 32-bit integer data (PIL modes ``I;16``, ``I``; uint16 arrays) and float
+  data outside [0, 1] are rescaled by their own minimum and maximum, so that a 12-bit
+  radiograph stored in 16 bits is not clipped (``Image.convert("RGB")`` would clip it);
+- grey levels are repeated over three channels; an alpha channel is dropped.
+
+`evaluation_transform` resizes to ``(image_size, image_size)`` (bilinear, antialiased)
+and normalises with the config's mean and std, the transform the model was trained
+with. `prepare_images` turns a list of studies into the ``(B, V, 3, S, S)`` batch.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cknet.config import CKNetConfig
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+ImageLike = Union[str, os.PathLike, "PIL.Image.Image", np.ndarray, torch.Tensor]  # noqa: F821
+
+
+def _rescale(array: np.ndarray) -> np.ndarray:
+    array = array.astype(np.float32)
+    low, high = float(array.min()), float(array.max())
+    if high <= low:
+        return np.zeros_like(array)
+    return (array - low) / (high - low)
+
+
+def _from_array(array: np.ndarray, what: str) -> torch.Tensor:
+    """``(H, W)``, ``(H, W, 1|3|4)`` array -> float ``(3, H, W)`` in [0, 1]."""
+    if array.dtype == np.bool_ or not (np.issubdtype(array.dtype, np.integer)
+                                       or np.issubdtype(array.dtype, np.floating)):
+        raise ValueError(f"{what} has unsupported dtype {array.dtype}; expected uint8, uint16 or float")
+    if array.ndim == 3 and array.shape[2] in (1, 3, 4):
+        array = array[:, :, :3] if array.shape[2] != 1 else array[:, :, 0]
+    if array.ndim not in (2, 3) or min(array.shape[:2]) < 1:
+        raise ValueError(
+            f"{what} has shape {array.shape}; expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)"
+        )
+    if array.dtype == np.uint8:
+        scaled = array.astype(np.float32) / 255.0
+    elif np.issubdtype(array.dtype, np.floating) and array.min() >= 0.0 and array.max() <= 1.0:
+        scaled = array.astype(np.float32)
+    else:
+        scaled = _rescale(array)
+    if not np.isfinite(scaled).all():
+        raise ValueError(f"{what} contains NaN or infinite values")
+    tensor = torch.from_numpy(np.ascontiguousarray(scaled))
+    if tensor.dim() == 2:
+        tensor = tensor.unsqueeze(0).expand(3, -1, -1)
+    else:
+        tensor = tensor.permute(2, 0, 1)
+    return tensor.contiguous()
+
+
+def _from_pil(image: Any, what: str) -> torch.Tensor:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return _from_array(np.asarray(image), what)
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    return _from_array(np.asarray(image), what)
+
+
+def load_image(source: ImageLike) -> torch.Tensor:
+    """Read one image as a float ``(3, H, W)`` tensor in [0, 1].
+
+    Args:
+        source: a file path (PNG, JPEG, ...), a PIL image (modes L, I;16, I, F, RGB, RGBA,
+            P, ...), a numpy array ``(H, W)`` / ``(H, W, C)`` (uint8, uint16, float) or a
+            tensor ``(H, W)`` / ``(C, H, W)``.
+
+    Raises:
+        FileNotFoundError: for a path that does not exist.
+        ValueError: for a file that is not a readable image, or an array/tensor of an
+            unsupported shape or dtype; the message names the input.
+    """
+    from PIL import Image
+
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"image file not found: {path}")
+        try:
+            with Image.open(path) as image:
+                image.load()
+                return _from_pil(image, f"image {path}")
+        except (OSError, Image.DecompressionBombError, SyntaxError) as err:
+            raise ValueError(f"{path} is not a readable image: {err}") from None
+    if isinstance(source, Image.Image):
+        return _from_pil(source, f"PIL image (mode {source.mode})")
+    if isinstance(source, np.ndarray):
+        return _from_array(source, f"array of shape {source.shape}")
+    if isinstance(source, torch.Tensor):
+        tensor = source.detach().cpu()
+        if tensor.dim() == 3 and tensor.shape[0] in (1, 3, 4):
+            tensor = tensor.permute(1, 2, 0)
+        return _from_array(tensor.numpy(), f"tensor of shape {tuple(source.shape)}")
+    raise ValueError(
+        f"cannot read an image from {type(source).__name__}; expected a path, a PIL image, "
+        f"a numpy array or a tensor"
+    )
+
+
+def evaluation_transform(image: torch.Tensor, config: CKNetConfig) -> torch.Tensor:
+    """Resize a ``(3, H, W)`` [0, 1] image to the model's size and normalise it.
+
+    Returns:
+        ``(3, image_size, image_size)`` float32.
+    """
+    size = config.image_size
+    resized = F.interpolate(
+        image.unsqueeze(0), size=(size, size), mode="bilinear", align_corners=False, antialias=True
+    )[0]
+    mean = torch.tensor(config.image_mean, dtype=torch.float32)[:, None, None]
+    std = torch.tensor(config.image_std, dtype=torch.float32)[:, None, None]
+    return (resized - mean) / std
+
+
+def _study_views(study: Any) -> list[Any]:
+    if isinstance(study, (str, os.PathLike)) and Path(study).is_dir():
+        files = sorted(p for p in Path(study).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ValueError(f"study folder {study} holds no image ({', '.join(IMAGE_SUFFIXES)})")
+        return files
+    if isinstance(study, (list, tuple)):
+        return list(study)
+    return [study]
+
+
+def prepare_images(
+    studies: Any, config: CKNetConfig, repeat_single_view: bool = False
+) -> torch.Tensor:
+    """Load and preprocess studies into a model-ready batch.
+
+    Args:
+        studies: one study, or a list of studies. A study is one image (path, PIL image,
+            array, tensor), a list of images (one per view, in the model's view order:
+            frontal then lateral for IU X-Ray), or a folder whose image files, sorted by
+            name, are its views.
+        config: the model's config (views, image size, normalisation).
+        repeat_single_view: use a lone view for every view slot of a multi-view model
+            (an approximation: the model was trained on distinct views).
+
+    Returns:
+        ``(B, V, 3, image_size, image_size)`` float32.
+
+    Raises:
+        ValueError: for a study with the wrong number of views, or an unreadable image.
+    """
+    if isinstance(studies, (list, tuple)) and len(studies) == 0:
+        raise ValueError("studies is empty")
+    batch = list(studies) if isinstance(studies, (list, tuple)) else [studies]
+    prepared = []
+    for index, study in enumerate(batch):
+        views = _study_views(study)
+        if len(views) == 1 and config.num_views > 1 and repeat_single_view:
+            views = views * config.num_views
+        if len(views) != config.num_views:
+            hint = ""
+            if len(views) == 1:
+                hint = (" (group a study's views in a list, e.g. [[frontal, lateral]], or pass "
+                        "repeat_single_view=True to reuse one view)")
+            raise ValueError(
+                f"study {index} has {len(views)} view(s) but the model takes "
+                f"{config.num_views}{hint}"
+            )
+        prepared.append(torch.stack([evaluation_transform(load_image(v), config) for v in views]))
+    return torch.stack(prepared)

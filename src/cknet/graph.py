@@ -1,0 +1,227 @@
+"""`KnowledgeGraph`: the finding nodes and their relations (paper Section III.A).
+
+A graph G = (V, E) of N clinical findings: each node has a name and synonyms (used by
+report labelers), and undirected edges link related findings. The
+`KnowledgeGraphEncoder` adds one global node linked to every finding, so a graph of N
+findings yields N + 1 knowledge vectors.
+
+The built-in default is `KnowledgeGraph.openi40()`: the 40 IU X-Ray MeSH keywords and
+their adjacency from earlier work (MIT licence, see NOTICE).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from importlib import resources
+
+import numpy as np
+import torch
+
+
+class KnowledgeGraph:
+    """An undirected graph of finding nodes.
+
+    Args:
+        nodes: node names, one per finding, unique.
+        edges: pairs ``(a, b)`` of node indices or node names; order and duplicates do
+            not matter (the graph is undirected).
+        synonyms: optional ``{node name: [other phrases]}``.
+        name: a label for the graph (kept in saved models).
+        source: where the graph comes from (kept for attribution).
+
+    Raises:
+        ValueError: on duplicate or empty names, an edge naming an unknown node or an
+            index out of range, a self-loop, or synonyms for an unknown node.
+
+    Example:
+        >>> g = KnowledgeGraph(["effusion", "atelectasis", "cardiomegaly"],
+        ...                    edges=[("effusion", "atelectasis")])
+        >>> g.num_nodes, g.num_edges
+        (3, 1)
+    """
+
+    def __init__(
+        self,
+        nodes: Sequence[str],
+        edges: Iterable[tuple[int | str, int | str]] = (),
+        synonyms: Mapping[str, Sequence[str]] | None = None,
+        name: str = "custom",
+        source: str = "",
+    ) -> None:
+        if isinstance(nodes, str) or not isinstance(nodes, Sequence):
+            raise ValueError("nodes must be a sequence of node names")
+        self.nodes: list[str] = list(nodes)
+        self.name = name
+        self.source = source
+        self.synonyms: dict[str, list[str]] = {n: [] for n in self.nodes}
+        self._check_names()
+        for node, phrases in (synonyms or {}).items():
+            if node not in self.synonyms:
+                raise ValueError(f"synonyms given for unknown node {node!r}")
+            if isinstance(phrases, str):
+                raise ValueError(f"synonyms of {node!r} must be a list of phrases, got a str")
+            self.synonyms[node] = [str(p) for p in phrases]
+        index = {n: i for i, n in enumerate(self.nodes)}
+        pairs = set()
+        for edge in edges:
+            if len(edge) != 2:
+                raise ValueError(f"an edge is a pair of nodes, got {edge!r}")
+            a, b = (self._index(end, index) for end in edge)
+            if a == b:
+                raise ValueError(f"self-loop on node {self.nodes[a]!r}: edges must join two nodes")
+            pairs.add((min(a, b), max(a, b)))
+        self.edges: list[tuple[int, int]] = sorted(pairs)
+
+    def _check_names(self) -> None:
+        if not self.nodes:
+            raise ValueError("a knowledge graph needs at least one node")
+        bad = [n for n in self.nodes if not isinstance(n, str) or not n.strip()]
+        if bad:
+            raise ValueError(f"node names must be non-empty strings, got {bad!r}")
+        dupes = sorted(n for n, c in Counter(self.nodes).items() if c > 1)
+        if dupes:
+            raise ValueError(f"duplicate node names: {dupes}")
+
+    def _index(self, end: int | str, index: dict[str, int]) -> int:
+        if isinstance(end, str):
+            if end not in index:
+                raise ValueError(f"edge names unknown node {end!r}")
+            return index[end]
+        if isinstance(end, (int, np.integer)) and not isinstance(end, bool):
+            if not 0 <= end < len(self.nodes):
+                raise ValueError(
+                    f"edge index {end} is out of range for {len(self.nodes)} nodes "
+                    f"(valid: 0..{len(self.nodes) - 1})"
+                )
+            return int(end)
+        raise ValueError(f"an edge end is a node index or name, got {end!r}")
+
+    # ------------------------------------------------------------ constructors
+    @classmethod
+    def from_adjacency(
+        cls,
+        adjacency: np.ndarray | torch.Tensor | Sequence[Sequence[float]],
+        nodes: Sequence[str],
+        synonyms: Mapping[str, Sequence[str]] | None = None,
+        name: str = "custom",
+        source: str = "",
+    ) -> KnowledgeGraph:
+        """Build a graph from a symmetric ``(N, N)`` 0/1 adjacency matrix.
+
+        Raises:
+            ValueError: if the matrix is not square, does not match ``nodes``, is not
+                symmetric, or has a non-zero diagonal.
+        """
+        matrix = np.asarray(adjacency.cpu() if isinstance(adjacency, torch.Tensor) else adjacency)
+        if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+            raise ValueError(f"adjacency must be a square matrix, got shape {matrix.shape}")
+        if matrix.shape[0] != len(nodes):
+            raise ValueError(
+                f"adjacency is {matrix.shape[0]}x{matrix.shape[1]} but {len(nodes)} nodes were given"
+            )
+        if not np.array_equal(matrix, matrix.T):
+            raise ValueError("adjacency must be symmetric (the graph is undirected)")
+        if np.any(np.diag(matrix) != 0):
+            raise ValueError("adjacency has a non-zero diagonal: self-loops are not allowed")
+        rows, cols = np.nonzero(np.triu(matrix))
+        return cls(nodes, list(zip(rows.tolist(), cols.tolist())), synonyms, name, source)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> KnowledgeGraph:
+        """Inverse of `to_dict`.
+
+        Raises:
+            ValueError: if ``data`` is not a KnowledgeGraph description.
+        """
+        if not isinstance(data, Mapping) or data.get("type") != "KnowledgeGraph":
+            raise ValueError("not a KnowledgeGraph description (expected 'type': 'KnowledgeGraph')")
+        try:
+            nodes = [n["name"] for n in data["nodes"]]
+            synonyms = {n["name"]: n.get("synonyms", []) for n in data["nodes"]}
+            edges = [tuple(e) for e in data["edges"]]
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"malformed KnowledgeGraph description: {err!r}") from None
+        return cls(nodes, edges, synonyms, data.get("name", "custom"), data.get("source", ""))
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike[str]) -> KnowledgeGraph:
+        """Read a graph from a JSON file written by `to_json`.
+
+        Raises:
+            ValueError: naming the file when it is not a valid graph description.
+        """
+        try:
+            with open(path, encoding="utf-8") as fh:
+                return cls.from_dict(json.load(fh))
+        except (json.JSONDecodeError, ValueError) as err:
+            raise ValueError(f"{os.fspath(path)}: {err}") from None
+
+    @classmethod
+    def openi40(cls) -> KnowledgeGraph:
+        """The built-in default: 40 IU X-Ray finding keywords and their adjacency.
+
+        From bionlplab/report_generation_amia2022 (MIT licence; the first 20 nodes are
+        the graph of Zhang et al., AAAI 2020).
+        """
+        text = (resources.files("cknet") / "resources" / "graphs" / "openi40.json").read_text("utf-8")
+        return cls.from_dict(json.loads(text))
+
+    # ------------------------------------------------------------ views
+    @property
+    def num_nodes(self) -> int:
+        """Number of finding nodes N (the encoder adds a global node)."""
+        return len(self.nodes)
+
+    @property
+    def num_edges(self) -> int:
+        """Number of undirected edges."""
+        return len(self.edges)
+
+    def adjacency(self) -> np.ndarray:
+        """The symmetric ``(N, N)`` 0/1 adjacency matrix (int64)."""
+        matrix = np.zeros((self.num_nodes, self.num_nodes), dtype=np.int64)
+        for a, b in self.edges:
+            matrix[a, b] = matrix[b, a] = 1
+        return matrix
+
+    def edge_index(self, global_node: bool = False) -> torch.Tensor:
+        """Edges in both directions as a PyG ``edge_index`` of shape ``(2, 2E)``.
+
+        Args:
+            global_node: prepend a global node (index 0) linked to every finding; the
+                findings are then numbered 1..N.
+        """
+        pairs = list(self.edges)
+        if global_node:
+            pairs = [(0, i + 1) for i in range(self.num_nodes)] + [(a + 1, b + 1) for a, b in pairs]
+        if not pairs:
+            return torch.zeros((2, 0), dtype=torch.long)
+        forward = torch.tensor(pairs, dtype=torch.long).t()
+        return torch.cat([forward, forward.flip(0)], dim=1)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready description of the graph."""
+        return {
+            "type": "KnowledgeGraph",
+            "name": self.name,
+            "source": self.source,
+            "nodes": [{"name": n, "synonyms": self.synonyms[n]} for n in self.nodes],
+            "edges": [list(e) for e in self.edges],
+        }
+
+    def to_json(self, path: str | os.PathLike[str]) -> None:
+        """Write the graph as JSON to ``path``."""
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(self.to_dict(), fh, indent=1)
+            fh.write("\n")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, KnowledgeGraph):
+            return NotImplemented
+        return (self.nodes, self.edges, self.synonyms) == (other.nodes, other.edges, other.synonyms)
+
+    def __repr__(self) -> str:
+        return f"KnowledgeGraph(name={self.name!r}, num_nodes={self.num_nodes}, num_edges={self.num_edges})"

@@ -1,0 +1,489 @@
+"""`CKNet`: the cross-modal knowledge-driven network of Kang et al. (BIBM 2023).
+
+The model composes (Fig. 2 of the paper):
+
+1. `VisualExtractor` -- patch features v_s, equation (1);
+2. the knowledge matrix G -- node embeddings of the frozen `KnowledgeGraphEncoder`
+   (``knowledge_source="graph"``), a trainable random matrix of the same shape
+   (``"random"``, the +MEN ablation) or nothing (``"none"``, the Base ablation);
+3. `TokenEmbedding` -- textual features v_t;
+4. `CrossModalKnowledgeMatrix` -- one instance shared by both modalities, giving k_s and
+   k_t, equations (4)-(9);
+5. `CKNetTransformer` -- encoder over k_s and decoder over k_t, equations (10)-(11),
+   followed by a linear layer and softmax over the vocabulary.
+
+The same knowledge source is used in training and in generation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cknet.config import CKNetConfig
+from cknet.graph import KnowledgeGraph
+from cknet.modules.graph_encoder import KnowledgeGraphEncoder
+from cknet.modules.knowledge_matrix import CrossModalKnowledgeMatrix, KnowledgeProjection
+from cknet.modules.text import TokenEmbedding
+from cknet.modules.transformer import CKNetTransformer, DecoderCache
+from cknet.modules.visual import VisualExtractor
+from cknet.tokenizer import ReportTokenizer
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_FILE = "tokenizer.json"
+GRAPH_FILE = "graph.json"
+IGNORE_INDEX = -100
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass
+class CKNetOutput:
+    """Output of `CKNet.forward`.
+
+    Attributes:
+        logits: ``(B, T, vocab_size)``; ``logits[:, t]`` scores the token at ``t + 1``.
+        loss: masked cross-entropy over the predicted positions, when labels were given.
+    """
+
+    logits: torch.Tensor
+    loss: torch.Tensor | None = None
+
+
+class ImageEncoding(NamedTuple):
+    """What the decoder needs from a batch of studies, computed once per study.
+
+    Attributes:
+        memory: ``(B, S, d_model)`` encoder output over the knowledge-fused patches.
+        knowledge: the knowledge matrix projected by W_k and W_g (per study or shared),
+            or None without a knowledge matrix.
+    """
+
+    memory: torch.Tensor
+    knowledge: KnowledgeProjection | None
+
+    def select(self, index: torch.Tensor) -> ImageEncoding:
+        """Rows ``index`` of the batch (e.g. each study repeated once per beam)."""
+        knowledge = self.knowledge
+        if knowledge is not None and knowledge.keys.dim() == 4:
+            knowledge = KnowledgeProjection(
+                knowledge.keys.index_select(0, index), knowledge.values.index_select(0, index)
+            )
+        return ImageEncoding(self.memory.index_select(0, index), knowledge)
+
+
+class CKNet(nn.Module):
+    """Cross-modal knowledge-driven network for radiology report generation.
+
+    Args:
+        config: hyper-parameters; ``config.vocab_size == 0`` takes the tokenizer's size.
+        tokenizer: the report tokenizer; its vocabulary defines the output layer.
+        graph: the knowledge graph (default `KnowledgeGraph.openi40()`); it sets the
+            number of knowledge vectors (N + 1 with the global node) also for the
+            ``"random"`` source.
+
+    Raises:
+        ValueError: if the config and the tokenizer disagree (vocabulary size, dataset,
+            maximum length).
+
+    Example:
+        >>> model = CKNet(CKNetConfig.iu_xray(), tokenizer=tok)        # doctest: +SKIP
+        >>> out = model(images, input_ids, labels=input_ids)            # doctest: +SKIP
+        >>> out.loss.backward()                                         # doctest: +SKIP
+        >>> model.generate(images)                                      # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        config: CKNetConfig,
+        tokenizer: ReportTokenizer,
+        graph: KnowledgeGraph | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(config, CKNetConfig):
+            raise ValueError(f"config must be a CKNetConfig, got {type(config).__name__}")
+        if not isinstance(tokenizer, ReportTokenizer):
+            raise ValueError(f"tokenizer must be a ReportTokenizer, got {type(tokenizer).__name__}")
+        config.validate()
+        if config.vocab_size == 0:
+            config = dataclasses.replace(config, vocab_size=tokenizer.vocab_size)
+        if config.vocab_size != tokenizer.vocab_size:
+            raise ValueError(
+                f"config.vocab_size is {config.vocab_size} but the tokenizer has "
+                f"{tokenizer.vocab_size} tokens"
+            )
+        if config.dataset != tokenizer.dataset:
+            raise ValueError(
+                f"config.dataset is {config.dataset!r} but the tokenizer cleans reports "
+                f"as {tokenizer.dataset!r}"
+            )
+        if config.max_length != tokenizer.max_length:
+            raise ValueError(
+                f"config.max_length is {config.max_length} but tokenizer.max_length is "
+                f"{tokenizer.max_length}; build both with the same value"
+            )
+        self.config = config
+        self.tokenizer = tokenizer
+        self.graph = graph if graph is not None else KnowledgeGraph.openi40()
+        num_knowledge = self.graph.num_nodes + 1
+        if config.knowledge_source != "none" and config.top_k > num_knowledge:
+            raise ValueError(
+                f"config.top_k ({config.top_k}) exceeds the {num_knowledge} knowledge vectors "
+                f"of graph {self.graph.name!r} (its {self.graph.num_nodes} nodes + the global node)"
+            )
+
+        self.visual_extractor = VisualExtractor(
+            config.backbone, config.d_model, config.backbone_weights, config.dropout
+        )
+        self.graph_encoder: KnowledgeGraphEncoder | None = None
+        self.knowledge_bank: nn.Parameter | None = None
+        self.knowledge_matrix: CrossModalKnowledgeMatrix | None = None
+        if config.knowledge_source == "graph":
+            self.graph_encoder = KnowledgeGraphEncoder(
+                self.graph, self.visual_extractor.num_channels, config.d_knowledge,
+                config.num_gcn_layers,
+            )
+            self.graph_encoder.requires_grad_(False)  # frozen (Section III.A)
+        elif config.knowledge_source == "random":
+            self.knowledge_bank = nn.Parameter(
+                torch.randn(num_knowledge, config.d_knowledge) * config.d_knowledge**-0.5
+            )
+        if config.knowledge_source != "none":
+            self.knowledge_matrix = CrossModalKnowledgeMatrix(
+                config.d_model, config.d_knowledge, config.num_heads, config.top_k,
+                config.knowledge_weighting,
+            )
+        self.text_embedding = TokenEmbedding(
+            config.vocab_size, config.d_model, config.dropout, tokenizer.pad_id
+        )
+        self.transformer = CKNetTransformer(
+            config.d_model, config.num_heads, config.d_ff, config.num_encoder_layers,
+            config.num_decoder_layers, config.dropout, config.norm_first,
+        )
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size)
+
+    # ------------------------------------------------------------ helpers
+    @property
+    def device(self) -> torch.device:
+        """Device of the model's parameters."""
+        return self.lm_head.weight.device
+
+    def check_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Validate a batch of preprocessed images and return it as ``(B, V, 3, S, S)``.
+
+        A ``(B, 3, S, S)`` tensor is accepted for single-view models.
+
+        Raises:
+            ValueError: for a non-float tensor, the wrong rank, channel count, number of
+                views or image size; the message names ``images`` and the expected shape.
+        """
+        cfg = self.config
+        expected = f"(B, {cfg.num_views}, 3, {cfg.image_size}, {cfg.image_size})"
+        if not isinstance(images, torch.Tensor) or not images.is_floating_point():
+            raise ValueError(
+                f"images must be a float tensor of shape {expected}; got "
+                f"{type(images).__name__}{'' if not isinstance(images, torch.Tensor) else ' ' + str(images.dtype)}"
+                f" (use cknet.data.prepare_images for paths, PIL images or arrays)"
+            )
+        if images.dim() == 4 and cfg.num_views == 1:
+            images = images.unsqueeze(1)
+        if images.dim() != 5:
+            raise ValueError(f"images must have shape {expected}, got {tuple(images.shape)}")
+        if images.shape[1] != cfg.num_views:
+            raise ValueError(
+                f"images has {images.shape[1]} view(s) per study but this model takes "
+                f"{cfg.num_views}: expected shape {expected}, got {tuple(images.shape)}"
+            )
+        if images.shape[2] != 3 or tuple(images.shape[3:]) != (cfg.image_size, cfg.image_size):
+            raise ValueError(f"images must have shape {expected}, got {tuple(images.shape)}")
+        return images
+
+    def check_input_ids(self, input_ids: torch.Tensor, batch_size: int | None = None) -> None:
+        """Validate token ids ``(B, T)``.
+
+        Raises:
+            ValueError: for a non-integer tensor, the wrong rank, an empty sequence, a
+                batch size other than ``batch_size`` or ids outside the vocabulary.
+        """
+        if not isinstance(input_ids, torch.Tensor) or input_ids.is_floating_point() or \
+                input_ids.dtype == torch.bool:
+            raise ValueError(
+                f"input_ids must be an integer tensor of shape (B, T), got "
+                f"{type(input_ids).__name__}"
+                f"{' ' + str(input_ids.dtype) if isinstance(input_ids, torch.Tensor) else ''}"
+            )
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must have shape (B, T), got {tuple(input_ids.shape)}")
+        if input_ids.shape[1] == 0:
+            raise ValueError("input_ids is empty (T = 0): a report needs at least the <bos> token")
+        if batch_size is not None and input_ids.shape[0] != batch_size:
+            raise ValueError(
+                f"input_ids has {input_ids.shape[0]} rows but images has {batch_size} studies"
+            )
+        low, high = int(input_ids.min()), int(input_ids.max())
+        if low < 0 or high >= self.config.vocab_size:
+            raise ValueError(
+                f"input_ids must lie in [0, {self.config.vocab_size}) (the vocabulary), "
+                f"found values in [{low}, {high}]"
+            )
+
+    # ------------------------------------------------------------ computation
+    def knowledge(self, maps: torch.Tensor) -> torch.Tensor | None:
+        """The knowledge matrix G for a batch: ``(B, N+1, d_knowledge)`` from the frozen
+        graph encoder, ``(N+1, d_knowledge)`` for the random source, None for ``"none"``.
+
+        Args:
+            maps: ``(B, V, C, h, w)`` backbone feature maps.
+        """
+        if self.graph_encoder is not None:
+            return self.graph_encoder(maps).node_embeddings
+        return self.knowledge_bank
+
+    def encode_images(self, images: torch.Tensor) -> ImageEncoding:
+        """Everything the decoder needs from the images, computed once per study.
+
+        Args:
+            images: ``(B, V, 3, S, S)`` preprocessed images.
+        """
+        features = self.visual_extractor(self.check_images(images))
+        knowledge = self.knowledge(features.maps)
+        source = features.patches  # v_s
+        projection = None
+        if self.knowledge_matrix is not None and knowledge is not None:
+            projection = self.knowledge_matrix.project_knowledge(knowledge)
+            source = self.knowledge_matrix(source, projection)  # k_s, eq. (9)
+        return ImageEncoding(self.transformer.encode(source), projection)
+
+    def decode(
+        self,
+        input_ids: torch.Tensor,
+        encoding: ImageEncoding,
+        cache: DecoderCache | None = None,
+    ) -> torch.Tensor:
+        """Next-token logits for ``input_ids`` ``(B, T)``.
+
+        Without a cache, ``input_ids`` is the whole prefix starting with ``<bos>``; with a
+        `DecoderCache`, only the tokens that follow those already in the cache.
+
+        Returns:
+            ``(B, T, vocab_size)`` logits.
+        """
+        start = cache.length if cache is not None else 0
+        target = self.text_embedding(input_ids, start)  # v_t
+        if self.knowledge_matrix is not None and encoding.knowledge is not None:
+            target = self.knowledge_matrix(target, encoding.knowledge)  # k_t, eq. (9)
+        hidden = self.transformer.decode(target, encoding.memory, cache)
+        return self.lm_head(hidden)
+
+    def forward(
+        self,
+        images: torch.Tensor,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor | None = None,
+    ) -> CKNetOutput:
+        """Teacher-forced forward pass.
+
+        Args:
+            images: ``(B, V, 3, S, S)`` preprocessed images (``(B, 3, S, S)`` for V = 1).
+            input_ids: ``(B, T)`` reports as token ids, starting with ``<bos>``.
+            labels: optional ``(B, T)`` target ids aligned with ``input_ids`` (usually the
+                same tensor); the model shifts them, so ``logits[:, t]`` is scored against
+                ``labels[:, t + 1]``. ``<pad>`` and -100 are ignored.
+
+        Returns:
+            `CKNetOutput` with ``logits`` ``(B, T, vocab_size)`` and, given labels, the
+            mean cross-entropy over the non-ignored target tokens.
+
+        Raises:
+            ValueError: for malformed images, token ids or labels.
+        """
+        images = self.check_images(images)
+        self.check_input_ids(input_ids, images.shape[0])
+        logits = self.decode(input_ids, self.encode_images(images))
+        loss = None
+        if labels is not None:
+            if not isinstance(labels, torch.Tensor) or labels.shape != input_ids.shape:
+                raise ValueError(
+                    f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got "
+                    f"{tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__}"
+                )
+            targets = labels[:, 1:].masked_fill(labels[:, 1:] == self.tokenizer.pad_id, IGNORE_INDEX)
+            if not (targets != IGNORE_INDEX).any():
+                raise ValueError("labels hold no target token (all are <pad> or -100)")
+            loss = F.cross_entropy(
+                logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX
+            )
+        return CKNetOutput(logits=logits, loss=loss)
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        images: Any,
+        max_new_tokens: int | None = None,
+    ) -> list[str]:
+        """Write a report for each study, greedily.
+
+        Args:
+            images: a ``(B, V, 3, S, S)`` tensor, or anything `cknet.data.prepare_images`
+                accepts (paths, PIL images, arrays, a list of studies).
+            max_new_tokens: tokens to generate after ``<bos>`` at most (default:
+                ``config.max_length - 1``).
+
+        Returns:
+            One cleaned report per study.
+        """
+        from cknet.data.images import prepare_images
+        from cknet.generation import greedy_search
+
+        if not isinstance(images, torch.Tensor):
+            images = prepare_images(images, self.config)
+        images = self.check_images(images).to(self.device, next(self.parameters()).dtype)
+        limit = self.config.max_length - 1 if max_new_tokens is None else int(max_new_tokens)
+        if limit < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, got {limit}")
+        was_training = self.training
+        self.eval()
+        try:
+            tokens = greedy_search(self, images, limit)
+        finally:
+            self.train(was_training)
+        return self.tokenizer.decode_batch(tokens)
+
+    # ------------------------------------------------------------ persistence
+    def save_pretrained(self, directory: str | os.PathLike[str], overwrite: bool = False) -> None:
+        """Save the model as ``config.json``, ``model.safetensors``, ``tokenizer.json`` and
+        ``graph.json`` in ``directory`` (created if needed).
+
+        Each file is written to a temporary name and renamed into place, so an
+        interrupted save never leaves a half-written file.
+
+        Raises:
+            FileExistsError: if ``directory`` already holds a saved model and
+                ``overwrite`` is False.
+        """
+        from safetensors.torch import save_file
+
+        folder = Path(directory)
+        if folder.exists() and not folder.is_dir():
+            raise FileExistsError(f"{folder} exists and is not a directory")
+        existing = [n for n in (CONFIG_FILE, WEIGHTS_FILE) if (folder / n).exists()]
+        if existing and not overwrite:
+            raise FileExistsError(
+                f"{folder} already holds a saved model ({', '.join(existing)}); pass "
+                f"overwrite=True to replace it"
+            )
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        _write_atomic(folder / WEIGHTS_FILE, lambda p: save_file(state, p, metadata={"format": "pt"}))
+        _write_atomic(folder / TOKENIZER_FILE, self.tokenizer.save)
+        _write_atomic(folder / GRAPH_FILE, self.graph.to_json)
+        _write_atomic(folder / CONFIG_FILE, self.config.to_json_file)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike[str],
+        map_location: str | torch.device = "cpu",
+        revision: str | None = None,
+    ) -> CKNet:
+        """Load a model saved by `save_pretrained`, from a directory or a Hugging Face
+        Hub repository id (``"owner/name"``).
+
+        No pickle is involved: weights are safetensors, the rest JSON. Loading is strict.
+
+        Raises:
+            FileNotFoundError: for a path that does not exist or lacks one of the files.
+            OSError: when a hub id cannot be downloaded (e.g. offline); the message says
+                how to load from a local directory instead.
+            ValueError: when the weights do not fit the model described by config.json.
+        """
+        folder = _resolve_model_dir(name_or_path, revision)
+        missing = [n for n in (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, GRAPH_FILE)
+                   if not (folder / n).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{folder} is not a saved CKNet model: missing {', '.join(missing)}"
+            )
+        from safetensors.torch import load_file
+
+        config = CKNetConfig.from_json_file(folder / CONFIG_FILE)
+        tokenizer = ReportTokenizer.load(folder / TOKENIZER_FILE)
+        graph = KnowledgeGraph.from_json(folder / GRAPH_FILE)
+        # The saved weights replace the backbone's, so never fetch its initial weights.
+        model = cls(dataclasses.replace(config, backbone_weights=None), tokenizer, graph)
+        model.config = config
+        try:
+            state = load_file(folder / WEIGHTS_FILE, device=str(map_location))
+        except Exception as err:
+            raise ValueError(f"{folder / WEIGHTS_FILE} is not a readable safetensors file: {err}") from None
+        _check_state_dict(model, state, folder / WEIGHTS_FILE)
+        model.load_state_dict(state, strict=True)
+        return model.to(map_location)
+
+
+def _write_atomic(path: Path, write) -> None:  # noqa: ANN001
+    """Call ``write(tmp_path)`` and rename the result to ``path`` atomically."""
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _resolve_model_dir(name_or_path: str | os.PathLike[str], revision: str | None) -> Path:
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise FileNotFoundError(f"{path} is a file; pass the directory written by save_pretrained")
+    name = os.fspath(name_or_path)
+    if not _HUB_ID.match(name) or name.startswith((".", "/", "~")):
+        raise FileNotFoundError(f"no such model directory: {name}")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(
+            name, revision=revision,
+            allow_patterns=[CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, GRAPH_FILE, "README.md"],
+        ))
+    except Exception as err:
+        raise OSError(
+            f"could not download CKNet model {name!r} from the Hugging Face Hub "
+            f"({type(err).__name__}: {err}). If you are offline, copy the model's directory "
+            f"(config.json, model.safetensors, tokenizer.json, graph.json) to a local directory "
+            f"and pass that path: CKNet.from_pretrained('/path/to/model')"
+        ) from err
+
+
+def _check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = [
+        f"{k}: saved {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in sorted(set(state) & set(expected)) if state[k].shape != expected[k].shape
+    ]
+    if missing or unexpected or mismatched:
+        parts = []
+        for label, items in (("missing", missing), ("unexpected", unexpected),
+                             ("shape mismatch", mismatched)):
+            if items:
+                parts.append(f"{label} ({len(items)}): {'; '.join(items[:5])}"
+                             f"{' ...' if len(items) > 5 else ''}")
+        raise ValueError(
+            f"the weights in {source} do not fit the model described by its config.json: "
+            + " | ".join(parts)
+        )

@@ -1,0 +1,87 @@
+"""`KnowledgeGraphEncoder`: embeds a knowledge graph from a study's CNN feature maps.
+
+Paper Section III.A: the graph G = (V, E) is embedded with a GCN (Kipf & Welling) that
+takes the image as input and ends in a per-node classifier, giving the node embeddings
+G = {g_1, ..., g_N} that CKNet uses, frozen, as its shared knowledge matrix. Following
+Zhang et al. (AAAI 2020), the initial node features come from the image:
+
+    a_n = softmax_{hw}(w_n^T F)            per-node spatial attention over the map F
+    h_n^(0) = W_in (F a_n)                 finding node n (n = 1..N)
+    h_0^(0) = W_in mean_{hw}(F)            the global node, linked to every finding
+    h^(l+1) = h^(l) + ReLU(GCN(h^(l), A))  residual GCN layers, A with self-loops,
+                                           symmetric normalisation D^-1/2 (A+I) D^-1/2
+    logit_n = u_n^T h_n^(L) + c_n          one linear head per finding node
+
+Views are encoded separately and their node embeddings summed (IU X-Ray's two views).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from cknet.graph import KnowledgeGraph
+
+
+class GraphEncoding(NamedTuple):
+    """Output of `KnowledgeGraphEncoder`.
+
+    Attributes:
+        node_embeddings: ``(B, N + 1, d_knowledge)``; row 0 is the global node.
+        logits: ``(B, N)`` one finding logit per graph node.
+    """
+
+    node_embeddings: torch.Tensor
+    logits: torch.Tensor
+
+
+class KnowledgeGraphEncoder(nn.Module):
+    """GCN over a `KnowledgeGraph` whose node features are read from CNN maps.
+
+    Args:
+        graph: the knowledge graph (N finding nodes).
+        in_channels: channels C of the CNN feature maps.
+        d_knowledge: size of the node embeddings.
+        num_layers: number of residual `torch_geometric.nn.GCNConv` layers.
+
+    Shapes:
+        input: maps ``(B, V, C, h, w)``.
+        output: `GraphEncoding` with node embeddings ``(B, N + 1, d_knowledge)`` and
+        logits ``(B, N)``.
+    """
+
+    def __init__(
+        self, graph: KnowledgeGraph, in_channels: int, d_knowledge: int = 512, num_layers: int = 2
+    ) -> None:
+        super().__init__()
+        from torch_geometric.nn import GCNConv
+
+        self.num_nodes = graph.num_nodes
+        self.node_attention = nn.Conv2d(in_channels, graph.num_nodes, kernel_size=1)
+        self.input_projection = nn.Linear(in_channels, d_knowledge)
+        self.gcn_layers = nn.ModuleList(
+            GCNConv(d_knowledge, d_knowledge, add_self_loops=True, normalize=True)
+            for _ in range(num_layers)
+        )
+        self.classifier_weight = nn.Parameter(torch.empty(graph.num_nodes, d_knowledge))
+        self.classifier_bias = nn.Parameter(torch.zeros(graph.num_nodes))
+        nn.init.xavier_uniform_(self.classifier_weight)
+        self.register_buffer("edge_index", graph.edge_index(global_node=True), persistent=False)
+
+    def forward(self, maps: torch.Tensor) -> GraphEncoding:
+        if maps.dim() != 5:
+            raise ValueError(f"maps must have shape (B, V, C, h, w), got {tuple(maps.shape)}")
+        batch, views = maps.shape[:2]
+        flat = maps.flatten(0, 1)  # (B*V, C, h, w)
+        attention = self.node_attention(flat).flatten(2).softmax(dim=-1)  # (B*V, N, hw)
+        features = flat.flatten(2)  # (B*V, C, hw)
+        finding_nodes = attention @ features.transpose(1, 2)  # (B*V, N, C)
+        global_node = features.mean(dim=2, keepdim=True).transpose(1, 2)  # (B*V, 1, C)
+        x = self.input_projection(torch.cat([global_node, finding_nodes], dim=1))
+        for gcn in self.gcn_layers:
+            x = x + torch.relu(gcn(x, self.edge_index))  # (B*V, N+1, d)
+        x = x.unflatten(0, (batch, views)).sum(dim=1)  # (B, N+1, d)
+        logits = (x[:, 1:] * self.classifier_weight).sum(-1) + self.classifier_bias
+        return GraphEncoding(x, logits)

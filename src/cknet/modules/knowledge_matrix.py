@@ -1,0 +1,112 @@
+"""`CrossModalKnowledgeMatrix`: knowledge distillation and preservation (Section III.C).
+
+One instance serves both modalities: image patch features v_s and report token features
+v_t query the same knowledge matrix G (the frozen graph node embeddings) with the same
+weights, which is what ties the two modalities together. For an input row v:
+
+    q = v W_q,   k_j = g_j W_k                     (4)
+    D_j = q . k_j / sqrt(d)                        (5)  per head, d the head size
+    w = normalise(top-gamma of D)                  (6)  "softmax" or "sum" weighting
+    g'_j = g_j W_g                                 (7)
+    r = sum_{j in top-gamma} w_j g'_j              (8)  heads concatenated
+    k = FCN(Concat(v, r))                          (9)
+
+Equations (5), (6) and (8) run in `cknet.kernels.knowledge_query`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from cknet.kernels import knowledge_query
+from cknet.kernels.topk_query import WEIGHTINGS
+
+
+class KnowledgeProjection(NamedTuple):
+    """The knowledge matrix projected once by W_k and W_g, split into heads.
+
+    Attributes:
+        keys: ``(B, H, M, d_head)`` or ``(H, M, d_head)`` for a matrix shared by the batch.
+        values: same shape as ``keys``.
+    """
+
+    keys: torch.Tensor
+    values: torch.Tensor
+
+
+class CrossModalKnowledgeMatrix(nn.Module):
+    """Top-gamma multi-head query of a knowledge matrix, fused into the input features.
+
+    Args:
+        d_model: size of the input features v and of the output k.
+        d_knowledge: size of the knowledge vectors g.
+        num_heads: heads of the query; ``d_model`` must be divisible by it.
+        top_k: gamma, the number of knowledge vectors kept per query and head.
+        weighting: ``"softmax"`` (over the selected scores, as R2GenCMN) or ``"sum"``
+            (equation 6 literally: each selected score over their sum).
+
+    Shapes:
+        input: features ``(B, L, d_model)``; knowledge ``(B, M, d_knowledge)`` (one matrix
+        per study), ``(M, d_knowledge)`` (shared) or a `KnowledgeProjection`.
+        output: ``(B, L, d_model)``.
+    """
+
+    def __init__(
+        self,
+        d_model: int = 512,
+        d_knowledge: int = 512,
+        num_heads: int = 8,
+        top_k: int = 8,
+        weighting: str = "softmax",
+    ) -> None:
+        super().__init__()
+        if d_model % num_heads != 0:
+            raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be 'softmax' or 'sum', got {weighting!r}")
+        if top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {top_k}")
+        self.num_heads = num_heads
+        self.top_k = top_k
+        self.weighting = weighting
+        self.query_proj = nn.Linear(d_model, d_model, bias=False)  # W_q, eq. (4)
+        self.key_proj = nn.Linear(d_knowledge, d_model, bias=False)  # W_k, eq. (4)
+        self.value_proj = nn.Linear(d_knowledge, d_model, bias=False)  # W_g, eq. (7)
+        self.fuse = nn.Linear(2 * d_model, d_model)  # FCN, eq. (9)
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """``(..., L, d_model)`` -> ``(..., H, L, d_head)``."""
+        return x.unflatten(-1, (self.num_heads, -1)).transpose(-3, -2)
+
+    def project_knowledge(self, knowledge: torch.Tensor) -> KnowledgeProjection:
+        """Apply W_k and W_g to the knowledge matrix once; reuse the result for many queries.
+
+        Args:
+            knowledge: ``(B, M, d_knowledge)`` or ``(M, d_knowledge)``.
+        """
+        if knowledge.dim() not in (2, 3):
+            raise ValueError(
+                f"knowledge must have shape (B, M, d_knowledge) or (M, d_knowledge), "
+                f"got {tuple(knowledge.shape)}"
+            )
+        return KnowledgeProjection(
+            self._split_heads(self.key_proj(knowledge)),
+            self._split_heads(self.value_proj(knowledge)),
+        )
+
+    def forward(
+        self, features: torch.Tensor, knowledge: torch.Tensor | KnowledgeProjection
+    ) -> torch.Tensor:
+        if features.dim() != 3:
+            raise ValueError(f"features must have shape (B, L, d_model), got {tuple(features.shape)}")
+        if not isinstance(knowledge, KnowledgeProjection):
+            knowledge = self.project_knowledge(knowledge)
+        queries = self._split_heads(self.query_proj(features))  # (B, H, L, d_head)
+        preserved = knowledge_query(
+            queries, knowledge.keys, knowledge.values, self.top_k, self.weighting
+        )  # (B, H, L, d_head)
+        preserved = preserved.transpose(1, 2).flatten(2)  # (B, L, d_model)
+        return self.fuse(torch.cat([features, preserved], dim=-1))

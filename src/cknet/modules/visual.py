@@ -1,0 +1,173 @@
+"""`VisualExtractor`: a torchvision CNN that turns each study's views into patch features.
+
+Equation (1) of the paper: {v^s_1, ..., v^s_Ns} = f_img(I). The CNN's last feature map
+``(C, h, w)`` (7x7 for a 224x224 input) is flattened into h*w patch vectors and projected
+from C to d_model channels. The views of a study (IU X-Ray's frontal and lateral) go
+through ONE shared backbone and their patch sequences are concatenated, giving
+``V * h * w`` patches (98 for two views at 224 px).
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+from typing import NamedTuple
+
+import torch
+import torchvision
+from torch import nn
+
+_HEAD_CHILDREN = ("avgpool", "fc", "classifier", "head", "heads", "flatten")
+
+
+class VisualFeatures(NamedTuple):
+    """Output of `VisualExtractor`.
+
+    Attributes:
+        patches: ``(B, V * h * w, d_model)`` projected patch features, view-major.
+        maps: ``(B, V, C, h, w)`` the backbone's raw feature maps (for the graph encoder).
+    """
+
+    patches: torch.Tensor
+    maps: torch.Tensor
+
+
+class VisualExtractor(nn.Module):
+    """A torchvision classification backbone without its pooling and classifier.
+
+    Args:
+        backbone: a torchvision model name (``"densenet121"``, ``"resnet101"``,
+            ``"resnet18"``, ``"efficientnet_b0"``, ...) whose last feature map is spatial.
+        d_model: size of the projected patch features.
+        weights: ``None`` (random initialisation), ``"imagenet"`` (torchvision's default
+            weights, read from the torch hub cache or downloaded) or the path of a local
+            state dict (``.safetensors``, or a torch file loaded with ``weights_only``).
+        dropout: dropout after the projection.
+
+    Shapes:
+        input: images ``(B, V, 3, H, W)``.
+        output: `VisualFeatures` with patches ``(B, V*h*w, d_model)`` and maps
+        ``(B, V, C, h, w)``.
+
+    Raises:
+        ValueError: for an unknown backbone or one without a spatial feature map.
+        OSError: when ImageNet weights are neither cached nor downloadable; the message
+            names the file and the folder to place it in.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "densenet121",
+        d_model: int = 512,
+        weights: str | os.PathLike[str] | None = None,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.backbone_name = backbone
+        model = _build_backbone(backbone, weights)
+        children = []
+        for child_name, child in model.named_children():
+            if child_name in _HEAD_CHILDREN:
+                break
+            children.append(child)
+        if isinstance(model, torchvision.models.DenseNet):
+            children.append(nn.ReLU())  # torchvision's DenseNet applies it in forward()
+        self.trunk = nn.Sequential(*children)
+        self.num_channels = self._probe_channels(backbone)
+        self.projection = nn.Linear(self.num_channels, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def _probe_channels(self, backbone: str) -> int:
+        was_training = self.trunk.training
+        self.trunk.eval()
+        message = (f"backbone {backbone!r} does not end in a spatial feature map that can be "
+                   f"taken without its classifier; use a CNN such as densenet121 or resnet101")
+        try:
+            with torch.no_grad():
+                out = self.trunk(torch.zeros(1, 3, 64, 64))
+        except (RuntimeError, AssertionError, ValueError) as err:
+            raise ValueError(f"{message} ({err})") from None
+        self.trunk.train(was_training)
+        if out.dim() != 4:
+            raise ValueError(f"{message} (its trunk returns shape {tuple(out.shape)})")
+        return int(out.shape[1])
+
+    def forward(self, images: torch.Tensor) -> VisualFeatures:
+        if images.dim() != 5 or images.shape[2] != 3:
+            raise ValueError(
+                f"images must have shape (B, V, 3, H, W), got {tuple(images.shape)}"
+            )
+        batch, views = images.shape[:2]
+        maps = self.trunk(images.flatten(0, 1))  # (B*V, C, h, w)
+        maps = maps.unflatten(0, (batch, views))  # (B, V, C, h, w)
+        patches = maps.flatten(3).transpose(2, 3).flatten(1, 2)  # (B, V*h*w, C)
+        return VisualFeatures(self.dropout(self.projection(patches)), maps)
+
+
+def _build_backbone(name: str, weights: str | os.PathLike[str] | None) -> nn.Module:
+    available = torchvision.models.list_models(module=torchvision.models)
+    if name not in available:
+        raise ValueError(
+            f"unknown backbone {name!r}: expected a torchvision classification model such "
+            f"as densenet121 or resnet101"
+        )
+    if weights is None:
+        return torchvision.models.get_model(name, weights=None)
+    if weights == "imagenet":
+        return _imagenet_backbone(name)
+    model = torchvision.models.get_model(name, weights=None)
+    _load_local_weights(model, os.fspath(weights), name)
+    return model
+
+
+def _imagenet_backbone(name: str) -> nn.Module:
+    default = torchvision.models.get_model_weights(name).DEFAULT
+    filename = os.path.basename(default.url)
+    folder = os.path.join(torch.hub.get_dir(), "checkpoints")
+    try:
+        return torchvision.models.get_model(name, weights=default)
+    except (urllib.error.URLError, OSError, RuntimeError) as err:
+        raise OSError(
+            f"could not get the ImageNet weights of {name} ({err}). Download {default.url} "
+            f"on a machine with internet access and place it as {os.path.join(folder, filename)} "
+            f"(the torch hub cache; TORCH_HOME moves it), or pass the path of a local "
+            f"state dict as backbone_weights"
+        ) from err
+
+
+def _load_local_weights(model: nn.Module, path: str, name: str) -> None:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"backbone weights file not found: {path}")
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        state = load_file(path)
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise ValueError(
+                f"{path} is not a state dict loadable with torch.load(weights_only=True): {err}"
+            ) from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} does not hold a state dict (got {type(state).__name__})")
+    def is_head(key: str) -> bool:
+        return key.split(".")[0] in _HEAD_CHILDREN
+
+    # The classifier is not used (and may have another number of classes): skip it.
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    state = {k: v for k, v in state.items() if not is_head(k)}
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:
+        raise ValueError(f"{path} does not match backbone {name}: {err}") from None
+    missing = [k for k in result.missing_keys if not is_head(k)]
+    unexpected = result.unexpected_keys
+    if missing or unexpected:
+        raise ValueError(
+            f"{path} does not match backbone {name}: missing {missing[:5]}"
+            f"{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
+            f"{' ...' if len(unexpected) > 5 else ''}"
+        )

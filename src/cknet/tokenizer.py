@@ -1,0 +1,320 @@
+"""`ReportTokenizer`: R2Gen-compatible report cleaning and a word-level vocabulary.
+
+Cleaning follows the R2Gen family's rules for IU X-Ray and MIMIC-CXR, so that the
+vocabulary built from a training split holds exactly the words those code bases keep
+(on IU X-Ray with threshold 3: 759 words plus the unknown token). Two deliberate
+differences from the peers, both fixing defects:
+
+- The special tokens have distinct ids: ``<pad>`` = 0, ``<bos>`` = 1, ``<eos>`` = 2,
+  ``<unk>`` = 3 (the peers use id 0 for BOS, EOS and padding at once).
+- Truncation keeps the end-of-sequence token: a report longer than ``max_length`` is
+  cut to ``max_length - 2`` words and still ends with ``<eos>`` (the peers cut after
+  adding it, so a long report loses its end).
+
+Empty sentences (from ".." or a trailing period) are dropped while cleaning, where the
+peers keep them as doubled " . . " tokens; the vocabulary is the same either way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+import torch
+
+PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
+SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
+DEFAULT_THRESHOLDS = {"iu_xray": 3, "mimic_cxr": 10}
+DEFAULT_MAX_LENGTHS = {"iu_xray": 60, "mimic_cxr": 100}
+
+# R2Gen's character class ``[.,?;*!%^&_+():-\[\]{}]``: note that ``:-\[`` is a range
+# from ":" to "[" (it also removes ;<=>?@ and upper-case letters) and that "-" itself
+# is kept. Reproduced literally so that the vocabularies agree.
+_PUNCTUATION = re.compile(r"[.,?;*!%^&_+():-\[\]{}]")
+_NUMBERING = (("1. ", ""), (". 2. ", ". "), (". 3. ", ". "), (". 4. ", ". "), (". 5. ", ". "),
+              (" 2. ", ". "), (" 3. ", ". "), (" 4. ", ". "), (" 5. ", ". "))
+
+
+def _collapse(text: str, pattern: str, replacement: str) -> str:
+    while pattern in text:
+        text = text.replace(pattern, replacement)
+    return text
+
+
+def _clean_sentence(sentence: str) -> str:
+    for char in ('"', "/", "\\", "'"):
+        sentence = sentence.replace(char, "")
+    return _PUNCTUATION.sub("", sentence.strip().lower())
+
+
+def clean_report(report: str, dataset: str = "iu_xray") -> str:
+    """Clean a report the R2Gen way: lower case, no list numbering or punctuation,
+    sentences joined by ``" . "`` and ending with ``" ."``.
+
+    Args:
+        report: the raw report text.
+        dataset: ``"iu_xray"`` or ``"mimic_cxr"`` (which also folds newlines,
+            underscores and repeated spaces).
+
+    Returns:
+        The cleaned report; ``""`` when nothing but punctuation was left.
+
+    Raises:
+        ValueError: for an unknown ``dataset`` or a ``report`` that is not a string.
+    """
+    if dataset not in DEFAULT_THRESHOLDS:
+        raise ValueError(f"dataset must be 'iu_xray' or 'mimic_cxr', got {dataset!r}")
+    if not isinstance(report, str):
+        raise ValueError(f"report must be a str, got {type(report).__name__}")
+    text = report
+    if dataset == "mimic_cxr":
+        text = _collapse(_collapse(text.replace("\n", " "), "__", "_"), "  ", " ")
+    text = _collapse(text, "..", ".")
+    for pattern, replacement in _NUMBERING:
+        text = text.replace(pattern, replacement)
+    sentences = [_clean_sentence(s) for s in text.strip().lower().split(". ")]
+    sentences = [" ".join(s.split()) for s in sentences]
+    sentences = [s for s in sentences if s]
+    if not sentences:
+        return ""
+    return " . ".join(sentences) + " ."
+
+
+class ReportTokenizer:
+    """Word-level tokenizer for radiology reports.
+
+    Ids: ``<pad>`` 0, ``<bos>`` 1, ``<eos>`` 2, ``<unk>`` 3, then the vocabulary words in
+    sorted order.
+
+    Args:
+        words: the vocabulary words (special tokens excluded).
+        dataset: cleaning rules, ``"iu_xray"`` or ``"mimic_cxr"``.
+        max_length: longest encoded report, BOS and EOS included.
+        threshold: the count threshold the vocabulary was built with (kept for records).
+
+    Example:
+        >>> tok = ReportTokenizer.from_reports(["No effusion. Heart is normal."] * 3)
+        >>> tok.decode(tok.encode("No effusion."))
+        'no effusion .'
+    """
+
+    def __init__(
+        self,
+        words: Sequence[str],
+        dataset: str = "iu_xray",
+        max_length: int | None = None,
+        threshold: int | None = None,
+    ) -> None:
+        if dataset not in DEFAULT_THRESHOLDS:
+            raise ValueError(f"dataset must be 'iu_xray' or 'mimic_cxr', got {dataset!r}")
+        words = list(words)
+        clashes = sorted(set(words) & set(SPECIAL_TOKENS))
+        if clashes:
+            raise ValueError(f"words must not contain the special tokens {clashes}")
+        if len(set(words)) != len(words):
+            dupes = sorted(w for w, c in Counter(words).items() if c > 1)
+            raise ValueError(f"words contains duplicates: {dupes[:10]}")
+        bad = [w for w in words if not isinstance(w, str) or not w or w != w.strip() or " " in w]
+        if bad:
+            raise ValueError(f"words must be non-empty strings without spaces, got {bad[:10]!r}")
+        self.dataset = dataset
+        self.max_length = DEFAULT_MAX_LENGTHS[dataset] if max_length is None else int(max_length)
+        if self.max_length < 3:
+            raise ValueError(f"max_length must be at least 3, got {self.max_length}")
+        self.threshold = threshold
+        self.id_to_token: list[str] = list(SPECIAL_TOKENS) + sorted(words)
+        self.token_to_id: dict[str, int] = {t: i for i, t in enumerate(self.id_to_token)}
+
+    pad_id = 0
+    bos_id = 1
+    eos_id = 2
+    unk_id = 3
+
+    # ------------------------------------------------------------ construction
+    @classmethod
+    def from_reports(
+        cls,
+        reports: Iterable[str],
+        dataset: str = "iu_xray",
+        threshold: int | None = None,
+        max_length: int | None = None,
+    ) -> ReportTokenizer:
+        """Build the vocabulary from training reports, as R2Gen does.
+
+        Words occurring at least ``threshold`` times (default 3 for IU X-Ray, 10 for
+        MIMIC-CXR) after cleaning are kept; build it from the train split only.
+
+        Raises:
+            ValueError: if no word reaches the threshold.
+        """
+        if dataset not in DEFAULT_THRESHOLDS:
+            raise ValueError(f"dataset must be 'iu_xray' or 'mimic_cxr', got {dataset!r}")
+        threshold = DEFAULT_THRESHOLDS[dataset] if threshold is None else int(threshold)
+        counts: Counter[str] = Counter()
+        for report in reports:
+            counts.update(clean_report(report, dataset).split())
+        words = [w for w, c in counts.items() if c >= threshold and w not in SPECIAL_TOKENS]
+        if not words:
+            raise ValueError(f"no word occurs at least {threshold} times in the given reports")
+        return cls(words, dataset=dataset, max_length=max_length, threshold=threshold)
+
+    @classmethod
+    def from_annotation(
+        cls,
+        path: str | os.PathLike[str],
+        dataset: str = "iu_xray",
+        threshold: int | None = None,
+        max_length: int | None = None,
+    ) -> ReportTokenizer:
+        """Build the vocabulary from the train split of an R2Gen ``annotation.json``.
+
+        Raises:
+            ValueError: if the file has no ``"train"`` list of entries with ``"report"``.
+        """
+        with open(path, encoding="utf-8") as fh:
+            annotation = json.load(fh)
+        train = annotation.get("train") if isinstance(annotation, dict) else None
+        if not isinstance(train, list) or not all(isinstance(e, dict) and "report" in e
+                                                  for e in train):
+            raise ValueError(
+                f"{os.fspath(path)}: expected an R2Gen annotation file with a 'train' list "
+                f"of entries holding a 'report'"
+            )
+        return cls.from_reports((e["report"] for e in train), dataset, threshold, max_length)
+
+    # ------------------------------------------------------------ properties
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids, special tokens included."""
+        return len(self.id_to_token)
+
+    @property
+    def words(self) -> list[str]:
+        """The vocabulary words, special tokens excluded, in id order."""
+        return self.id_to_token[len(SPECIAL_TOKENS):]
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+    def __repr__(self) -> str:
+        return (f"ReportTokenizer(dataset={self.dataset!r}, vocab_size={self.vocab_size}, "
+                f"max_length={self.max_length})")
+
+    # ------------------------------------------------------------ encode/decode
+    def clean(self, report: str) -> str:
+        """`clean_report` with this tokenizer's dataset rules."""
+        return clean_report(report, self.dataset)
+
+    def encode(self, report: str, max_length: int | None = None) -> list[int]:
+        """Clean and encode one report as ``[<bos>, words..., <eos>]``.
+
+        Args:
+            report: raw report text.
+            max_length: longest output, BOS and EOS included (default: the tokenizer's).
+                Longer reports are cut to ``max_length - 2`` words and keep their EOS.
+
+        Raises:
+            ValueError: if the report is empty once cleaned.
+        """
+        limit = self.max_length if max_length is None else int(max_length)
+        if limit < 3:
+            raise ValueError(f"max_length must be at least 3, got {limit}")
+        cleaned = self.clean(report)
+        if not cleaned:
+            raise ValueError(f"report is empty once cleaned: {report!r}")
+        ids = [self.token_to_id.get(w, self.unk_id) for w in cleaned.split()]
+        return [self.bos_id] + ids[: limit - 2] + [self.eos_id]
+
+    def decode(self, ids: Iterable[int] | torch.Tensor) -> str:
+        """Turn ids back into text, stopping at the first ``<eos>``.
+
+        ``<bos>`` and ``<pad>`` are skipped; ``<unk>`` is kept as is.
+
+        Raises:
+            ValueError: for an id outside ``[0, vocab_size)``.
+        """
+        if isinstance(ids, torch.Tensor):
+            ids = ids.tolist()
+        words = []
+        for i in ids:
+            if not 0 <= i < self.vocab_size:
+                raise ValueError(f"token id {i} is outside [0, {self.vocab_size})")
+            if i == self.eos_id:
+                break
+            if i in (self.bos_id, self.pad_id):
+                continue
+            words.append(self.id_to_token[i])
+        return " ".join(words)
+
+    def encode_batch(
+        self, reports: Sequence[str], max_length: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode reports and right-pad them with ``<pad>``.
+
+        Returns:
+            ``input_ids`` ``(B, T)`` int64 and ``attention_mask`` ``(B, T)`` bool (True
+            on real tokens), T the longest encoded report.
+        """
+        if isinstance(reports, str):
+            raise ValueError("reports must be a sequence of strings, got a single str")
+        encoded = [self.encode(r, max_length) for r in reports]
+        if not encoded:
+            raise ValueError("reports is empty")
+        longest = max(len(e) for e in encoded)
+        input_ids = torch.full((len(encoded), longest), self.pad_id, dtype=torch.long)
+        for row, ids in enumerate(encoded):
+            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        return input_ids, input_ids != self.pad_id
+
+    def decode_batch(self, ids: torch.Tensor | Sequence[Sequence[int]]) -> list[str]:
+        """`decode` each row of a ``(B, T)`` tensor or a list of id lists."""
+        return [self.decode(row) for row in ids]
+
+    # ------------------------------------------------------------ persistence
+    def to_dict(self) -> dict:
+        """A JSON-ready description of the tokenizer."""
+        return {
+            "type": "ReportTokenizer",
+            "dataset": self.dataset,
+            "max_length": self.max_length,
+            "threshold": self.threshold,
+            "special_tokens": list(SPECIAL_TOKENS),
+            "words": self.words,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ReportTokenizer:
+        """Inverse of `to_dict`.
+
+        Raises:
+            ValueError: if ``data`` is not a ReportTokenizer description.
+        """
+        if not isinstance(data, dict) or data.get("type") != "ReportTokenizer":
+            raise ValueError("not a ReportTokenizer description (expected 'type': 'ReportTokenizer')")
+        if list(data.get("special_tokens", [])) != list(SPECIAL_TOKENS):
+            raise ValueError(
+                f"special tokens {data.get('special_tokens')} differ from {list(SPECIAL_TOKENS)}"
+            )
+        return cls(data["words"], data["dataset"], data["max_length"], data.get("threshold"))
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the tokenizer as JSON to ``path``."""
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(self.to_dict(), fh, indent=1)
+            fh.write("\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ReportTokenizer:
+        """Read a tokenizer written by `save`.
+
+        Raises:
+            ValueError: naming the file if it is not a tokenizer JSON.
+        """
+        try:
+            with open(path, encoding="utf-8") as fh:
+                return cls.from_dict(json.load(fh))
+        except (json.JSONDecodeError, KeyError, ValueError) as err:
+            raise ValueError(f"{os.fspath(path)} is not a ReportTokenizer file: {err}") from None

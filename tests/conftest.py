@@ -1,0 +1,52 @@
+"""Shared fixtures: paths to ../shared data and small models built by the tests."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("CKNET_SHARED", REPO.parent / "shared"))
+IU_ANNOTATION = SHARED / "data" / "iu_xray" / "annotation.json"
+SAMPLES = SHARED / "data" / "samples"
+
+
+def require(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"test data not found: {path} (set CKNET_SHARED)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def iu_annotation() -> dict:
+    with open(require(IU_ANNOTATION), encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+@pytest.fixture(scope="session")
+def iu_tokenizer(iu_annotation):
+    from cknet import ReportTokenizer
+
+    return ReportTokenizer.from_reports([e["report"] for e in iu_annotation["train"]])
+
+
+def small_config(**overrides):
+    """A CKNet config small enough for CPU tests."""
+    from cknet import CKNetConfig
+
+    values = dict(
+        backbone="resnet18", image_size=64, d_model=64, num_heads=4, d_ff=128,
+        num_encoder_layers=2, num_decoder_layers=2, d_knowledge=32, top_k=4, dropout=0.0,
+        num_gcn_layers=2,
+    )
+    values.update(overrides)
+    return CKNetConfig.iu_xray(**values)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+import torch
+
+from cknet import KnowledgeGraph, KnowledgeGraphEncoder
+from conftest import SHARED, require
+
+
+def test_openi40_matches_the_shared_files():
+    graph = KnowledgeGraph.openi40()
+    folder = require(SHARED / "knowledge" / "openi40")
+    keywords = [line.strip() for line in (folder / "keywords.txt").read_text().splitlines() if line.strip()]
+    adjacency = np.loadtxt(folder / "adjacency_41x41.txt", delimiter=",", dtype=int)
+    assert graph.num_nodes == 40
+    assert graph.nodes == [k.split(" / ")[0] for k in keywords]
+    assert graph.synonyms["pleural effusion"] == ["pleural effusions"]
+    assert (graph.adjacency() == adjacency[1:, 1:]).all()
+    # Row 0 of the shared file is the global node the encoder adds.
+    ei = graph.edge_index(global_node=True)
+    dense = torch.zeros(41, 41, dtype=torch.long)
+    dense[ei[0], ei[1]] = 1
+    assert (dense.numpy() == adjacency).all()
+
+
+def test_constructors_agree(tmp_path):
+    nodes = ["effusion", "atelectasis", "cardiomegaly", "edema"]
+    by_name = KnowledgeGraph(nodes, [("effusion", "atelectasis"), ("cardiomegaly", "edema")],
+                             synonyms={"effusion": ["pleural fluid"]})
+    by_index = KnowledgeGraph(nodes, [(1, 0), (2, 3), (3, 2)], synonyms={"effusion": ["pleural fluid"]})
+    assert by_name == by_index and by_name.num_edges == 2
+    from_matrix = KnowledgeGraph.from_adjacency(by_name.adjacency(), nodes,
+                                                synonyms={"effusion": ["pleural fluid"]})
+    assert from_matrix == by_name
+    path = tmp_path / "g.json"
+    by_name.to_json(path)
+    assert KnowledgeGraph.from_json(path) == by_name
+
+
+@pytest.mark.parametrize(
+    "nodes, edges, match",
+    [(["a", "a"], [], "duplicate"), (["a", "b"], [(0, 2)], "out of range"),
+     (["a", "b"], [(1, 1)], "self-loop"), (["a", "b"], [("a", "c")], "unknown node"),
+     ([], [], "at least one node"), (["a", ""], [], "non-empty")],
+)
+def test_invalid_graphs(nodes, edges, match):
+    with pytest.raises(ValueError, match=match):
+        KnowledgeGraph(nodes, edges)
+
+
+def test_invalid_adjacency():
+    with pytest.raises(ValueError, match="symmetric"):
+        KnowledgeGraph.from_adjacency([[0, 1], [0, 0]], ["a", "b"])
+    with pytest.raises(ValueError, match="diagonal"):
+        KnowledgeGraph.from_adjacency([[1, 0], [0, 0]], ["a", "b"])
+    with pytest.raises(ValueError, match="2 nodes"):
+        KnowledgeGraph.from_adjacency(np.zeros((3, 3)), ["a", "b"])
+
+
+def test_encoder_shapes_and_views_sum():
+    graph = KnowledgeGraph(["a", "b", "c"], [("a", "b")])
+    encoder = KnowledgeGraphEncoder(graph, in_channels=8, d_knowledge=16, num_layers=2)
+    maps = torch.randn(4, 2, 8, 3, 3)
+    out = encoder(maps)
+    assert out.node_embeddings.shape == (4, 4, 16) and out.logits.shape == (4, 3)
+    per_view = [encoder(maps[:, v:v + 1]).node_embeddings for v in range(2)]
+    torch.testing.assert_close(out.node_embeddings, per_view[0] + per_view[1])
+
+
+def test_encoder_uses_the_edges():
+    maps = torch.randn(2, 1, 8, 3, 3)
+    nodes = ["a", "b", "c", "d"]
+    connected = KnowledgeGraphEncoder(KnowledgeGraph(nodes, [("a", "b"), ("c", "d")]), 8, 16)
+    rewired = KnowledgeGraphEncoder(KnowledgeGraph(nodes, [("a", "c")]), 8, 16)
+    rewired.load_state_dict(connected.state_dict())
+    assert not torch.allclose(connected(maps).node_embeddings, rewired(maps).node_embeddings)
+
+
+def test_encoder_matches_dense_gcn_reference():
+    """One GCN layer by hand: h + relu(D^-1/2 (A + I) D^-1/2 h W + b)."""
+    graph = KnowledgeGraph(["a", "b", "c"], [("a", "b"), ("b", "c")])
+    encoder = KnowledgeGraphEncoder(graph, 5, 6, num_layers=1).double()
+    maps = torch.randn(2, 1, 5, 2, 2, dtype=torch.float64)
+    flat = maps[:, 0].flatten(2)  # (B, C, hw)
+    att = torch.einsum("nc,bcs->bns", encoder.node_attention.weight[:, :, 0, 0], flat)
+    att = (att + encoder.node_attention.bias[None, :, None]).softmax(-1)
+    nodes = torch.cat([flat.mean(2)[:, None], torch.einsum("bns,bcs->bnc", att, flat)], 1)
+    h = encoder.input_projection(nodes)
+    A = torch.zeros(4, 4, dtype=torch.float64)
+    ei = graph.edge_index(global_node=True)
+    A[ei[0], ei[1]] = 1
+    A_hat = A + torch.eye(4, dtype=torch.float64)
+    d = A_hat.sum(1).rsqrt()
+    norm = d[:, None] * A_hat * d[None, :]
+    gcn = encoder.gcn_layers[0]
+    h = h + torch.relu(norm @ (h @ gcn.lin.weight.T) + gcn.bias)
+    logits = (h[:, 1:] * encoder.classifier_weight).sum(-1) + encoder.classifier_bias
+    out = encoder(maps)
+    torch.testing.assert_close(out.node_embeddings, h)
+    torch.testing.assert_close(out.logits, logits)

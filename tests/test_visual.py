@@ -1,0 +1,76 @@
+import urllib.error
+
+import pytest
+import torch
+import torchvision
+
+from cknet import VisualExtractor
+
+
+@pytest.mark.parametrize("backbone, channels", [("resnet18", 512), ("densenet121", 1024),
+                                                ("mobilenet_v3_small", 576)])
+def test_patch_shapes(backbone, channels):
+    extractor = VisualExtractor(backbone, d_model=32, dropout=0.0).eval()
+    out = extractor(torch.randn(2, 2, 3, 224, 224))
+    assert extractor.num_channels == channels
+    assert out.maps.shape == (2, 2, channels, 7, 7)
+    assert out.patches.shape == (2, 98, 32)  # two views of 7x7 patches, concatenated
+
+
+def test_views_share_one_backbone_and_are_concatenated_in_order():
+    extractor = VisualExtractor("resnet18", d_model=16, dropout=0.0).eval()
+    frontal, lateral = torch.randn(1, 1, 3, 64, 64), torch.randn(1, 1, 3, 64, 64)
+    with torch.no_grad():
+        both = extractor(torch.cat([frontal, lateral], 1)).patches
+        alone = [extractor(v).patches for v in (frontal, lateral)]
+    torch.testing.assert_close(both, torch.cat(alone, 1))
+
+
+def test_densenet_trunk_equals_torchvision_features():
+    extractor = VisualExtractor("densenet121", d_model=8).eval()
+    reference = torchvision.models.densenet121()
+    reference.features.load_state_dict(extractor.trunk[0].state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(extractor.trunk(x), torch.relu(reference.eval().features(x)))
+
+
+def test_local_weights(tmp_path):
+    source = torchvision.models.resnet18(num_classes=14)  # e.g. a CheXpert-trained head
+    path = tmp_path / "resnet18.pt"
+    torch.save(source.state_dict(), path)
+    extractor = VisualExtractor("resnet18", d_model=8, weights=path)
+    torch.testing.assert_close(extractor.trunk[0].weight, source.conv1.weight)
+    from safetensors.torch import save_file
+
+    save_file(source.state_dict(), tmp_path / "w.safetensors")
+    extractor = VisualExtractor("resnet18", d_model=8, weights=tmp_path / "w.safetensors")
+    torch.testing.assert_close(extractor.trunk[0].weight, source.conv1.weight)
+
+
+def test_wrong_local_weights(tmp_path):
+    path = tmp_path / "densenet.pt"
+    torch.save(torchvision.models.densenet121().state_dict(), path)
+    with pytest.raises(ValueError, match="does not match backbone resnet18"):
+        VisualExtractor("resnet18", weights=path)
+    with pytest.raises(FileNotFoundError, match="nothing.pt"):
+        VisualExtractor("resnet18", weights=tmp_path / "nothing.pt")
+
+
+def test_imagenet_offline_says_which_file_goes_where(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline, raising=False)
+    with pytest.raises(OSError, match=r"resnet18-f37072fd\.pth.*checkpoints"):
+        VisualExtractor("resnet18", weights="imagenet")
+
+
+def test_unknown_backbone():
+    with pytest.raises(ValueError, match="unknown backbone 'resnet7'"):
+        VisualExtractor("resnet7")
+    with pytest.raises(ValueError, match="spatial feature map"):
+        VisualExtractor("vit_b_16")
