@@ -63,22 +63,48 @@ class ImageEncoding(NamedTuple):
     """What the decoder needs from a batch of studies, computed once per study.
 
     Attributes:
-        memory: ``(B, S, d_model)`` encoder output over the knowledge-fused patches.
+        memory: ``(B, S, d_model)`` encoder output over the knowledge-fused patches
+            (None once a primed `DecoderCache` holds its projections).
         knowledge: the knowledge matrix projected by W_k and W_g (per study or shared),
             or None without a knowledge matrix.
     """
 
-    memory: torch.Tensor
+    memory: torch.Tensor | None
     knowledge: KnowledgeProjection | None
 
-    def select(self, index: torch.Tensor) -> ImageEncoding:
-        """Rows ``index`` of the batch (e.g. each study repeated once per beam)."""
+    def select(self, index: torch.Tensor, with_memory: bool = True) -> ImageEncoding:
+        """Rows ``index`` of the batch (e.g. each study repeated once per beam); the
+        memory is dropped when ``with_memory`` is False (a primed cache holds it)."""
         knowledge = self.knowledge
         if knowledge is not None and knowledge.keys.dim() == 4:
             knowledge = KnowledgeProjection(
                 knowledge.keys.index_select(0, index), knowledge.values.index_select(0, index)
             )
-        return ImageEncoding(self.memory.index_select(0, index), knowledge)
+        memory = None
+        if with_memory and self.memory is not None:
+            memory = self.memory.index_select(0, index)
+        return ImageEncoding(memory, knowledge)
+
+
+@dataclass
+class GeneratedReport:
+    """One generated report.
+
+    Attributes:
+        text: the report, words joined by spaces.
+        token_ids: its ids without ``<bos>``, up to and including ``<eos>``.
+        score: summed log-probability divided by ``length ** length_penalty``.
+    """
+
+    text: str
+    token_ids: list[int]
+    score: float
+
+
+def _strip(ids: list[int], tokenizer: ReportTokenizer) -> list[int]:
+    """Ids after ``<bos>`` up to and including the first ``<eos>``."""
+    body = ids[1:]
+    return body[: body.index(tokenizer.eos_id) + 1] if tokenizer.eos_id in body else body
 
 
 class CKNet(nn.Module):
@@ -263,6 +289,23 @@ class CKNet(nn.Module):
             source = self.knowledge_matrix(source, projection)  # k_s, eq. (9)
         return ImageEncoding(self.transformer.encode(source), projection)
 
+    def start_decoding(
+        self, encoding: ImageEncoding, rows: torch.Tensor
+    ) -> tuple[ImageEncoding, DecoderCache]:
+        """Prepare incremental decoding of ``rows`` ``(R,)`` of an encoded batch.
+
+        The cross-attention keys and values are computed once per study, then indexed,
+        so a study decoded as several beams or samples is not projected several times.
+
+        Returns:
+            The encoding's knowledge for the R rows (its memory is no longer needed and
+            is set to None) and a primed `DecoderCache`.
+        """
+        cache = self.transformer.init_cache(encoding.memory)
+        cache.select(rows)
+        rows_encoding = encoding.select(rows, with_memory=False)
+        return rows_encoding, cache
+
     def decode(
         self,
         input_ids: torch.Tensor,
@@ -328,35 +371,104 @@ class CKNet(nn.Module):
     def generate(
         self,
         images: Any,
+        num_beams: int | None = None,
         max_new_tokens: int | None = None,
-    ) -> list[str]:
-        """Write a report for each study, greedily.
+        length_penalty: float = 0.0,
+        no_repeat_ngram_size: int = 0,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        num_return_sequences: int = 1,
+        return_scores: bool = False,
+        batch_size: int | None = None,
+        progress: bool = False,
+        min_new_tokens: int = 0,
+        repeat_single_view: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> list[str] | list[list[str]] | list[list[GeneratedReport]]:
+        """Write a report for each study.
+
+        Defaults reproduce the paper: beam search with ``config.num_beams`` (3) beams,
+        hypotheses scored by summed log-probabilities (``length_penalty=0``).
 
         Args:
-            images: a ``(B, V, 3, S, S)`` tensor, or anything `cknet.data.prepare_images`
-                accepts (paths, PIL images, arrays, a list of studies).
-            max_new_tokens: tokens to generate after ``<bos>`` at most (default:
-                ``config.max_length - 1``).
+            images: a ``(B, V, 3, S, S)`` preprocessed tensor, or studies in any form
+                `cknet.data.prepare_images` accepts: file paths, study folders, PIL
+                images, numpy arrays, or a list of those (one entry per study; a list
+                inside it holds one study's views).
+            num_beams: beam width (1: greedy or sampling); default ``config.num_beams``.
+            max_new_tokens: tokens after ``<bos>`` at most (default ``max_length - 1``).
+            length_penalty: final scores are divided by ``length ** length_penalty``
+                (Hugging Face meaning; > 0 favours longer reports).
+            no_repeat_ngram_size: forbid repeating any n-gram of this size (0: off);
+                applies in beam search too.
+            do_sample: sample instead of taking the best tokens (needs ``num_beams=1``).
+            temperature, top_k, top_p: sampling filters (top_k 0 and top_p 1 disable).
+            num_return_sequences: sequences per study, best first (at most num_beams
+                for beam search; independent samples when sampling).
+            return_scores: return `GeneratedReport` objects with ids and scores.
+            batch_size: studies per forward pass (default: all at once).
+            progress: show a tqdm progress bar over the studies.
+            min_new_tokens: forbid ``<eos>`` before this many tokens.
+            repeat_single_view: let a lone image fill every view of a multi-view model.
+            generator: random generator used when sampling.
 
         Returns:
-            One cleaned report per study.
+            ``list[str]``, one report per study; ``list[list[str]]`` when
+            ``num_return_sequences > 1``; ``list[list[GeneratedReport]]`` when
+            ``return_scores`` is True.
+
+        Raises:
+            ValueError: for invalid options or images.
         """
         from cknet.data.images import prepare_images
-        from cknet.generation import greedy_search
+        from cknet.generation import GenerationSettings, beam_search, sample_search
 
+        settings = GenerationSettings(
+            max_new_tokens=self.config.max_length - 1 if max_new_tokens is None else int(max_new_tokens),
+            min_new_tokens=int(min_new_tokens),
+            num_beams=self.config.num_beams if num_beams is None else int(num_beams),
+            length_penalty=float(length_penalty),
+            no_repeat_ngram_size=int(no_repeat_ngram_size),
+            do_sample=bool(do_sample), temperature=float(temperature), top_k=int(top_k),
+            top_p=float(top_p), num_return_sequences=int(num_return_sequences),
+        )
+        settings.validate()
         if not isinstance(images, torch.Tensor):
-            images = prepare_images(images, self.config)
-        images = self.check_images(images).to(self.device, next(self.parameters()).dtype)
-        limit = self.config.max_length - 1 if max_new_tokens is None else int(max_new_tokens)
-        if limit < 1:
-            raise ValueError(f"max_new_tokens must be at least 1, got {limit}")
+            images = prepare_images(images, self.config, repeat_single_view)
+        images = self.check_images(images)
+        size = images.shape[0] if batch_size is None else int(batch_size)
+        if size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        dtype = next(self.parameters()).dtype
+        results: list[list[GeneratedReport]] = []
         was_training = self.training
         self.eval()
         try:
-            tokens = greedy_search(self, images, limit)
+            from tqdm.auto import tqdm
+
+            with tqdm(total=images.shape[0], desc="generating", unit="study",
+                      disable=not progress) as bar:
+                for chunk in images.split(size):
+                    encoding = self.encode_images(chunk.to(self.device, dtype))
+                    if settings.num_beams > 1:
+                        found = beam_search(self, encoding, settings)
+                    else:
+                        found = sample_search(self, encoding, settings, generator)
+                    for tokens, scores in zip(found.tokens.tolist(), found.scores.tolist()):
+                        results.append([
+                            GeneratedReport(self.tokenizer.decode(t), _strip(t, self.tokenizer), s)
+                            for t, s in zip(tokens, scores)
+                        ])
+                    bar.update(chunk.shape[0])
         finally:
             self.train(was_training)
-        return self.tokenizer.decode_batch(tokens)
+        if return_scores:
+            return results
+        if settings.num_return_sequences > 1:
+            return [[r.text for r in study] for study in results]
+        return [study[0].text for study in results]
 
     # ------------------------------------------------------------ persistence
     def save_pretrained(self, directory: str | os.PathLike[str], overwrite: bool = False) -> None:

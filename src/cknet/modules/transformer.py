@@ -141,8 +141,14 @@ class DecoderCache:
         return self.self_keys[0].shape[2] if self.self_keys else 0
 
     def select(self, index: torch.Tensor) -> None:
-        """Keep (and reorder) the batch rows ``index`` ``(B',)``, e.g. surviving beams."""
+        """Keep (and reorder) the batch rows ``index`` ``(B',)`` of every cached tensor."""
         for store in (self.self_keys, self.self_values, self.memory_keys, self.memory_values):
+            store[:] = [t.index_select(0, index) for t in store]
+
+    def reorder_tokens(self, index: torch.Tensor) -> None:
+        """Reorder the self-attention keys/values only, e.g. beams of the same study
+        (whose memory rows are identical, so the memory projections need not move)."""
+        for store in (self.self_keys, self.self_values):
             store[:] = [t.index_select(0, index) for t in store]
 
 
@@ -159,7 +165,7 @@ class DecoderLayer(nn.Module):
         self.ff_block = _Residual(d_model, dropout, norm_first)
 
     def forward(
-        self, x: torch.Tensor, memory: torch.Tensor, layer: int, cache: DecoderCache | None
+        self, x: torch.Tensor, memory: torch.Tensor | None, layer: int, cache: DecoderCache | None
     ) -> torch.Tensor:
         def self_attention(h: torch.Tensor) -> torch.Tensor:
             keys, values = self.self_attn.project_key_value(h)
@@ -243,16 +249,26 @@ class CKNetTransformer(nn.Module):
             x = layer(x)
         return self.encoder_norm(x)
 
+    def init_cache(self, memory: torch.Tensor) -> DecoderCache:
+        """A `DecoderCache` holding every layer's cross-attention keys/values of ``memory``
+        ``(B, S, d_model)``, ready for incremental decoding."""
+        cache = DecoderCache()
+        for layer in self.decoder_layers:
+            keys, values = layer.cross_attn.project_key_value(memory)
+            cache.memory_keys.append(keys)
+            cache.memory_values.append(values)
+        return cache
+
     def decode(
-        self, target: torch.Tensor, memory: torch.Tensor, cache: DecoderCache | None = None
+        self, target: torch.Tensor, memory: torch.Tensor | None, cache: DecoderCache | None = None
     ) -> torch.Tensor:
         """Equation (11): decoder states for the target features.
 
         Args:
             target: ``(B, T, d_model)`` knowledge-fused token features k_t. Without a
                 cache, the whole prefix; with one, only the tokens not yet decoded.
-            memory: ``(B, S, d_model)`` encoder output (unused once the cache holds its
-                projections).
+            memory: ``(B, S, d_model)`` encoder output; may be None when the cache
+                already holds its projections (see `init_cache`).
             cache: a `DecoderCache`, updated in place.
 
         Returns:
