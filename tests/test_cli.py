@@ -21,3 +21,62 @@ def test_import_is_light():
     code = "import sys, cknet; print('torch' in sys.modules, cknet.__version__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", cknet.__version__]
+
+
+def test_generate_command(tmp_path, capsys, iu_annotation, iu_tokenizer):
+    import torch
+
+    from cknet import CKNet
+    from conftest import SAMPLES, require, small_config
+
+    samples = require(SAMPLES / "iu_xray")
+    torch.manual_seed(0)
+    model = CKNet(small_config(), iu_tokenizer).eval()
+    model.save_pretrained(tmp_path / "model")
+    folders = sorted(samples.iterdir())
+    expected = model.generate(folders, num_beams=2, max_new_tokens=6)
+
+    assert main(["generate", "--model", str(tmp_path / "model"), *map(str, folders),
+                 "--num-beams", "2", "--max-new-tokens", "6", "--quiet"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("\t") for line in lines] == [[str(f), t] for f, t in zip(folders, expected)]
+
+    by_id = {e["id"]: e for e in iu_annotation["train"]}
+    annotation = {"test": [by_id[f.name] for f in folders]}
+    (tmp_path / "annotation.json").write_text(json.dumps(annotation))
+    out = tmp_path / "preds.json"
+    args = ["generate", "--model", str(tmp_path / "model"), "--annotation",
+            str(tmp_path / "annotation.json"), "--image-dir", str(samples), "--num-beams", "2",
+            "--max-new-tokens", "6", "--output", str(out), "--quiet"]
+    assert main(args) == 0
+    records = json.loads(out.read_text())
+    assert [r["id"] for r in records] == [f.name for f in folders]
+    assert [r["prediction"] for r in records] == expected
+    assert [r["reference"] for r in records] == [by_id[f.name]["report"] for f in folders]
+    try:
+        main(args)
+        raise AssertionError("an existing output was overwritten")
+    except SystemExit as err:
+        assert "exists" in str(err)
+    csv_out = tmp_path / "preds.csv"
+    assert main(args[:-3] + ["--output", str(csv_out), "--quiet"]) == 0
+    import csv
+
+    rows = list(csv.DictReader(csv_out.open()))
+    assert [r["prediction"] for r in rows] == expected
+
+
+def test_generate_command_reports_bad_input(tmp_path, capsys, iu_tokenizer):
+    from cknet import CKNet
+    from conftest import small_config
+
+    CKNet(small_config(), iu_tokenizer).save_pretrained(tmp_path / "model")
+    single = tmp_path / "frontal.png"
+    from PIL import Image
+
+    Image.new("L", (32, 32)).save(single)
+    assert main(["generate", "--model", str(tmp_path / "model"), str(single), "--quiet"]) == 1
+    assert f"study '{single}' has 1 view(s) but the model takes 2" in capsys.readouterr().err
+    assert main(["generate", "--model", str(tmp_path / "model"), str(tmp_path / "none.png"),
+                 "--repeat-single-view", "--quiet"]) == 1
+    assert "image file not found" in capsys.readouterr().err

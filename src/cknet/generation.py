@@ -175,7 +175,7 @@ def sample_search(
     copies = settings.num_return_sequences if settings.do_sample else 1
     device = encoding.memory.device
     rows = torch.arange(batch, device=device).repeat_interleave(copies)
-    encoding, cache = model.start_decoding(encoding, rows)
+    encoding, cache = model.start_decoding(encoding, rows, settings.max_new_tokens)
     total = rows.numel()
     steps = settings.max_new_tokens
     out_tokens = torch.full((total, 1 + steps), tok.pad_id, dtype=torch.long, device=device)
@@ -230,7 +230,8 @@ def beam_search(model: CKNet, encoding: ImageEncoding, settings: GenerationSetti
     batch = encoding.memory.shape[0]
     device = encoding.memory.device
     rows = torch.arange(batch, device=device).repeat_interleave(beams)
-    encoding, cache = model.start_decoding(encoding, rows)
+    encoding, cache = model.start_decoding(encoding, rows, settings.max_new_tokens)
+    cache.group = beams  # reordering beams rewrites an ancestry table, not the cache
 
     running = torch.full((batch, beams, 1), tok.bos_id, dtype=torch.long, device=device)
     running_scores = torch.full((batch, beams), NEG_INF, device=device)

@@ -290,18 +290,19 @@ class CKNet(nn.Module):
         return ImageEncoding(self.transformer.encode(source), projection)
 
     def start_decoding(
-        self, encoding: ImageEncoding, rows: torch.Tensor
+        self, encoding: ImageEncoding, rows: torch.Tensor, max_new_tokens: int = 0
     ) -> tuple[ImageEncoding, DecoderCache]:
         """Prepare incremental decoding of ``rows`` ``(R,)`` of an encoded batch.
 
         The cross-attention keys and values are computed once per study, then indexed,
         so a study decoded as several beams or samples is not projected several times.
+        ``max_new_tokens`` reserves that many token slots in the cache.
 
         Returns:
             The encoding's knowledge for the R rows (its memory is no longer needed and
             is set to None) and a primed `DecoderCache`.
         """
-        cache = self.transformer.init_cache(encoding.memory)
+        cache = self.transformer.init_cache(encoding.memory, max_new_tokens)
         cache.select(rows)
         rows_encoding = encoding.select(rows, with_memory=False)
         return rows_encoding, cache

@@ -17,6 +17,7 @@ with. `prepare_images` turns a list of studies into the ``(B, V, 3, S, S)`` batc
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Union
 
@@ -140,7 +141,10 @@ def _study_views(study: Any) -> list[Any]:
 
 
 def prepare_images(
-    studies: Any, config: CKNetConfig, repeat_single_view: bool = False
+    studies: Any,
+    config: CKNetConfig,
+    repeat_single_view: bool = False,
+    names: Sequence[str] | None = None,
 ) -> torch.Tensor:
     """Load and preprocess studies into a model-ready batch.
 
@@ -152,6 +156,7 @@ def prepare_images(
         config: the model's config (views, image size, normalisation).
         repeat_single_view: use a lone view for every view slot of a multi-view model
             (an approximation: the model was trained on distinct views).
+        names: study names for error messages (default: their positions).
 
     Returns:
         ``(B, V, 3, image_size, image_size)`` float32.
@@ -172,8 +177,9 @@ def prepare_images(
             if len(views) == 1:
                 hint = (" (group a study's views in a list, e.g. [[frontal, lateral]], or pass "
                         "repeat_single_view=True to reuse one view)")
+            name = repr(names[index]) if names is not None else index
             raise ValueError(
-                f"study {index} has {len(views)} view(s) but the model takes "
+                f"study {name} has {len(views)} view(s) but the model takes "
                 f"{config.num_views}{hint}"
             )
         prepared.append(torch.stack([evaluation_transform(load_image(v), config) for v in views]))

@@ -14,7 +14,6 @@ the cross-attention keys and values of the encoder memory computed on the first 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +34,46 @@ def sinusoidal_positions(positions: torch.Tensor, d_model: int) -> torch.Tensor:
     frequencies = torch.exp(-math.log(10000.0) * half / d_model)
     angles = positions.to(torch.float32)[:, None] * frequencies[None, :]
     return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(1)[:, :d_model]
+
+
+def beam_attention(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    ancestry: torch.Tensor,
+    group: int,
+) -> torch.Tensor:
+    """Attention of one new token per beam over a cache whose rows were never reordered.
+
+    Beams of a study form a group of G consecutive rows. Cache row ``s*G + j`` holds, at
+    time l, the token written by whichever beam sat in slot j at step l; ``ancestry``
+    says, for each current beam and time, which slot holds its own history. Every query
+    is scored against all G slots of its study (G times the arithmetic, but the cache is
+    read once and never copied), then only its own history's scores are kept:
+
+        out[s, i] = softmax_l(q[s, i] . k[s, a_il, l] / sqrt(d)) v[s, a_il, l]
+
+    Args:
+        queries: ``(S*G, H, 1, d)``.
+        keys, values: ``(S*G, H, L, d)`` cache rows (views of the cache buffers).
+        ancestry: ``(S*G, L)`` slot ``a_il`` in ``[0, G)`` of each beam's token at time l.
+        group: G, the beams per study.
+
+    Returns:
+        ``(S*G, H, 1, d)``.
+    """
+    rows, heads, _, d = queries.shape
+    studies = rows // group
+    k = keys.unflatten(0, (studies, group))  # (S, Gj, H, L, d): a view in cache order
+    v = values.unflatten(0, (studies, group))
+    q = queries[:, :, 0].unflatten(0, (studies, group)).transpose(1, 2)  # (S, H, Gi, d)
+    scores = q[:, None] @ k.transpose(-1, -2) / d**0.5  # (S, Gj, H, Gi, L)
+    slots = ancestry.unflatten(0, (studies, group))  # (S, Gi, L)
+    index = slots[:, None, None].expand(-1, 1, heads, -1, -1)  # (S, 1, H, Gi, L)
+    weights = scores.gather(1, index).softmax(dim=-1)  # own history only
+    spread = torch.zeros_like(scores).scatter_(1, index, weights)  # (S, Gj, H, Gi, L)
+    out = (spread @ v).sum(dim=1)  # (S, H, Gi, d)
+    return out.transpose(1, 2).flatten(0, 1)[:, :, None]  # (S*G, H, 1, d)
 
 
 class MultiHeadAttention(nn.Module):
@@ -66,18 +105,25 @@ class MultiHeadAttention(nn.Module):
         keys: torch.Tensor,
         values: torch.Tensor,
         mask: torch.Tensor | None = None,
+        ancestry: torch.Tensor | None = None,
+        group: int = 1,
     ) -> torch.Tensor:
         """Attend from ``query`` ``(B, T, d_model)`` to projected ``keys``/``values``.
 
         Args:
             mask: optional bool ``(T, S)``, True where attention is allowed.
+            ancestry, group: for one token per beam over an unreordered beam cache
+                (see `beam_attention`).
 
         Returns:
             ``(B, T, d_model)``.
         """
         q = self._split_heads(self.query_proj(query))
-        dropout = self.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, dropout_p=dropout)
+        if ancestry is not None:
+            out = beam_attention(q, keys, values, ancestry, group)
+        else:
+            dropout = self.dropout if self.training else 0.0
+            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, dropout_p=dropout)
         return self.out_proj(out.transpose(1, 2).flatten(2))
 
 
@@ -120,36 +166,110 @@ class EncoderLayer(nn.Module):
         return self.ff_block(x, self.feed_forward)
 
 
-@dataclass
 class DecoderCache:
     """Keys and values kept between incremental decoding calls.
 
+    Self-attention keys and values live in preallocated buffers of ``capacity`` token
+    slots (grown by doubling when exceeded), so appending a token writes in place
+    instead of copying the whole history.
+
+    With ``group`` G > 1 (G beams per study, in consecutive rows), reordering beams
+    never copies keys or values: an ``ancestry`` table records, for every beam and
+    time, which of its study's G rows holds its token, and `beam_attention` reads
+    through it.
+
+    Args:
+        capacity: token slots to reserve (e.g. the maximum number of decoding steps).
+        group: beams per study (1: rows are independent).
+
     Attributes:
-        self_keys, self_values: per decoder layer ``(B, H, T, d_head)``, the tokens so far.
+        length: number of tokens already decoded.
+        self_keys, self_values: per decoder layer, buffers ``(B, H, capacity, d_head)``
+            whose first ``length`` slots hold the tokens so far.
         memory_keys, memory_values: per decoder layer ``(B, H, S, d_head)``, the encoder
-            memory projected for cross-attention (computed on the first call).
+            memory projected for cross-attention.
+        ancestry: ``(B, capacity)`` slots within the group (only when group > 1).
     """
 
-    self_keys: list[torch.Tensor] = field(default_factory=list)
-    self_values: list[torch.Tensor] = field(default_factory=list)
-    memory_keys: list[torch.Tensor] = field(default_factory=list)
-    memory_values: list[torch.Tensor] = field(default_factory=list)
+    def __init__(self, capacity: int = 0, group: int = 1) -> None:
+        self.capacity = capacity
+        self.group = group
+        self.length = 0
+        self.ancestry: torch.Tensor | None = None
+        self.self_keys: list[torch.Tensor] = []
+        self.self_values: list[torch.Tensor] = []
+        self.memory_keys: list[torch.Tensor] = []
+        self.memory_values: list[torch.Tensor] = []
+        self._spare_keys: dict[int, torch.Tensor | None] = {}
+        self._spare_values: dict[int, torch.Tensor | None] = {}
 
-    @property
-    def length(self) -> int:
-        """Number of tokens already decoded."""
-        return self.self_keys[0].shape[2] if self.self_keys else 0
+    def append(
+        self, layer: int, keys: torch.Tensor, values: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store the new tokens' ``(B, H, T_new, d_head)`` keys/values of ``layer`` and
+        return views of all tokens so far, ``(B, H, length + T_new, d_head)``."""
+        end = self.length + keys.shape[2]
+        if layer == len(self.self_keys):
+            shape = (*keys.shape[:2], max(self.capacity, end), keys.shape[3])
+            self.self_keys.append(keys.new_empty(shape))
+            self.self_values.append(values.new_empty(shape))
+        elif end > self.self_keys[layer].shape[2]:
+            for store in (self.self_keys, self.self_values):
+                old = store[layer]
+                grown = old.new_empty((*old.shape[:2], max(2 * old.shape[2], end), old.shape[3]))
+                grown[:, :, : self.length] = old[:, :, : self.length]
+                store[layer] = grown
+        if layer == 0 and self.group > 1:
+            rows, slots = keys.shape[0], self.self_keys[0].shape[2]
+            if self.ancestry is None or self.ancestry.shape[1] < slots:
+                grown = torch.zeros(rows, slots, dtype=torch.long, device=keys.device)
+                if self.ancestry is not None:
+                    grown[:, : self.length] = self.ancestry[:, : self.length]
+                self.ancestry = grown
+            own = torch.arange(rows, device=keys.device) % self.group
+            self.ancestry[:, self.length:end] = own[:, None]
+        self.self_keys[layer][:, :, self.length:end] = keys
+        self.self_values[layer][:, :, self.length:end] = values
+        return self.self_keys[layer][:, :, :end], self.self_values[layer][:, :, :end]
+
+    def advance(self, new_tokens: int) -> None:
+        """Count ``new_tokens`` as decoded (after every layer has appended them)."""
+        self.length += new_tokens
+
+    def _gather_tokens(self, index: torch.Tensor) -> None:
+        # Gather into a spare buffer of the same shape (kept between calls, so that beam
+        # reordering at every step allocates nothing), then swap the two.
+        for store, spares in ((self.self_keys, self._spare_keys), (self.self_values, self._spare_values)):
+            for layer, old in enumerate(store):
+                shape = (index.numel(), *old.shape[1:])
+                spare = spares.get(layer)
+                if spare is None or spare.shape != shape:
+                    spare = old.new_empty(shape)
+                torch.index_select(old[:, :, : self.length], 0, index, out=spare[:, :, : self.length])
+                store[layer] = spare
+                spares[layer] = old if old.shape == shape else None
 
     def select(self, index: torch.Tensor) -> None:
-        """Keep (and reorder) the batch rows ``index`` ``(B',)`` of every cached tensor."""
-        for store in (self.self_keys, self.self_values, self.memory_keys, self.memory_values):
+        """Keep (and reorder) the batch rows ``index`` ``(B',)`` of every cached tensor.
+
+        With group > 1, ``index`` must keep whole groups (studies) in slot order."""
+        self._gather_tokens(index)
+        for store in (self.memory_keys, self.memory_values):
             store[:] = [t.index_select(0, index) for t in store]
+        if self.ancestry is not None:
+            self.ancestry = self.ancestry.index_select(0, index)
 
     def reorder_tokens(self, index: torch.Tensor) -> None:
-        """Reorder the self-attention keys/values only, e.g. beams of the same study
-        (whose memory rows are identical, so the memory projections need not move)."""
-        for store in (self.self_keys, self.self_values):
-            store[:] = [t.index_select(0, index) for t in store]
+        """Row r continues the history of row ``index[r]``, e.g. beams of one study.
+
+        With group > 1 (``index[r]`` in r's own group) only the ancestry table moves;
+        otherwise the self-attention keys/values are gathered (the memory projections,
+        identical within a study, stay)."""
+        if self.group > 1:
+            if self.ancestry is not None:
+                self.ancestry = self.ancestry.index_select(0, index)
+            return
+        self._gather_tokens(index)
 
 
 class DecoderLayer(nn.Module):
@@ -170,13 +290,12 @@ class DecoderLayer(nn.Module):
         def self_attention(h: torch.Tensor) -> torch.Tensor:
             keys, values = self.self_attn.project_key_value(h)
             if cache is not None:
-                if len(cache.self_keys) > layer:
-                    keys = torch.cat([cache.self_keys[layer], keys], dim=2)
-                    values = torch.cat([cache.self_values[layer], values], dim=2)
-                    cache.self_keys[layer], cache.self_values[layer] = keys, values
-                else:
-                    cache.self_keys.append(keys)
-                    cache.self_values.append(values)
+                keys, values = cache.append(layer, keys, values)
+                if cache.group > 1:
+                    if h.shape[1] != 1:
+                        raise ValueError("a beam cache (group > 1) takes one token per call")
+                    ancestry = cache.ancestry[:, : keys.shape[2]]
+                    return self.self_attn(h, keys, values, ancestry=ancestry, group=cache.group)
             new, total = h.shape[1], keys.shape[2]
             mask = None
             if new > 1:  # position i of the new tokens sees cached tokens and new ones <= i
@@ -249,10 +368,10 @@ class CKNetTransformer(nn.Module):
             x = layer(x)
         return self.encoder_norm(x)
 
-    def init_cache(self, memory: torch.Tensor) -> DecoderCache:
+    def init_cache(self, memory: torch.Tensor, capacity: int = 0) -> DecoderCache:
         """A `DecoderCache` holding every layer's cross-attention keys/values of ``memory``
-        ``(B, S, d_model)``, ready for incremental decoding."""
-        cache = DecoderCache()
+        ``(B, S, d_model)``, with ``capacity`` token slots reserved."""
+        cache = DecoderCache(capacity)
         for layer in self.decoder_layers:
             keys, values = layer.cross_attn.project_key_value(memory)
             cache.memory_keys.append(keys)
@@ -277,4 +396,6 @@ class CKNetTransformer(nn.Module):
         x = target
         for index, layer in enumerate(self.decoder_layers):
             x = layer(x, memory, index, cache)
+        if cache is not None:
+            cache.advance(target.shape[1])
         return self.decoder_norm(x)

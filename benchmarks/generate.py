@@ -1,0 +1,112 @@
+"""Benchmark report generation: image encoding vs decoding, beam 3 vs greedy, cost per token.
+
+The IU X-Ray configuration of the paper (two 224 px views, DenseNet-121 or ResNet-101,
+d_model 512, 3 + 3 layers, the IU vocabulary) with random weights and a batch of 16
+studies. A random model rarely emits <eos>, so "natural" decoding runs to the length
+limit (59 tokens), the worst case; the forced-length rows pin the length with
+min_new_tokens = max_new_tokens.
+
+    python benchmarks/generate.py [--backbone densenet121] [--threads 2] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+import cknet
+from cknet.generation import GenerationSettings, beam_search, sample_search
+
+IU_ANNOTATION = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray" / "annotation.json"
+
+
+def tokenizer() -> cknet.ReportTokenizer:
+    if IU_ANNOTATION.is_file():
+        return cknet.ReportTokenizer.from_annotation(IU_ANNOTATION)
+    return cknet.ReportTokenizer([f"word{i}" for i in range(759)])  # the IU vocabulary's size
+
+
+def timed(fn, repeats: int) -> tuple[float, object]:
+    """Median wall time of ``repeats`` calls after one warm-up call, and the last result."""
+    result = fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="densenet121")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
+
+    config = cknet.CKNetConfig.iu_xray(backbone=args.backbone)
+    model = cknet.CKNet(config, tokenizer()).to(args.device, dtype).eval()
+    images = torch.randn(args.batch, 2, 3, 224, 224, device=args.device, dtype=dtype)
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+
+    def run(fn):
+        def call():
+            with torch.inference_mode():
+                out = fn()
+            sync()
+            return out
+        return timed(call, args.repeats)
+
+    encode_s, encoding = run(lambda: model.encode_images(images))
+    rows = [("image encoding (backbone, graph, encoder)", encode_s, None)]
+
+    def decode(settings):
+        search = beam_search if settings.num_beams > 1 else sample_search
+        seconds, found = run(lambda: search(model, encoding, settings))
+        return seconds, found.tokens.shape[-1] - 1
+
+    natural = {}
+    for beams in (3, 1):
+        seconds, steps = decode(GenerationSettings(max_new_tokens=config.max_length - 1, num_beams=beams))
+        natural[beams] = seconds
+        rows.append((f"decoding, beam {beams}" if beams > 1 else "decoding, greedy", seconds, steps))
+    forced = {}
+    for length in (30, 60, 120):
+        seconds, steps = decode(GenerationSettings(max_new_tokens=length, min_new_tokens=length, num_beams=3))
+        forced[length] = seconds
+        rows.append((f"decoding, beam 3, forced length {length}", seconds, steps))
+
+    print(f"cknet {cknet.__version__} generate benchmark: {args.backbone}, batch {args.batch}, "
+          f"{args.device} ({platform.processor() or platform.machine()}), {args.threads} threads, "
+          f"torch {torch.__version__}, {args.dtype}")
+    print(f"| {'stage':<44} | {'seconds':>8} | {'tokens':>6} | {'ms/token':>8} |")
+    print(f"|{'-' * 46}|{'-' * 10}|{'-' * 8}|{'-' * 10}|")
+    for name, seconds, steps in rows:
+        per_token = f"{1000 * seconds / steps:8.1f}" if steps else f"{'':8}"
+        print(f"| {name:<44} | {seconds:8.3f} | {steps if steps else '':>6} | {per_token} |")
+    print()
+    for beams, label in ((3, "beam 3"), (1, "greedy")):
+        total = encode_s + natural[beams]
+        print(f"{label}: {total:.2f} s per batch of {args.batch}, {args.batch / total:.1f} studies/s, "
+              f"image encoding {100 * encode_s / total:.0f}% of the total")
+    print(f"forced length 120 / 60 time ratio at beam 3: {forced[120] / forced[60]:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(
+            [{"stage": n, "seconds": s, "tokens": t} for n, s, t in rows], indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
