@@ -25,9 +25,9 @@ def test_import_is_light():
 
 def test_generate_command(tmp_path, capsys, iu_annotation, iu_tokenizer):
     import torch
+    from conftest import SAMPLES, require, small_config
 
     from cknet import CKNet
-    from conftest import SAMPLES, require, small_config
 
     samples = require(SAMPLES / "iu_xray")
     torch.manual_seed(0)
@@ -67,8 +67,9 @@ def test_generate_command(tmp_path, capsys, iu_annotation, iu_tokenizer):
 
 
 def test_generate_command_reports_bad_input(tmp_path, capsys, iu_tokenizer):
-    from cknet import CKNet
     from conftest import small_config
+
+    from cknet import CKNet
 
     CKNet(small_config(), iu_tokenizer).save_pretrained(tmp_path / "model")
     single = tmp_path / "frontal.png"

@@ -2,7 +2,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, SHARED, require
 
 

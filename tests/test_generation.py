@@ -5,11 +5,11 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from conftest import SAMPLES, require, small_config
 from PIL import Image
 
 from cknet import CKNet, ReportTokenizer
 from cknet.generation import GenerationSettings, beam_search, sample_search
-from conftest import SAMPLES, require, small_config
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +152,8 @@ def test_every_input_form_gives_the_same_report(model, tmp_path):
     assert model.generate([folder], max_new_tokens=8) == reference
     assert model.generate([pil], max_new_tokens=8) == reference
     assert model.generate([arrays], max_new_tokens=8) == reference
-    assert model.generate([[torch.from_numpy(a).permute(2, 0, 1) for a in arrays]], max_new_tokens=8) == reference
+    tensors = [torch.from_numpy(a).permute(2, 0, 1) for a in arrays]
+    assert model.generate([tensors], max_new_tokens=8) == reference
     grey16 = [(np.asarray(p.convert("L")).astype(np.uint16) * 257) for p in pil]
     grey8 = [np.asarray(p.convert("L")) for p in pil]
     assert model.generate([grey16], max_new_tokens=8) == model.generate([grey8], max_new_tokens=8)

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED, require
 
 from cknet import KnowledgeGraph, KnowledgeGraphEncoder
-from conftest import SHARED, require
 
 
 def test_openi40_matches_the_shared_files():

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 import torch
+from conftest import SAMPLES, require
 from PIL import Image
 
 from cknet import CKNetConfig, load_image, prepare_images
 from cknet.data.images import evaluation_transform
-from conftest import SAMPLES, require
 
 GRADIENT = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (32, 1))  # (32, 64), 0..252
 
@@ -79,7 +79,8 @@ def test_prepare_sample_radiographs():
 def test_view_count_errors():
     cfg = CKNetConfig.iu_xray(image_size=32)
     nih = sorted(require(SAMPLES / "nih").glob("*.png"))
-    with pytest.raises(ValueError, match=r"study 0 has 1 view\(s\) but the model takes 2.*repeat_single_view"):
+    expected = r"study 0 has 1 view\(s\) but the model takes 2.*repeat_single_view"
+    with pytest.raises(ValueError, match=expected):
         prepare_images(nih[0], cfg)
     repeated = prepare_images(nih[0], cfg, repeat_single_view=True)
     assert repeated.shape == (1, 2, 3, 32, 32) and torch.equal(repeated[0, 0], repeated[0, 1])

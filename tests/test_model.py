@@ -3,10 +3,10 @@ import json
 
 import pytest
 import torch
-
-from cknet import CKNet, CKNetConfig, KnowledgeGraph
-from cknet.modules.transformer import DecoderCache
 from conftest import small_config
+
+from cknet import CKNet, KnowledgeGraph
+from cknet.modules.transformer import DecoderCache
 
 
 @pytest.fixture(scope="module")
@@ -213,14 +213,14 @@ def test_overfits_eight_real_reports(iu_annotation, iu_tokenizer):
     images = torch.randn(8, 2, 3, 64, 64)
     ids, _ = iu_tokenizer.encode_batch(reports)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    for step in range(400):
+    for _ in range(400):
         optimizer.zero_grad()
         loss = model(images, ids, labels=ids).loss
         loss.backward()
         optimizer.step()
         if loss.item() < 0.05:
             break
-    assert loss.item() < 0.05, f"loss {loss.item():.3f} after {step + 1} steps"
+    assert loss.item() < 0.05, f"loss {loss.item():.3f} after 400 steps"
     expected = [iu_tokenizer.decode(iu_tokenizer.encode(r)) for r in reports]
     assert model.generate(images, num_beams=1) == expected
 

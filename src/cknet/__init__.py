@@ -27,7 +27,22 @@ _EXPORTS = {
     "prepare_images": "cknet.data.images",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [
+    "CKNet",
+    "CKNetConfig",
+    "CKNetOutput",
+    "CKNetTransformer",
+    "CrossModalKnowledgeMatrix",
+    "KnowledgeGraph",
+    "KnowledgeGraphEncoder",
+    "ReportTokenizer",
+    "TokenEmbedding",
+    "VisualExtractor",
+    "__version__",
+    "knowledge_query",
+    "load_image",
+    "prepare_images",
+]
 
 if TYPE_CHECKING:
     from cknet.config import CKNetConfig

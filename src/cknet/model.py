@@ -217,7 +217,8 @@ class CKNet(nn.Module):
         if not isinstance(images, torch.Tensor) or not images.is_floating_point():
             raise ValueError(
                 f"images must be a float tensor of shape {expected}; got "
-                f"{type(images).__name__}{'' if not isinstance(images, torch.Tensor) else ' ' + str(images.dtype)}"
+                f"{type(images).__name__}"
+                f"{' ' + str(images.dtype) if isinstance(images, torch.Tensor) else ''}"
                 f" (use cknet.data.prepare_images for paths, PIL images or arrays)"
             )
         if images.dim() == 4 and cfg.num_views == 1:
@@ -543,7 +544,7 @@ class CKNet(nn.Module):
         return model.to(map_location)
 
 
-def _write_atomic(path: Path, write) -> None:  # noqa: ANN001
+def _write_atomic(path: Path, write) -> None:
     """Call ``write(tmp_path)`` and rename the result to ``path`` atomically."""
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
