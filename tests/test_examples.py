@@ -28,3 +28,16 @@ def test_quickstart_without_shared_data(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "generated images" in out.stdout and out.stdout.count("generated: ") == 2
+
+
+@pytest.mark.slow
+def test_custom_graph_example(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "custom_graph.py"), "--output", str(tmp_path)],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert out.returncode == 0, out.stderr
+    auc = float(out.stdout.split("mean validation AUC ")[1].split()[0])
+    assert auc >= 0.9
+    assert "saved and reloaded" in out.stdout
+    assert (tmp_path / "graph_model" / "graph_model.safetensors").is_file()

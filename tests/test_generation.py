@@ -154,8 +154,11 @@ def test_every_input_form_gives_the_same_report(model, tmp_path):
     assert model.generate([arrays], max_new_tokens=8) == reference
     tensors = [torch.from_numpy(a).permute(2, 0, 1) for a in arrays]
     assert model.generate([tensors], max_new_tokens=8) == reference
-    grey16 = [(np.asarray(p.convert("L")).astype(np.uint16) * 257) for p in pil]
-    grey8 = [np.asarray(p.convert("L")) for p in pil]
+    grey8 = []
+    for p in pil:  # stretched to 0..255, so that 16-bit min-max rescaling is exact
+        g = np.asarray(p.convert("L")).astype(float)
+        grey8.append(np.round((g - g.min()) * 255 / (g.max() - g.min())).astype(np.uint8))
+    grey16 = [g.astype(np.uint16) * 257 for g in grey8]
     assert model.generate([grey16], max_new_tokens=8) == model.generate([grey8], max_new_tokens=8)
     rgba = [p.convert("RGBA") for p in pil]
     assert model.generate([rgba], max_new_tokens=8) == reference

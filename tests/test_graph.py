@@ -97,3 +97,52 @@ def test_encoder_matches_dense_gcn_reference():
     out = encoder(maps)
     torch.testing.assert_close(out.node_embeddings, h)
     torch.testing.assert_close(out.logits, logits)
+
+
+def test_from_cooccurrence_brute_force():
+    rng = np.random.default_rng(0)
+    labels = (rng.random((200, 4)) < 0.3).astype(float)
+    labels[:, 3] = labels[:, 0]  # 0 and 3 always together
+    labels[5, 1] = np.nan  # not mentioned: not positive
+    graph = KnowledgeGraph.from_cooccurrence(labels, ["a", "b", "c", "d"], min_count=15, min_probability=0.4)
+    expected = set()
+    for i in range(4):
+        for j in range(i + 1, 4):
+            both = ((labels[:, i] == 1) & (labels[:, j] == 1)).sum()
+            p = max(both / (labels[:, i] == 1).sum(), both / (labels[:, j] == 1).sum())
+            if both >= 15 and p >= 0.4:
+                expected.add((i, j))
+    assert set(graph.edges) == expected and (0, 3) in expected
+    with pytest.raises(ValueError, match="shape"):
+        KnowledgeGraph.from_cooccurrence(labels, ["a", "b"])
+
+
+def test_from_edge_list_file(tmp_path):
+    path = tmp_path / "edges.txt"
+    path.write_text("# findings that go together\neffusion,atelectasis\ncardiomegaly\tedema\n\n")
+    graph = KnowledgeGraph.from_edge_list(path)
+    assert graph.nodes == ["effusion", "atelectasis", "cardiomegaly", "edema"] and graph.num_edges == 2
+    with_isolated = KnowledgeGraph.from_edge_list(path, nodes=["effusion", "atelectasis", "cardiomegaly",
+                                                               "edema", "fracture"])
+    assert with_isolated.num_nodes == 5
+    (tmp_path / "bad.txt").write_text("effusion\n")
+    with pytest.raises(ValueError, match=r"bad.txt, line 1"):
+        KnowledgeGraph.from_edge_list(tmp_path / "bad.txt")
+
+
+def test_chexpert14_groups():
+    graph = KnowledgeGraph.chexpert14()
+    assert graph.nodes[0] == "No Finding" and graph.nodes[-1] == "Support Devices" and graph.num_nodes == 14
+    adjacency = graph.adjacency()
+    i = graph.nodes.index
+    assert adjacency[i("Pleural Effusion"), i("Pneumothorax")] == 1
+    assert adjacency[i("Edema"), i("Atelectasis")] == 1
+    assert adjacency[i("Cardiomegaly"), i("Edema")] == 0
+    assert adjacency[i("No Finding")].sum() == 0 and adjacency[i("Fracture")].sum() == 0
+
+
+def test_validate_after_editing():
+    graph = KnowledgeGraph(["a", "b"], [(0, 1)])
+    graph.edges.append((1, 1))
+    with pytest.raises(ValueError, match="self-loop"):
+        graph.validate()

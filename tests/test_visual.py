@@ -29,10 +29,10 @@ def test_views_share_one_backbone_and_are_concatenated_in_order():
 def test_densenet_trunk_equals_torchvision_features():
     extractor = VisualExtractor("densenet121", d_model=8).eval()
     reference = torchvision.models.densenet121()
-    reference.features.load_state_dict(extractor.trunk[0].state_dict())
+    reference.features.load_state_dict(extractor.backbone.trunk[0].state_dict())
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        torch.testing.assert_close(extractor.trunk(x), torch.relu(reference.eval().features(x)))
+        torch.testing.assert_close(extractor.backbone.trunk(x), torch.relu(reference.eval().features(x)))
 
 
 def test_local_weights(tmp_path):
@@ -40,12 +40,12 @@ def test_local_weights(tmp_path):
     path = tmp_path / "resnet18.pt"
     torch.save(source.state_dict(), path)
     extractor = VisualExtractor("resnet18", d_model=8, weights=path)
-    torch.testing.assert_close(extractor.trunk[0].weight, source.conv1.weight)
+    torch.testing.assert_close(extractor.backbone.trunk[0].weight, source.conv1.weight)
     from safetensors.torch import save_file
 
     save_file(source.state_dict(), tmp_path / "w.safetensors")
     extractor = VisualExtractor("resnet18", d_model=8, weights=tmp_path / "w.safetensors")
-    torch.testing.assert_close(extractor.trunk[0].weight, source.conv1.weight)
+    torch.testing.assert_close(extractor.backbone.trunk[0].weight, source.conv1.weight)
 
 
 def test_wrong_local_weights(tmp_path):

@@ -6,13 +6,12 @@ import argparse
 import csv
 import io
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import cknet
+from cknet.io import write_text_atomic
 
 
 def _config(args: argparse.Namespace) -> int:
@@ -35,13 +34,6 @@ def _studies_from_annotation(args: argparse.Namespace, num_views: int) -> list[d
         paths = [image_dir / p for p in entry["image_path"]][:num_views]
         studies.append({"id": entry["id"], "views": paths, "reference": entry.get("report")})
     return studies
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -86,13 +78,93 @@ def _generate(args: argparse.Namespace) -> int:
         for record in records:
             print(f"{record['id']}\t{record['prediction']}")
     elif output.suffix.lower() == ".json":
-        _write_atomic(output, json.dumps(records, indent=1) + "\n")
+        write_text_atomic(output, json.dumps(records, indent=1) + "\n")
     else:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=["id", "prediction", "reference"])
         writer.writeheader()
         writer.writerows(records)
-        _write_atomic(output, buffer.getvalue())
+        write_text_atomic(output, buffer.getvalue())
+    return 0
+
+
+def _graph_from_argument(value: str):
+    from cknet.graph import KnowledgeGraph
+
+    if value == "openi40":
+        return KnowledgeGraph.openi40()
+    if value == "chexpert14":
+        return KnowledgeGraph.chexpert14()
+    return KnowledgeGraph.from_json(value)
+
+
+def _node_labels(args: argparse.Namespace, graph, annotation: dict) -> dict:
+    """``{study id: (N,) 0/1 labels}`` for the studies of the train and val splits."""
+    from cknet.data.labels import load_label_csv, load_mesh_labels
+    from cknet.labeler import KeywordLabeler, binarize
+
+    kind, _, path = args.labels.partition(":")
+    if kind == "keyword":
+        labeler = KeywordLabeler.openi40(graph) if graph.name == "openi40" else KeywordLabeler(graph)
+        entries = [e for split in ("train", "val") for e in annotation.get(split, [])]
+        values = labeler.label_binary([e["report"] for e in entries], uncertain=args.uncertain)
+        return {e["id"]: row for e, row in zip(entries, values)}
+    if kind == "mesh" and path:
+        ids, _, values = load_mesh_labels(path, graph)
+        return dict(zip(ids, values))
+    if kind == "csv" and path:
+        path, _, id_column = path.partition("@")
+        ids, _, values = load_label_csv(path, graph.nodes, id_column or "study_id")
+        return dict(zip(ids, binarize(values, args.uncertain)))
+    raise SystemExit(
+        f"error: --labels must be keyword, mesh:FILE or csv:FILE[@ID_COLUMN], got {args.labels!r}"
+    )
+
+
+def _pretrain_graph(args: argparse.Namespace) -> int:
+    import torch
+
+    from cknet.config import CKNetConfig
+    from cknet.data.annotation import AnnotationDataset, read_annotation
+    from cknet.modules.graph_model import KnowledgeGraphModel
+    from cknet.training import GraphPretrainer
+
+    output = Path(args.output)
+    if (output / "graph_model.safetensors").exists() and not args.overwrite:
+        raise SystemExit(f"error: {output} already holds a graph model; pass --overwrite")
+    if args.annotation is None and args.data_dir is None:
+        raise SystemExit("error: give --data-dir or --annotation")
+    annotation_path = args.annotation or args.data_dir / "annotation.json"
+    annotation = read_annotation(annotation_path)
+    image_dir = args.image_dir or Path(annotation_path).parent / "images"
+    preset = CKNetConfig.iu_xray if args.dataset == "iu_xray" else CKNetConfig.mimic_cxr
+    config = preset(image_size=args.image_size)
+    graph = _graph_from_argument(args.graph)
+    labels = _node_labels(args, graph, annotation)
+    torch.manual_seed(args.seed)
+    datasets = {
+        name: AnnotationDataset(annotation, image_dir, split, config, train=train, labels=labels,
+                                skip_invalid=args.skip_invalid)
+        for name, split, train in (("train", "train", True), ("val", "val", False),
+                                   ("static", "train", False))
+    }
+    for name in ("train", "val"):
+        if datasets[name].skipped:
+            print(f"skipped {len(datasets[name].skipped)} {name} studies with missing or unreadable images")
+    model = KnowledgeGraphModel(graph, args.backbone, args.d_knowledge, args.gcn_layers,
+                                args.backbone_weights)
+    trainer = GraphPretrainer(model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                              device=args.device, seed=args.seed, num_workers=args.num_workers,
+                              progress=not args.quiet)
+    result = trainer.fit(datasets["train"], datasets["val"], static_data=datasets["static"])
+    model.save_pretrained(output, overwrite=args.overwrite)
+    history = [vars(record) for record in result.history]
+    write_text_atomic(output / "history.json", json.dumps(
+        {"best_epoch": result.best_epoch, "nodes": graph.nodes, "history": history}, indent=1) + "\n")
+    for record in result.history:
+        print(f"epoch {record.epoch}: train loss {record.train_loss:.4f}, val loss "
+              f"{record.val_loss:.4f}, mean val AUC {record.mean_auc:.4f}")
+    print(f"kept epoch {result.best_epoch} (mean val AUC {result.best.mean_auc:.4f}); saved to {output}")
     return 0
 
 
@@ -132,6 +204,39 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(handler=_generate)
+
+    pre = commands.add_parser(
+        "pretrain-graph", help="train the knowledge-graph stage (GCN + CNN) on an annotation's images",
+        description="Pretrain a KnowledgeGraphModel on the train split of an R2Gen-format dataset "
+                    "with node labels, keep the epoch with the best mean validation AUC, and save "
+                    "it (with the static knowledge matrix) for CKNet(graph_model=OUTPUT).",
+    )
+    pre.add_argument("--data-dir", type=Path, help="folder with annotation.json and images/")
+    pre.add_argument("--annotation", type=Path, help="annotation.json (default: DATA_DIR/annotation.json)")
+    pre.add_argument("--image-dir", type=Path, help="image root (default: images/ beside the annotation)")
+    pre.add_argument("--dataset", choices=["iu_xray", "mimic_cxr"], default="iu_xray")
+    pre.add_argument("--graph", default="openi40", help="openi40, chexpert14 or a graph JSON file")
+    pre.add_argument("--labels", default="keyword",
+                     help="keyword (label the reports), mesh:FILE (IU X-Ray mesh_tags.csv) or "
+                          "csv:FILE[@ID_COLUMN] (columns named like the graph's nodes)")
+    pre.add_argument("--uncertain", type=int, choices=[0, 1], default=1,
+                     help="uncertain labels count as 0 or 1 (default 1)")
+    pre.add_argument("--backbone", default="densenet121")
+    pre.add_argument("--backbone-weights", default=None, help="imagenet or a local state dict")
+    pre.add_argument("--image-size", type=int, default=224)
+    pre.add_argument("--d-knowledge", type=int, default=512)
+    pre.add_argument("--gcn-layers", type=int, default=2)
+    pre.add_argument("--epochs", type=int, default=10)
+    pre.add_argument("--batch-size", type=int, default=16)
+    pre.add_argument("--lr", type=float, default=1e-4)
+    pre.add_argument("--device", default=None)
+    pre.add_argument("--seed", type=int, default=0)
+    pre.add_argument("--num-workers", type=int, default=0)
+    pre.add_argument("--skip-invalid", action="store_true", help="skip studies with unreadable images")
+    pre.add_argument("--output", required=True, type=Path)
+    pre.add_argument("--overwrite", action="store_true")
+    pre.add_argument("--quiet", action="store_true")
+    pre.set_defaults(handler=_pretrain_graph)
     return parser
 
 

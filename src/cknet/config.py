@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 Dataset = Literal["iu_xray", "mimic_cxr"]
-KnowledgeSource = Literal["graph", "random", "none"]
+KnowledgeSource = Literal["image", "static", "random", "none", "graph"]
 KnowledgeWeighting = Literal["softmax", "sum"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -54,9 +54,14 @@ class CKNetConfig:
         dropout: dropout probability in the Transformer and the projections.
         norm_first: pre-LayerNorm sub-layers (as in the R2Gen code base the paper builds
             on) when true; post-LayerNorm (the original Transformer) when false.
-        knowledge_source: ``"graph"`` (frozen knowledge-graph encoder, the paper's CKNet),
-            ``"random"`` (a trainable random matrix of the same shape, the paper's +MEN
-            ablation) or ``"none"`` (no knowledge matrix, the paper's Base ablation).
+        knowledge_source: what patches and tokens query. ``"image"``: node embeddings
+            computed per study by the frozen, pretrained `KnowledgeGraphModel` (the
+            default; ``"graph"`` is another name for it); ``"static"``: one matrix for
+            the dataset, the mean node embeddings over the training split (the paper's
+            "shared knowledge matrix" read literally); ``"random"``: a trainable random
+            matrix of the same shape (the paper's +MEN ablation); ``"none"``: no
+            knowledge matrix (the paper's Base ablation).
+        graph_backbone: CNN of the knowledge-graph stage (default: ``backbone``).
         d_knowledge: dimension of the knowledge-graph node embeddings (512).
         top_k: gamma, the number of knowledge vectors each query keeps (8).
         knowledge_weighting: ``"softmax"`` over the selected scores (as R2GenCMN) or
@@ -81,7 +86,8 @@ class CKNetConfig:
     d_ff: int = 512
     dropout: float = 0.1
     norm_first: bool = True
-    knowledge_source: KnowledgeSource = "graph"
+    knowledge_source: KnowledgeSource = "image"
+    graph_backbone: str | None = None
     d_knowledge: int = 512
     top_k: int = 8
     knowledge_weighting: KnowledgeWeighting = "softmax"
@@ -93,6 +99,8 @@ class CKNetConfig:
             self.image_mean = tuple(self.image_mean)  # type: ignore[assignment]
         if isinstance(self.image_std, list):
             self.image_std = tuple(self.image_std)  # type: ignore[assignment]
+        if self.knowledge_source == "graph":
+            self.knowledge_source = "image"
         self.validate()
 
     # ------------------------------------------------------------------ presets

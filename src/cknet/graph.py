@@ -71,9 +71,33 @@ class KnowledgeGraph:
                 raise ValueError(f"an edge is a pair of nodes, got {edge!r}")
             a, b = (self._index(end, index) for end in edge)
             if a == b:
-                raise ValueError(f"self-loop on node {self.nodes[a]!r}: edges must join two nodes")
+                raise ValueError(
+                    f"self-loop on node {self.nodes[a]!r}: edges must join two nodes "
+                    f"(the GCN adds self-loops itself)"
+                )
             pairs.add((min(a, b), max(a, b)))
         self.edges: list[tuple[int, int]] = sorted(pairs)
+
+    def validate(self) -> None:
+        """Check the graph again (e.g. after editing ``nodes`` or ``edges`` by hand).
+
+        Raises:
+            ValueError: on duplicate or empty names, an edge index out of range, a
+                self-loop (the GCN adds self-loops itself), or synonyms of unknown nodes.
+        """
+        self._check_names()
+        unknown = sorted(set(self.synonyms) - set(self.nodes))
+        if unknown:
+            raise ValueError(f"synonyms given for unknown nodes {unknown}")
+        for a, b in self.edges:
+            for end in (a, b):
+                if not 0 <= end < len(self.nodes):
+                    raise ValueError(
+                        f"edge index {end} is out of range for {len(self.nodes)} nodes "
+                        f"(valid: 0..{len(self.nodes) - 1})"
+                    )
+            if a == b:
+                raise ValueError(f"self-loop on node {self.nodes[a]!r}: edges must join two nodes")
 
     def _check_names(self) -> None:
         if not self.nodes:
@@ -158,6 +182,93 @@ class KnowledgeGraph:
                 return cls.from_dict(json.load(fh))
         except (json.JSONDecodeError, ValueError) as err:
             raise ValueError(f"{os.fspath(path)}: {err}") from None
+
+    @classmethod
+    def from_edge_list(
+        cls,
+        source: str | os.PathLike[str] | Iterable[tuple[str, str]],
+        nodes: Sequence[str] | None = None,
+        synonyms: Mapping[str, Sequence[str]] | None = None,
+        name: str = "custom",
+        source_note: str = "",
+    ) -> KnowledgeGraph:
+        """Build a graph from named edges: pairs, or a text file with one ``a,b`` (or
+        tab-separated) pair per line; blank lines and ``#`` comments are skipped.
+
+        Args:
+            nodes: all node names in order (default: in order of first appearance;
+                give it to include isolated nodes).
+
+        Raises:
+            ValueError: naming the file and line of a malformed pair.
+        """
+        if isinstance(source, (str, os.PathLike)):
+            pairs = []
+            with open(source, encoding="utf-8") as fh:
+                for number, line in enumerate(fh, start=1):
+                    text = line.split("#", 1)[0].strip()
+                    if not text:
+                        continue
+                    parts = [p.strip() for p in text.replace("\t", ",").split(",")]
+                    if len(parts) != 2 or not all(parts):
+                        raise ValueError(
+                            f"{os.fspath(source)}, line {number}: expected 'node_a,node_b', got {text!r}"
+                        )
+                    pairs.append((parts[0], parts[1]))
+        else:
+            pairs = [tuple(p) for p in source]
+        if nodes is None:
+            nodes = list(dict.fromkeys(n for pair in pairs for n in pair))
+        return cls(nodes, pairs, synonyms, name, source_note)
+
+    @classmethod
+    def from_cooccurrence(
+        cls,
+        labels: np.ndarray,
+        nodes: Sequence[str],
+        min_count: int = 5,
+        min_probability: float = 0.0,
+        synonyms: Mapping[str, Sequence[str]] | None = None,
+        name: str = "cooccurrence",
+    ) -> KnowledgeGraph:
+        """Mine edges from a training label matrix: findings that occur together.
+
+        Nodes a and b are joined when at least ``min_count`` studies are positive for
+        both, and P(a | b) or P(b | a) is at least ``min_probability``. Use labels of the
+        training split only.
+
+        Args:
+            labels: ``(num_studies, N)``; 1 is positive, anything else (0, -1, NaN) not.
+            nodes: the N node names.
+
+        Raises:
+            ValueError: if the label matrix does not match ``nodes``.
+        """
+        matrix = np.asarray(labels, dtype=float)
+        if matrix.ndim != 2 or matrix.shape[1] != len(nodes):
+            raise ValueError(
+                f"labels must have shape (num_studies, {len(nodes)}) to match nodes, got {matrix.shape}"
+            )
+        positive = (matrix == 1).astype(np.int64)
+        together = positive.T @ positive  # (N, N) co-occurrence counts
+        counts = np.diag(together).astype(float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            conditional = np.nan_to_num(together / counts[None, :])  # P(row | column)
+        strongest = np.maximum(conditional, conditional.T)
+        keep = (together >= min_count) & (strongest >= min_probability)
+        np.fill_diagonal(keep, False)
+        rows, cols = np.nonzero(np.triu(keep))
+        return cls(nodes, list(zip(rows.tolist(), cols.tolist())), synonyms, name,
+                   f"co-occurrence in {matrix.shape[0]} studies, min_count={min_count}, "
+                   f"min_probability={min_probability}")
+
+    @classmethod
+    def chexpert14(cls) -> KnowledgeGraph:
+        """The 14 CheXpert observations, in CheXpert's order, with cliques inside organ
+        groups (heart and mediastinum; lung parenchyma; pleura), for MIMIC-CXR users.
+        "No Finding", "Fracture" and "Support Devices" link only through the global node."""
+        text = (resources.files("cknet") / "resources" / "graphs" / "chexpert14.json").read_text("utf-8")
+        return cls.from_dict(json.loads(text))
 
     @classmethod
     def openi40(cls) -> KnowledgeGraph:

@@ -3,8 +3,9 @@
 The model composes (Fig. 2 of the paper):
 
 1. `VisualExtractor` -- patch features v_s, equation (1);
-2. the knowledge matrix G -- node embeddings of the frozen `KnowledgeGraphEncoder`
-   (``knowledge_source="graph"``), a trainable random matrix of the same shape
+2. the knowledge matrix G -- node embeddings of the frozen, pretrained
+   `KnowledgeGraphModel`, per study (``knowledge_source="image"``) or averaged over the
+   training split (``"static"``), a trainable random matrix of the same shape
    (``"random"``, the +MEN ablation) or nothing (``"none"``, the Base ablation);
 3. `TokenEmbedding` -- textual features v_t;
 4. `CrossModalKnowledgeMatrix` -- one instance shared by both modalities, giving k_s and
@@ -18,9 +19,9 @@ The same knowledge source is used in training and in generation.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -31,7 +32,8 @@ from torch import nn
 
 from cknet.config import CKNetConfig
 from cknet.graph import KnowledgeGraph
-from cknet.modules.graph_encoder import KnowledgeGraphEncoder
+from cknet.io import check_state_dict, write_atomic
+from cknet.modules.graph_model import KnowledgeGraphModel
 from cknet.modules.knowledge_matrix import CrossModalKnowledgeMatrix, KnowledgeProjection
 from cknet.modules.text import TokenEmbedding
 from cknet.modules.transformer import CKNetTransformer, DecoderCache
@@ -44,6 +46,15 @@ TOKENIZER_FILE = "tokenizer.json"
 GRAPH_FILE = "graph.json"
 IGNORE_INDEX = -100
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+logger = logging.getLogger(__name__)
+
+
+def _warn_untrained() -> None:
+    logger.warning(
+        "CKNet is built without a pretrained graph_model: its knowledge matrix comes from "
+        "an untrained knowledge-graph stage. Pretrain one with cknet.training.GraphPretrainer "
+        "(or `cknet pretrain-graph`) and pass it as graph_model."
+    )
 
 
 @dataclass
@@ -113,13 +124,17 @@ class CKNet(nn.Module):
     Args:
         config: hyper-parameters; ``config.vocab_size == 0`` takes the tokenizer's size.
         tokenizer: the report tokenizer; its vocabulary defines the output layer.
-        graph: the knowledge graph (default `KnowledgeGraph.openi40()`); it sets the
-            number of knowledge vectors (N + 1 with the global node) also for the
-            ``"random"`` source.
+        graph: the knowledge graph (default: the graph model's, else
+            `KnowledgeGraph.openi40()`); it sets the number of knowledge vectors (N + 1
+            with the global node) also for the ``"random"`` source.
+        graph_model: the pretrained knowledge-graph stage (a `KnowledgeGraphModel` or
+            its directory) for the ``"image"`` and ``"static"`` sources; it is frozen.
+            Without it those sources start from an untrained graph model (a warning
+            says so), which only makes sense for tests or when loading a saved CKNet.
 
     Raises:
         ValueError: if the config and the tokenizer disagree (vocabulary size, dataset,
-            maximum length).
+            maximum length), or the graph model does not fit the config or the graph.
 
     Example:
         >>> model = CKNet(CKNetConfig.iu_xray(), tokenizer=tok)        # doctest: +SKIP
@@ -133,6 +148,7 @@ class CKNet(nn.Module):
         config: CKNetConfig,
         tokenizer: ReportTokenizer,
         graph: KnowledgeGraph | None = None,
+        graph_model: KnowledgeGraphModel | str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(config, CKNetConfig):
@@ -157,6 +173,27 @@ class CKNet(nn.Module):
                 f"config.max_length is {config.max_length} but tokenizer.max_length is "
                 f"{tokenizer.max_length}; build both with the same value"
             )
+        if isinstance(graph_model, (str, os.PathLike)):
+            graph_model = KnowledgeGraphModel.from_pretrained(graph_model)
+        if graph_model is not None:
+            if config.knowledge_source not in ("image", "static"):
+                raise ValueError(
+                    f"a graph_model is used by the 'image' and 'static' knowledge sources, "
+                    f"not {config.knowledge_source!r}"
+                )
+            if graph is not None and graph != graph_model.graph:
+                raise ValueError("graph differs from the graph the graph_model was trained on")
+            if graph_model.d_knowledge != config.d_knowledge:
+                raise ValueError(
+                    f"the graph_model's node embeddings have size {graph_model.d_knowledge} but "
+                    f"config.d_knowledge is {config.d_knowledge}"
+                )
+            if config.knowledge_source == "static" and not graph_model.has_static_knowledge:
+                raise ValueError(
+                    "the graph_model has no static knowledge matrix: compute it with "
+                    "GraphPretrainer (or KnowledgeGraphModel.set_static_knowledge)"
+                )
+            graph = graph_model.graph
         self.config = config
         self.tokenizer = tokenizer
         self.graph = graph if graph is not None else KnowledgeGraph.openi40()
@@ -170,19 +207,33 @@ class CKNet(nn.Module):
         self.visual_extractor = VisualExtractor(
             config.backbone, config.d_model, config.backbone_weights, config.dropout
         )
-        self.graph_encoder: KnowledgeGraphEncoder | None = None
-        self.knowledge_bank: nn.Parameter | None = None
+        self.graph_model: KnowledgeGraphModel | None = None
         self.knowledge_matrix: CrossModalKnowledgeMatrix | None = None
-        if config.knowledge_source == "graph":
-            self.graph_encoder = KnowledgeGraphEncoder(
-                self.graph, self.visual_extractor.num_channels, config.d_knowledge,
-                config.num_gcn_layers,
-            )
-            self.graph_encoder.requires_grad_(False)  # frozen (Section III.A)
+        # The shared knowledge matrix of the "static" (frozen buffer) and "random"
+        # (trainable parameter) sources; None for the others.
+        self.knowledge_bank: torch.Tensor | None
+        if config.knowledge_source == "image":
+            if graph_model is None:
+                _warn_untrained()
+                graph_model = KnowledgeGraphModel(
+                    self.graph, config.graph_backbone or config.backbone, config.d_knowledge,
+                    config.num_gcn_layers,
+                )
+            self.graph_model = graph_model.requires_grad_(False).eval()  # frozen (Section III.A)
+            self.knowledge_bank = None
+        elif config.knowledge_source == "static":
+            if graph_model is None:
+                _warn_untrained()
+                matrix = torch.zeros(num_knowledge, config.d_knowledge)
+            else:
+                matrix = graph_model.static_knowledge.detach().clone()
+            self.register_buffer("knowledge_bank", matrix)  # frozen, saved with the model
         elif config.knowledge_source == "random":
             self.knowledge_bank = nn.Parameter(
                 torch.randn(num_knowledge, config.d_knowledge) * config.d_knowledge**-0.5
             )
+        else:
+            self.knowledge_bank = None
         if config.knowledge_source != "none":
             self.knowledge_matrix = CrossModalKnowledgeMatrix(
                 config.d_model, config.d_knowledge, config.num_heads, config.top_k,
@@ -264,15 +315,21 @@ class CKNet(nn.Module):
             )
 
     # ------------------------------------------------------------ computation
-    def knowledge(self, maps: torch.Tensor) -> torch.Tensor | None:
-        """The knowledge matrix G for a batch: ``(B, N+1, d_knowledge)`` from the frozen
-        graph encoder, ``(N+1, d_knowledge)`` for the random source, None for ``"none"``.
+    def train(self, mode: bool = True) -> CKNet:
+        """Set training mode; the frozen graph model always stays in evaluation mode."""
+        super().train(mode)
+        if self.graph_model is not None:
+            self.graph_model.eval()
+        return self
 
-        Args:
-            maps: ``(B, V, C, h, w)`` backbone feature maps.
-        """
-        if self.graph_encoder is not None:
-            return self.graph_encoder(maps).node_embeddings
+    def knowledge(self, images: torch.Tensor) -> torch.Tensor | None:
+        """The knowledge matrix G for a batch of ``(B, V, 3, S, S)`` images:
+        ``(B, N+1, d_knowledge)`` from the frozen graph model (``"image"``),
+        ``(N+1, d_knowledge)`` shared by the batch (``"static"``, ``"random"``), or None
+        (``"none"``)."""
+        if self.graph_model is not None:
+            with torch.no_grad():  # frozen: no gradient flows into or through it
+                return self.graph_model(images).node_embeddings
         return self.knowledge_bank
 
     def encode_images(self, images: torch.Tensor) -> ImageEncoding:
@@ -281,8 +338,9 @@ class CKNet(nn.Module):
         Args:
             images: ``(B, V, 3, S, S)`` preprocessed images.
         """
-        features = self.visual_extractor(self.check_images(images))
-        knowledge = self.knowledge(features.maps)
+        images = self.check_images(images)
+        features = self.visual_extractor(images)
+        knowledge = self.knowledge(images)
         source = features.patches  # v_s
         projection = None
         if self.knowledge_matrix is not None and knowledge is not None:
@@ -497,10 +555,10 @@ class CKNet(nn.Module):
             )
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        _write_atomic(folder / WEIGHTS_FILE, lambda p: save_file(state, p, metadata={"format": "pt"}))
-        _write_atomic(folder / TOKENIZER_FILE, self.tokenizer.save)
-        _write_atomic(folder / GRAPH_FILE, self.graph.to_json)
-        _write_atomic(folder / CONFIG_FILE, self.config.to_json_file)
+        write_atomic(folder / WEIGHTS_FILE, lambda p: save_file(state, p, metadata={"format": "pt"}))
+        write_atomic(folder / TOKENIZER_FILE, self.tokenizer.save)
+        write_atomic(folder / GRAPH_FILE, self.graph.to_json)
+        write_atomic(folder / CONFIG_FILE, self.config.to_json_file)
 
     @classmethod
     def from_pretrained(
@@ -532,29 +590,23 @@ class CKNet(nn.Module):
         config = CKNetConfig.from_json_file(folder / CONFIG_FILE)
         tokenizer = ReportTokenizer.load(folder / TOKENIZER_FILE)
         graph = KnowledgeGraph.from_json(folder / GRAPH_FILE)
-        # The saved weights replace the backbone's, so never fetch its initial weights.
-        model = cls(dataclasses.replace(config, backbone_weights=None), tokenizer, graph)
+        # The saved weights replace every initial weight: build empty modules (never
+        # fetch backbone weights), with a placeholder graph model for the frozen stage.
+        placeholder = None
+        if config.knowledge_source in ("image", "static"):
+            placeholder = KnowledgeGraphModel(
+                graph, config.graph_backbone or config.backbone, config.d_knowledge, config.num_gcn_layers
+            )
+            placeholder.has_static_knowledge = True
+        model = cls(dataclasses.replace(config, backbone_weights=None), tokenizer, graph, placeholder)
         model.config = config
         try:
             state = load_file(folder / WEIGHTS_FILE, device=str(map_location))
         except Exception as err:
             raise ValueError(f"{folder / WEIGHTS_FILE} is not a readable safetensors file: {err}") from None
-        _check_state_dict(model, state, folder / WEIGHTS_FILE)
+        check_state_dict(model, state, folder / WEIGHTS_FILE)
         model.load_state_dict(state, strict=True)
         return model.to(map_location)
-
-
-def _write_atomic(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` and rename the result to ``path`` atomically."""
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _resolve_model_dir(name_or_path: str | os.PathLike[str], revision: str | None) -> Path:
@@ -580,24 +632,3 @@ def _resolve_model_dir(name_or_path: str | os.PathLike[str], revision: str | Non
             f"(config.json, model.safetensors, tokenizer.json, graph.json) to a local directory "
             f"and pass that path: CKNet.from_pretrained('/path/to/model')"
         ) from err
-
-
-def _check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = [
-        f"{k}: saved {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in sorted(set(state) & set(expected)) if state[k].shape != expected[k].shape
-    ]
-    if missing or unexpected or mismatched:
-        parts = []
-        for label, items in (("missing", missing), ("unexpected", unexpected),
-                             ("shape mismatch", mismatched)):
-            if items:
-                parts.append(f"{label} ({len(items)}): {'; '.join(items[:5])}"
-                             f"{' ...' if len(items) > 5 else ''}")
-        raise ValueError(
-            f"the weights in {source} do not fit the model described by its config.json: "
-            + " | ".join(parts)
-        )

@@ -32,22 +32,20 @@ class VisualFeatures(NamedTuple):
     maps: torch.Tensor
 
 
-class VisualExtractor(nn.Module):
-    """A torchvision classification backbone without its pooling and classifier.
+class Backbone(nn.Module):
+    """A torchvision classification model without its pooling and classifier, applied
+    to every view of a study.
 
     Args:
-        backbone: a torchvision model name (``"densenet121"``, ``"resnet101"``,
+        name: a torchvision model name (``"densenet121"``, ``"resnet101"``,
             ``"resnet18"``, ``"efficientnet_b0"``, ...) whose last feature map is spatial.
-        d_model: size of the projected patch features.
         weights: ``None`` (random initialisation), ``"imagenet"`` (torchvision's default
             weights, read from the torch hub cache or downloaded) or the path of a local
             state dict (``.safetensors``, or a torch file loaded with ``weights_only``).
-        dropout: dropout after the projection.
 
     Shapes:
         input: images ``(B, V, 3, H, W)``.
-        output: `VisualFeatures` with patches ``(B, V*h*w, d_model)`` and maps
-        ``(B, V, C, h, w)``.
+        output: feature maps ``(B, V, C, h, w)``; C is ``num_channels``.
 
     Raises:
         ValueError: for an unknown backbone or one without a spatial feature map.
@@ -55,16 +53,10 @@ class VisualExtractor(nn.Module):
             names the file and the folder to place it in.
     """
 
-    def __init__(
-        self,
-        backbone: str = "densenet121",
-        d_model: int = 512,
-        weights: str | os.PathLike[str] | None = None,
-        dropout: float = 0.1,
-    ) -> None:
+    def __init__(self, name: str = "densenet121", weights: str | os.PathLike[str] | None = None):
         super().__init__()
-        self.backbone_name = backbone
-        model = _build_backbone(backbone, weights)
+        self.name = name
+        model = _build_backbone(name, weights)
         children = []
         for child_name, child in model.named_children():
             if child_name in _HEAD_CHILDREN:
@@ -73,14 +65,12 @@ class VisualExtractor(nn.Module):
         if isinstance(model, torchvision.models.DenseNet):
             children.append(nn.ReLU())  # torchvision's DenseNet applies it in forward()
         self.trunk = nn.Sequential(*children)
-        self.num_channels = self._probe_channels(backbone)
-        self.projection = nn.Linear(self.num_channels, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.num_channels = self._probe_channels()
 
-    def _probe_channels(self, backbone: str) -> int:
+    def _probe_channels(self) -> int:
         was_training = self.trunk.training
         self.trunk.eval()
-        message = (f"backbone {backbone!r} does not end in a spatial feature map that can be "
+        message = (f"backbone {self.name!r} does not end in a spatial feature map that can be "
                    f"taken without its classifier; use a CNN such as densenet121 or resnet101")
         try:
             with torch.no_grad():
@@ -92,14 +82,45 @@ class VisualExtractor(nn.Module):
             raise ValueError(f"{message} (its trunk returns shape {tuple(out.shape)})")
         return int(out.shape[1])
 
-    def forward(self, images: torch.Tensor) -> VisualFeatures:
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.dim() != 5 or images.shape[2] != 3:
-            raise ValueError(
-                f"images must have shape (B, V, 3, H, W), got {tuple(images.shape)}"
-            )
+            raise ValueError(f"images must have shape (B, V, 3, H, W), got {tuple(images.shape)}")
         batch, views = images.shape[:2]
         maps = self.trunk(images.flatten(0, 1))  # (B*V, C, h, w)
-        maps = maps.unflatten(0, (batch, views))  # (B, V, C, h, w)
+        return maps.unflatten(0, (batch, views))  # (B, V, C, h, w)
+
+
+class VisualExtractor(nn.Module):
+    """Patch features of a study: a shared `Backbone` over its views, flattened and
+    projected.
+
+    Args:
+        backbone: a torchvision model name (see `Backbone`).
+        d_model: size of the projected patch features.
+        weights: initial backbone weights (see `Backbone`).
+        dropout: dropout after the projection.
+
+    Shapes:
+        input: images ``(B, V, 3, H, W)``.
+        output: `VisualFeatures` with patches ``(B, V*h*w, d_model)`` and maps
+        ``(B, V, C, h, w)``.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "densenet121",
+        d_model: int = 512,
+        weights: str | os.PathLike[str] | None = None,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.backbone = Backbone(backbone, weights)
+        self.num_channels = self.backbone.num_channels
+        self.projection = nn.Linear(self.num_channels, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, images: torch.Tensor) -> VisualFeatures:
+        maps = self.backbone(images)  # (B, V, C, h, w)
         patches = maps.flatten(3).transpose(2, 3).flatten(1, 2)  # (B, V*h*w, C)
         return VisualFeatures(self.dropout(self.projection(patches)), maps)
 

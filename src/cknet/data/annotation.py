@@ -1,0 +1,181 @@
+"""`AnnotationDataset`: studies of an R2Gen-format ``annotation.json`` and image folder.
+
+The layout of R2Gen, R2GenCMN and the CKNet release: ``{"train": [...], "val": [...],
+"test": [...]}``, each entry ``{"id", "report", "image_path": [relative paths], "split"}``,
+the paths relative to an image root. IU X-Ray studies have two views (frontal, lateral),
+encoded by one shared backbone; MIMIC-CXR studies use their first view.
+
+Transforms follow the R2Gen recipe scaled to the model's image size S: for training,
+resize the shorter side to S * 256 / 224 and take a random S x S crop; for evaluation,
+resize to S x S. No horizontal flip unless asked for (left and right matter in a chest
+radiograph). Both normalise with the config's mean and std.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from cknet.config import CKNetConfig
+from cknet.data.images import evaluation_transform, load_image
+
+
+def training_transform(image: torch.Tensor, config: CKNetConfig, flip: bool = False) -> torch.Tensor:
+    """Resize the shorter side to ``S * 256 / 224``, random ``S x S`` crop, normalise.
+
+    Args:
+        image: ``(3, H, W)`` in [0, 1].
+        flip: also flip horizontally with probability 1/2 (off by default).
+
+    Returns:
+        ``(3, S, S)`` float32.
+    """
+    size = config.image_size
+    short = round(size * 256 / 224)
+    height, width = image.shape[1:]
+    scale = short / min(height, width)
+    new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
+    resized = F.interpolate(image[None], size=(new_h, new_w), mode="bilinear",
+                            align_corners=False, antialias=True)[0]
+    top = int(torch.randint(0, new_h - size + 1, ()))
+    left = int(torch.randint(0, new_w - size + 1, ()))
+    crop = resized[:, top:top + size, left:left + size]
+    if flip and bool(torch.rand(()) < 0.5):
+        crop = crop.flip(-1)
+    mean = torch.tensor(config.image_mean, dtype=torch.float32)[:, None, None]
+    std = torch.tensor(config.image_std, dtype=torch.float32)[:, None, None]
+    return (crop - mean) / std
+
+
+def read_annotation(path: str | os.PathLike[str]) -> dict[str, list[dict[str, Any]]]:
+    """Read an R2Gen ``annotation.json``.
+
+    Raises:
+        ValueError: naming the file when it is not ``{split: [entries]}`` with ``id``,
+            ``report`` and ``image_path`` in every entry.
+    """
+    try:
+        with open(path, encoding="utf-8") as fh:
+            annotation = json.load(fh)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{os.fspath(path)} is not valid JSON: {err}") from None
+    if not isinstance(annotation, dict) or not all(isinstance(v, list) for v in annotation.values()):
+        raise ValueError(f"{os.fspath(path)}: expected {{split: [entries]}} as R2Gen writes it")
+    for split, entries in annotation.items():
+        for index, entry in enumerate(entries):
+            missing = [k for k in ("id", "report", "image_path") if k not in entry]
+            if missing:
+                raise ValueError(f"{os.fspath(path)}: {split}[{index}] lacks {missing}")
+    return annotation
+
+
+class AnnotationDataset(Dataset):
+    """One split of an R2Gen-format dataset.
+
+    Args:
+        annotation: path of ``annotation.json`` or the parsed dict.
+        image_dir: root of the entries' ``image_path`` (default: ``images/`` beside the
+            annotation file).
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        config: the model config: number of views, image size and normalisation.
+        train: use the training transform (random crops) instead of the evaluation one.
+        flip: random horizontal flips in training (off by default).
+        labels: optional ``{study id: (N,) labels}`` returned with each study.
+        skip_invalid: drop studies whose images are missing or unreadable (checked once,
+            here) instead of failing when they are read; ``skipped`` lists them.
+
+    Items are dicts: ``id`` (str), ``images`` ``(V, 3, S, S)``, ``report`` (str) and,
+    with ``labels``, ``labels`` ``(N,)`` float32.
+
+    Raises:
+        ValueError: for an unknown split, a study with too few views, or a study
+            without labels when ``labels`` is given.
+    """
+
+    def __init__(
+        self,
+        annotation: str | os.PathLike[str] | Mapping[str, Any],
+        image_dir: str | os.PathLike[str] | None = None,
+        split: str = "train",
+        config: CKNetConfig | None = None,
+        train: bool = False,
+        flip: bool = False,
+        labels: Mapping[str, np.ndarray] | None = None,
+        skip_invalid: bool = False,
+    ) -> None:
+        if isinstance(annotation, (str, os.PathLike)):
+            root = Path(annotation).parent
+            annotation = read_annotation(annotation)
+        else:
+            root = Path(".")
+        if split not in annotation:
+            raise ValueError(f"split {split!r} not in the annotation (has {sorted(annotation)})")
+        self.config = config if config is not None else CKNetConfig()
+        self.image_dir = Path(image_dir) if image_dir is not None else root / "images"
+        self.train, self.flip, self.labels = train, flip, labels
+        self.skipped: list[str] = []
+        self.entries = []
+        views = self.config.num_views
+        for entry in annotation[split]:
+            if len(entry["image_path"]) < views:
+                raise ValueError(
+                    f"study {entry['id']} has {len(entry['image_path'])} image(s) but the model takes {views}"
+                )
+            if labels is not None and entry["id"] not in labels:
+                raise ValueError(f"no labels for study {entry['id']}")
+            if skip_invalid and not self._readable(entry):
+                self.skipped.append(entry["id"])
+                continue
+            self.entries.append(entry)
+
+    def _paths(self, entry: Mapping[str, Any]) -> list[Path]:
+        return [self.image_dir / p for p in entry["image_path"][: self.config.num_views]]
+
+    def _readable(self, entry: Mapping[str, Any]) -> bool:
+        from PIL import Image
+
+        for path in self._paths(entry):
+            try:
+                with Image.open(path) as image:
+                    image.verify()
+            except (OSError, SyntaxError, ValueError):
+                return False
+        return True
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def label_matrix(self) -> np.ndarray:
+        """``(len(self), N)`` labels of the studies, in order (without reading images).
+
+        Raises:
+            ValueError: if the dataset was built without labels.
+        """
+        if self.labels is None:
+            raise ValueError("this AnnotationDataset was built without labels")
+        return np.stack([np.asarray(self.labels[e["id"]], dtype=float) for e in self.entries])
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        entry = self.entries[index]
+        views = []
+        for path in self._paths(entry):
+            try:
+                image = load_image(path)
+            except (FileNotFoundError, ValueError) as err:
+                raise type(err)(f"study {entry['id']}: {err}") from None
+            if self.train:
+                views.append(training_transform(image, self.config, self.flip))
+            else:
+                views.append(evaluation_transform(image, self.config))
+        item = {"id": entry["id"], "images": torch.stack(views), "report": entry["report"]}
+        if self.labels is not None:
+            item["labels"] = torch.as_tensor(np.asarray(self.labels[entry["id"]], dtype=np.float32))
+        return item

@@ -1,0 +1,119 @@
+"""Finding labels users already have: CheXpert-style CSVs and IU X-Ray MeSH tags.
+
+`load_label_csv` reads a table keyed by study id (e.g. MIMIC-CXR's
+``mimic-cxr-2.0.0-chexpert.csv``) into a float array of 1 / 0 / -1 / NaN.
+
+`load_mesh_labels` maps the human MeSH indexing of IU X-Ray reports (``mesh_tags.csv``:
+``id, split, mesh, problems``; tags separated by ";", each "Term/qualifier/...") onto
+the nodes of a `KnowledgeGraph`: a node is positive when one of its phrases (name or
+synonym) occurs as whole words in a component of a tag, compared in lower case with
+commas removed. "Fractures, Bone/clavicle" thus gives "fractures bone"; "Spine/
+degenerative" gives openi40's "degenerative"; "Calcified Granuloma" gives both
+"granuloma" and "calcified". Every other node is 0 (MeSH indexing lists what is present).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from cknet.graph import KnowledgeGraph
+
+
+def load_label_csv(
+    path: str | os.PathLike[str],
+    columns: Sequence[str] | None = None,
+    id_column: str | Sequence[str] = "study_id",
+) -> tuple[list[str], list[str], np.ndarray]:
+    """Read labels keyed by study id from a CSV file.
+
+    Args:
+        path: the CSV file.
+        columns: label columns to read (default: every column but the id columns).
+        id_column: the column holding the study id, or several whose values are joined
+            with "_" (e.g. ``["subject_id", "study_id"]``).
+
+    Returns:
+        ``(ids, columns, labels)`` with labels ``(num_rows, num_columns)`` float:
+        1, 0, -1 as written, NaN for blank cells.
+
+    Raises:
+        ValueError: naming the file and the column when a column is missing or a cell
+            is not 1, 0, -1 or blank.
+    """
+    id_columns = [id_column] if isinstance(id_column, str) else list(id_column)
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        header = reader.fieldnames or []
+        missing = [c for c in id_columns + list(columns or []) if c not in header]
+        if missing:
+            raise ValueError(f"{os.fspath(path)} has no column(s) {missing}; it has {header}")
+        names = list(columns) if columns is not None else [c for c in header if c not in id_columns]
+        ids, rows = [], []
+        for line, record in enumerate(reader, start=2):
+            ids.append("_".join(record[c] for c in id_columns))
+            row = []
+            for name in names:
+                cell = (record[name] or "").strip()
+                try:
+                    value = float(cell) if cell else np.nan
+                except ValueError:
+                    value = None
+                if value is None or not (np.isnan(value) or value in (1.0, 0.0, -1.0)):
+                    raise ValueError(
+                        f"{os.fspath(path)}, line {line}, column {name!r}: expected 1, 0, -1 "
+                        f"or blank, got {cell!r}"
+                    )
+                row.append(value)
+            rows.append(row)
+    labels = np.array(rows, dtype=float).reshape(len(rows), len(names))
+    return ids, names, labels
+
+
+def mesh_components(tags: str) -> list[str]:
+    """The lower-cased, comma-free components of a ";"-separated MeSH tag string."""
+    parts = []
+    for tag in tags.split(";"):
+        parts.extend(p.strip().lower().replace(",", "") for p in tag.split("/"))
+    return [" ".join(p.split()) for p in parts if p.strip()]
+
+
+def load_mesh_labels(
+    path: str | os.PathLike[str],
+    graph: KnowledgeGraph | None = None,
+    column: str = "mesh",
+) -> tuple[list[str], list[str], np.ndarray]:
+    """Map IU X-Ray MeSH tags onto the nodes of a graph.
+
+    Args:
+        path: ``mesh_tags.csv`` with columns ``id``, ``split`` and ``column``.
+        graph: the knowledge graph (default `KnowledgeGraph.openi40()`).
+        column: ``"mesh"`` (terms with qualifiers) or ``"problems"`` (terms only).
+
+    Returns:
+        ``(ids, splits, labels)`` with labels ``(num_studies, num_nodes)`` int64 0/1.
+
+    Raises:
+        ValueError: if the file lacks a needed column.
+    """
+    graph = graph if graph is not None else KnowledgeGraph.openi40()
+    node_patterns = [
+        re.compile("|".join(rf"\b{re.escape(p.lower())}\b" for p in [n, *graph.synonyms[n]]))
+        for n in graph.nodes
+    ]
+    ids, splits, rows = [], [], []
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in ("id", "split", column) if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{os.fspath(path)} has no column(s) {missing}")
+        for record in reader:
+            components = mesh_components(record[column])
+            ids.append(record["id"])
+            splits.append(record["split"])
+            rows.append([int(any(p.search(c) for c in components)) for p in node_patterns])
+    return ids, splits, np.array(rows, dtype=np.int64).reshape(len(rows), graph.num_nodes)

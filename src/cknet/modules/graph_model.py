@@ -1,0 +1,137 @@
+"""`KnowledgeGraphModel`: the knowledge-graph stage (paper Section III.A), images in,
+node embeddings and finding logits out.
+
+A `Backbone` (its own CNN) gives each view's feature map; the `KnowledgeGraphEncoder`
+turns the maps into node embeddings (summed over views) and per-node logits. It is
+trained by `cknet.training.GraphPretrainer` on the training split's images and finding
+labels, then frozen: CKNet queries its node embeddings per study
+(``knowledge_source="image"``) or their mean over the training split, stored here as
+``static_knowledge`` (``knowledge_source="static"``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cknet.graph import KnowledgeGraph
+from cknet.io import check_state_dict, write_atomic, write_text_atomic
+from cknet.modules.graph_encoder import GraphEncoding, KnowledgeGraphEncoder
+from cknet.modules.visual import Backbone
+
+CONFIG_FILE = "graph_model.json"
+WEIGHTS_FILE = "graph_model.safetensors"
+GRAPH_FILE = "graph.json"
+
+
+class KnowledgeGraphModel(nn.Module):
+    """Backbone + GCN knowledge-graph encoder.
+
+    Args:
+        graph: the knowledge graph (N finding nodes).
+        backbone: torchvision model name for the CNN.
+        d_knowledge: size of the node embeddings.
+        num_gcn_layers: residual GCN layers.
+        backbone_weights: initial CNN weights (``None``, ``"imagenet"`` or a path).
+
+    Shapes:
+        input: images ``(B, V, 3, H, W)``.
+        output: `GraphEncoding` with node embeddings ``(B, N + 1, d_knowledge)`` (row 0 the
+        global node) and logits ``(B, N)``.
+
+    Attributes:
+        static_knowledge: ``(N + 1, d_knowledge)`` mean node embeddings over a training
+            split, once `set_static_knowledge` (or `GraphPretrainer`) has computed them.
+    """
+
+    def __init__(
+        self,
+        graph: KnowledgeGraph,
+        backbone: str = "densenet121",
+        d_knowledge: int = 512,
+        num_gcn_layers: int = 2,
+        backbone_weights: str | os.PathLike[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.graph = graph
+        self.settings: dict[str, Any] = {
+            "backbone": backbone, "d_knowledge": d_knowledge, "num_gcn_layers": num_gcn_layers,
+        }
+        self.backbone = Backbone(backbone, backbone_weights)
+        self.encoder = KnowledgeGraphEncoder(graph, self.backbone.num_channels, d_knowledge, num_gcn_layers)
+        self.register_buffer("static_knowledge", torch.zeros(graph.num_nodes + 1, d_knowledge))
+        self.has_static_knowledge = False
+
+    @property
+    def d_knowledge(self) -> int:
+        """Size of the node embeddings."""
+        return int(self.settings["d_knowledge"])
+
+    def forward(self, images: torch.Tensor) -> GraphEncoding:
+        return self.encoder(self.backbone(images))
+
+    def set_static_knowledge(self, matrix: torch.Tensor) -> None:
+        """Store the dataset-level knowledge matrix ``(N + 1, d_knowledge)``."""
+        if tuple(matrix.shape) != tuple(self.static_knowledge.shape):
+            raise ValueError(
+                f"static knowledge must have shape {tuple(self.static_knowledge.shape)}, "
+                f"got {tuple(matrix.shape)}"
+            )
+        self.static_knowledge.copy_(matrix.detach())
+        self.has_static_knowledge = True
+
+    def save_pretrained(self, directory: str | os.PathLike[str], overwrite: bool = False) -> None:
+        """Write ``graph_model.json``, ``graph_model.safetensors`` and ``graph.json``.
+
+        Raises:
+            FileExistsError: if the directory already holds a graph model and
+                ``overwrite`` is False.
+        """
+        from safetensors.torch import save_file
+
+        folder = Path(directory)
+        if (folder / WEIGHTS_FILE).exists() and not overwrite:
+            raise FileExistsError(
+                f"{folder} already holds a graph model; pass overwrite=True to replace it"
+            )
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        config = {"type": "KnowledgeGraphModel", **self.settings,
+                  "has_static_knowledge": self.has_static_knowledge}
+        write_atomic(folder / WEIGHTS_FILE, lambda p: save_file(state, p, metadata={"format": "pt"}))
+        write_atomic(folder / GRAPH_FILE, self.graph.to_json)
+        write_text_atomic(folder / CONFIG_FILE, json.dumps(config, indent=1) + "\n")
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+    ) -> KnowledgeGraphModel:
+        """Load a graph model written by `save_pretrained` (strict; no pickle).
+
+        Raises:
+            FileNotFoundError: if a file is missing.
+            ValueError: if the files do not describe a graph model or do not fit together.
+        """
+        from safetensors.torch import load_file
+
+        folder = Path(directory)
+        missing = [n for n in (CONFIG_FILE, WEIGHTS_FILE, GRAPH_FILE) if not (folder / n).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{folder} is not a saved KnowledgeGraphModel: missing {', '.join(missing)}"
+            )
+        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+        if config.pop("type", None) != "KnowledgeGraphModel":
+            raise ValueError(f"{folder / CONFIG_FILE} does not describe a KnowledgeGraphModel")
+        has_static = bool(config.pop("has_static_knowledge", False))
+        model = cls(KnowledgeGraph.from_json(folder / GRAPH_FILE), **config)
+        state = load_file(folder / WEIGHTS_FILE, device=str(map_location))
+        check_state_dict(model, state, folder / WEIGHTS_FILE)
+        model.load_state_dict(state, strict=True)
+        model.has_static_knowledge = has_static
+        return model.to(map_location)
