@@ -1,4 +1,11 @@
-"""Evaluation metrics.
+"""Evaluation metrics: natural-language generation (NLG) and ROC AUC.
+
+`nlg_scores` gives BLEU-1..4, METEOR, ROUGE-L and CIDEr through pycocoevalcap, the
+numbers a direct call of its scorers gives on the same strings (as the R2Gen family
+calls them: one reference per report, no PTB tokenizer). METEOR runs the same Java jar
+with the same protocol, but writes all input at once and reads all output with a time
+limit, so it can neither deadlock nor die of a broken pipe; without Java it is
+reported unavailable with a one-line reason and the other metrics are still computed.
 
 `roc_auc`: the area under the ROC curve, computed exactly from ranks (the
 Mann-Whitney U statistic, ties counted as one half), per column of a label matrix.
@@ -6,7 +13,184 @@ Mann-Whitney U statistic, ties counted as one half), per column of a label matri
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
 import numpy as np
+
+from cknet.tokenizer import DEFAULT_MAX_LENGTHS, clean_report
+
+NLG_METRICS = ("BLEU_1", "BLEU_2", "BLEU_3", "BLEU_4", "METEOR", "ROUGE_L", "CIDEr")
+
+
+@dataclass
+class MetricReport:
+    """Scores with the settings that produced them.
+
+    Attributes:
+        scores: metric name -> value (None when a metric could not be computed).
+        settings: how they were computed (e.g. which references, averaging, policy).
+        notes: one-line explanations (e.g. why METEOR is missing).
+        table: optional per-item rows (e.g. one per observation).
+    """
+
+    scores: dict[str, float | None]
+    settings: dict[str, str]
+    notes: list[str] = field(default_factory=list)
+    table: list[dict] = field(default_factory=list)
+
+    def __getitem__(self, name: str) -> float | None:
+        return self.scores[name]
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict."""
+        return {"scores": self.scores, "settings": self.settings, "notes": self.notes,
+                "table": self.table}
+
+    def __str__(self) -> str:
+        lines = [", ".join(f"{k}: {v}" for k, v in self.settings.items())]
+        for name, value in self.scores.items():
+            lines.append(f"  {name:<12} {'n/a' if value is None else f'{value:.4f}'}")
+        lines.extend(f"  note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _no_newline(text: str) -> str:
+    return text.replace("\r", " ").replace("\n", " ")
+
+
+def meteor_score(
+    references: dict[int, list[str]], predictions: dict[int, list[str]], timeout: float = 120.0
+) -> tuple[float, list[float]]:
+    """METEOR 1.5 with pycocoevalcap's jar, arguments (``-l en -norm``) and protocol.
+
+    Unlike pycocoevalcap's wrapper, output and error streams are drained by threads and
+    every answer is awaited with a time limit, so a dead or stuck Java process gives an
+    error instead of a broken pipe or a hang; newlines inside a text are folded.
+
+    Args:
+        references, predictions: ``{id: [text]}`` as pycocoevalcap takes them.
+        timeout: seconds to wait for any one answer of the Java process.
+
+    Returns:
+        The corpus score and the per-report scores.
+
+    Raises:
+        RuntimeError: when Java is missing, fails or stops answering (the message says which).
+    """
+    import queue
+    import threading
+
+    if shutil.which("java") is None:
+        raise RuntimeError("Java was not found on PATH (METEOR needs a Java runtime)")
+    import pycocoevalcap.meteor.meteor as meteor_module
+
+    folder = os.path.dirname(os.path.abspath(meteor_module.__file__))
+    command = ["java", "-jar", "-Xmx2G", meteor_module.METEOR_JAR, "-", "-", "-stdio", "-l", "en", "-norm"]
+    process = subprocess.Popen(command, cwd=folder, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, encoding="utf-8", bufsize=1)
+    answers: queue.Queue[str | None] = queue.Queue()
+    errors: list[str] = []
+
+    def read_answers() -> None:
+        for line in process.stdout:
+            answers.put(line.strip())
+        answers.put(None)
+
+    threading.Thread(target=read_answers, daemon=True).start()
+    threading.Thread(target=lambda: errors.extend(process.stderr), daemon=True).start()
+
+    def ask(line: str, count: int) -> list[str]:
+        try:
+            process.stdin.write(line + "\n")
+            process.stdin.flush()
+            out = [answers.get(timeout=timeout) for _ in range(count)]
+        except (BrokenPipeError, queue.Empty):
+            out = [None]
+        if None in out:
+            process.kill()
+            detail = errors[-1].strip() if errors else "no answer"
+            raise RuntimeError(f"METEOR's Java process stopped answering: {detail}")
+        return out
+
+    try:
+        stats = []
+        for key in references:
+            refs = [_no_newline(r) for r in references[key]]
+            hypothesis = _no_newline(predictions[key][0]).replace("|||", "").replace("  ", " ")
+            stats.extend(ask(" ||| ".join(("SCORE", " ||| ".join(refs), hypothesis)), 1))
+        scores = ask("EVAL ||| " + " ||| ".join(stats), len(stats) + 1)
+    finally:
+        if process.poll() is None:
+            process.stdin.close()
+            process.kill()
+        process.wait()
+    return float(scores[-1]), [float(x) for x in scores[:-1]]
+
+
+def nlg_scores(
+    references: Sequence[str],
+    predictions: Sequence[str],
+    reference_form: str = "cleaned",
+    dataset: str = "iu_xray",
+    max_length: int | None = None,
+) -> MetricReport:
+    """BLEU-1..4, METEOR, ROUGE-L and CIDEr of predictions against one reference each.
+
+    Args:
+        references: reference reports.
+        predictions: generated reports, in the same order.
+        reference_form: ``"cleaned"`` -- both sides cleaned with the R2Gen rules of
+            ``dataset`` and references cut to ``max_length`` tokens (BOS and EOS
+            included, default 60 for IU X-Ray / 100 for MIMIC-CXR), which is what the
+            peers score against; or ``"raw"`` -- the strings as given (whitespace
+            folded), for exact parity with a direct pycocoevalcap call.
+        dataset: cleaning rules for ``"cleaned"``.
+        max_length: reference truncation for ``"cleaned"``.
+
+    Returns:
+        A `MetricReport`; METEOR is None, with a note, when it cannot run.
+
+    Raises:
+        ValueError: for lists of different lengths, no reports, or an unknown form.
+    """
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+
+    if reference_form not in ("cleaned", "raw"):
+        raise ValueError(f"reference_form must be 'cleaned' or 'raw', got {reference_form!r}")
+    if len(references) != len(predictions):
+        raise ValueError(f"{len(references)} references but {len(predictions)} predictions")
+    if not references:
+        raise ValueError("no reports to score")
+    settings = {"references": reference_form}
+    if reference_form == "cleaned":
+        limit = DEFAULT_MAX_LENGTHS[dataset] if max_length is None else int(max_length)
+        settings.update(dataset=dataset, max_length=str(limit))
+        references = [" ".join(clean_report(r, dataset).split()[: limit - 2]) for r in references]
+        predictions = [clean_report(p, dataset) for p in predictions]
+    gts = {i: [_one_line(r)] for i, r in enumerate(references)}
+    res = {i: [_one_line(p)] for i, p in enumerate(predictions)}
+    scores: dict[str, float | None] = {}
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    scores.update({f"BLEU_{n + 1}": float(b) for n, b in enumerate(bleu)})
+    notes = []
+    try:
+        scores["METEOR"] = meteor_score(gts, res)[0]
+    except RuntimeError as err:
+        scores["METEOR"] = None
+        notes.append(f"METEOR unavailable: {err}")
+    scores["ROUGE_L"] = float(Rouge().compute_score(gts, res)[0])
+    scores["CIDEr"] = float(Cider().compute_score(gts, res)[0])
+    return MetricReport({k: scores[k] for k in NLG_METRICS}, settings, notes)
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
