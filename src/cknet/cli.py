@@ -168,6 +168,67 @@ def _pretrain_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_records(path: Path, fields: tuple[str, ...]) -> list[dict]:
+    """Rows of a JSON list or CSV file with (at least) the given fields."""
+    if not path.is_file():
+        raise SystemExit(f"error: {path} not found")
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="", encoding="utf-8") as fh:
+            records = list(csv.DictReader(fh))
+    else:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise SystemExit(f"error: {path} must hold a list of records with {', '.join(fields)}")
+    for index, record in enumerate(records):
+        missing = [f for f in fields if f not in record or record[f] is None]
+        if missing:
+            raise SystemExit(f"error: {path}, record {index}: missing {', '.join(missing)}")
+    return records
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from cknet.labeler import OBSERVATIONS, CheXpertLabeler
+    from cknet.metrics import ce_scores, nlg_scores
+
+    output = Path(args.output) if args.output else None
+    for path in (output, args.per_report):
+        if path is not None and Path(path).exists() and not args.overwrite:
+            raise SystemExit(f"error: {path} exists; pass --overwrite to replace it")
+    if args.references:
+        predictions = _read_records(args.predictions, ("id", "prediction"))
+        by_id = {str(r["id"]): r["reference"] for r in _read_records(args.references, ("id", "reference"))}
+        missing = [str(r["id"]) for r in predictions if str(r["id"]) not in by_id]
+        if missing:
+            raise SystemExit(f"error: no reference for {len(missing)} prediction(s), e.g. {missing[:3]}")
+        pairs = [(str(r["id"]), by_id[str(r["id"])], r["prediction"]) for r in predictions]
+    else:
+        records = _read_records(args.predictions, ("id", "prediction", "reference"))
+        pairs = [(str(r["id"]), r["reference"], r["prediction"]) for r in records]
+    ids, references, predictions_text = (list(x) for x in zip(*pairs))
+    nlg = nlg_scores(references, predictions_text, args.reference_form, args.dataset)
+    labeler = CheXpertLabeler()
+    reference_labels, predicted_labels = labeler.label(references), labeler.label(predictions_text)
+    ce = ce_scores(reference_labels, predicted_labels, args.average, args.uncertain)
+    print(f"NLG ({len(pairs)} reports) -- {nlg}")
+    print(f"CE, built-in CheXpert labeler -- {ce}")
+    print(f"  {'observation':<27} {'support':>7} {'pred':>5} {'P':>6} {'R':>6} {'F1':>6}")
+    for row in ce.table:
+        print(f"  {row['observation']:<27} {row['support']:>7} {row['predicted']:>5} "
+              f"{row['precision']:6.3f} {row['recall']:6.3f} {row['f1']:6.3f}")
+    if output is not None:
+        write_text_atomic(output, json.dumps({"nlg": nlg.to_dict(), "ce": ce.to_dict()}, indent=1) + "\n")
+    if args.per_report is not None:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        header = [f"reference {o}" for o in OBSERVATIONS] + [f"predicted {o}" for o in OBSERVATIONS]
+        writer.writerow(["id", *header])
+        for key, ref_row, pred_row in zip(ids, reference_labels, predicted_labels):
+            cells = ["" if v != v else int(v) for v in list(ref_row) + list(pred_row)]
+            writer.writerow([key] + cells)
+        write_text_atomic(Path(args.per_report), buffer.getvalue())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cknet", description="CKNet radiology report generation (Kang et al., BIBM 2023)."
@@ -237,6 +298,25 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--overwrite", action="store_true")
     pre.add_argument("--quiet", action="store_true")
     pre.set_defaults(handler=_pretrain_graph)
+
+    ev = commands.add_parser(
+        "evaluate", help="NLG metrics and clinical efficacy of generated reports",
+        description="BLEU-1..4, METEOR, ROUGE-L, CIDEr (pycocoevalcap) and CE of the 14 CheXpert "
+                    "observations (built-in labeler) for a predictions file as `cknet generate` writes it.",
+    )
+    ev.add_argument("--predictions", required=True, type=Path,
+                    help="JSON or CSV: id, prediction[, reference]")
+    ev.add_argument("--references", type=Path,
+                    help="JSON or CSV: id, reference (else read from --predictions)")
+    ev.add_argument("--reference-form", choices=["cleaned", "raw"], default="cleaned",
+                    help="score against R2Gen-cleaned, truncated references (the peers' way) or raw text")
+    ev.add_argument("--dataset", choices=["iu_xray", "mimic_cxr"], default="iu_xray")
+    ev.add_argument("--average", choices=["micro", "macro", "example"], default="micro")
+    ev.add_argument("--uncertain", type=int, choices=[0, 1], default=0, help="what -1 counts as")
+    ev.add_argument("--output", help="write every score and setting as JSON here")
+    ev.add_argument("--per-report", type=Path, help="write each report's labels as CSV here, for audit")
+    ev.add_argument("--overwrite", action="store_true")
+    ev.set_defaults(handler=_evaluate)
     return parser
 
 

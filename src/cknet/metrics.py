@@ -1,4 +1,4 @@
-"""Evaluation metrics: natural-language generation (NLG) and ROC AUC.
+"""Evaluation metrics: natural-language generation (NLG), clinical efficacy (CE), ROC AUC.
 
 `nlg_scores` gives BLEU-1..4, METEOR, ROUGE-L and CIDEr through pycocoevalcap, the
 numbers a direct call of its scorers gives on the same strings (as the R2Gen family
@@ -7,16 +7,21 @@ with the same protocol, but writes all input at once and reads all output with a
 limit, so it can neither deadlock nor die of a broken pipe; without Java it is
 reported unavailable with a one-line reason and the other metrics are still computed.
 
+`ce_scores`: precision, recall, F1, accuracy and AUC of the 14 CheXpert observations
+extracted from generated vs reference reports, with micro, macro or example-based
+averaging and an explicit policy for uncertain labels; every result states both.
+
 `roc_auc`: the area under the ROC curve, computed exactly from ranks (the
 Mann-Whitney U statistic, ties counted as one half), per column of a label matrix.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -231,3 +236,115 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
     _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
     last = np.cumsum(counts)  # rank of the last member of each group of ties
     return ((last - counts + 1 + last) / 2)[inverse]
+
+
+def _labels_from(
+    source: object, observations: Sequence[str], labeler: Callable[[Sequence[str]], np.ndarray] | None
+) -> np.ndarray:
+    """A label array from an array, a labeler CSV, or report texts (labelled here)."""
+    if isinstance(source, (str, os.PathLike)) and os.path.isfile(source):
+        from cknet.data.labels import load_label_csv
+
+        with open(source, newline="", encoding="utf-8") as fh:
+            header = next(csv.reader(fh))
+        missing = [o for o in observations if o not in header]
+        if missing:
+            raise ValueError(f"{os.fspath(source)} lacks the observation column(s) {missing}")
+        id_column = next(c for c in header if c not in observations)
+        return load_label_csv(source, observations, id_column)[2]
+    if isinstance(source, np.ndarray):
+        return source.astype(float)
+    if isinstance(source, Sequence) and all(isinstance(r, str) for r in source):
+        if labeler is None:
+            from cknet.labeler import CheXpertLabeler
+
+            labeler = CheXpertLabeler()
+        return np.asarray(labeler(list(source)), dtype=float)
+    raise ValueError(
+        "labels must be an array, the path of a labeler's CSV output, or a list of report texts"
+    )
+
+
+def ce_scores(
+    reference: object,
+    predicted: object,
+    average: str = "micro",
+    uncertain: int = 0,
+    labeler: Callable[[Sequence[str]], np.ndarray] | None = None,
+    observations: Sequence[str] | None = None,
+) -> MetricReport:
+    """Clinical efficacy: accuracy, precision, recall, F1 and AUC of predicted findings.
+
+    Args:
+        reference, predicted: ``(num_reports, num_observations)`` arrays of 1 / 0 / -1 /
+            NaN (as `CheXpertLabeler` returns), paths of CSV files written by the CheXpert
+            labeler or CheXbert (observation columns named as in CheXpert), or lists of
+            report texts, labelled with ``labeler``.
+        average: ``"micro"`` (pool every report-observation cell), ``"macro"`` (mean over
+            observations) or ``"example"`` (mean over reports; a report with no finding
+            in either is a perfect match).
+        uncertain: what -1 counts as, 0 (default) or 1. Blank (NaN) counts as 0.
+        labeler: any callable from report texts to such an array (default
+            `CheXpertLabeler`).
+        observations: column names (default: the 14 CheXpert observations).
+
+    Returns:
+        A `MetricReport` whose scores are accuracy, precision, recall, F1, AUC (mean over
+        observations where the reference has both classes; with binary predictions it
+        is the balanced accuracy) and exact_match (reports with every column right); its
+        table has one row per observation; its settings state averaging and policy.
+        Precision, recall or F1 with a zero denominator count as 0.
+
+    Raises:
+        ValueError: for an unknown averaging or policy, or label arrays that differ in shape.
+    """
+    from cknet.labeler import OBSERVATIONS, binarize
+
+    if average not in ("micro", "macro", "example"):
+        raise ValueError(f"average must be 'micro', 'macro' or 'example', got {average!r}")
+    names = list(observations) if observations is not None else list(OBSERVATIONS)
+    ref = binarize(_labels_from(reference, names, labeler), uncertain).astype(bool)
+    pred = binarize(_labels_from(predicted, names, labeler), uncertain).astype(bool)
+    if ref.shape != pred.shape or ref.shape[1] != len(names):
+        raise ValueError(
+            f"reference labels {ref.shape} and predicted labels {pred.shape} must both be "
+            f"(num_reports, {len(names)})"
+        )
+    tp, fp = (ref & pred).sum(0), (~ref & pred).sum(0)
+    fn, tn = (ref & ~pred).sum(0), (~ref & ~pred).sum(0)
+    auc = roc_auc(ref.astype(float), pred.astype(float))
+    table = []
+    for j, name in enumerate(names):
+        p, r, f = _prf(tp[j], fp[j], fn[j])
+        table.append(dict(observation=name, support=int(ref[:, j].sum()),
+                          predicted=int(pred[:, j].sum()), precision=p, recall=r, f1=f,
+                          accuracy=float((tp[j] + tn[j]) / len(ref)),
+                          auc=None if np.isnan(auc[j]) else float(auc[j])))
+    if average == "micro":
+        precision, recall, f1 = _prf(tp.sum(), fp.sum(), fn.sum())
+        accuracy = float((tp.sum() + tn.sum()) / ref.size)
+    elif average == "macro":
+        precision, recall, f1 = (float(np.mean([row[k] for row in table]))
+                                 for k in ("precision", "recall", "f1"))
+        accuracy = float(np.mean([row["accuracy"] for row in table]))
+    else:
+        per_report = []
+        for i in range(len(ref)):
+            a, b, c = (ref[i] & pred[i]).sum(), (~ref[i] & pred[i]).sum(), (ref[i] & ~pred[i]).sum()
+            per_report.append((1.0, 1.0, 1.0) if a + b + c == 0 else _prf(a, b, c))
+        precision, recall, f1 = (float(np.mean(v)) for v in zip(*per_report))
+        accuracy = float(np.mean((ref == pred).mean(axis=1)))
+    defined = auc[~np.isnan(auc)]
+    scores = {"accuracy": accuracy, "precision": precision, "recall": recall, "f1": f1,
+              "auc": float(defined.mean()) if len(defined) else None,
+              "exact_match": float((ref == pred).all(axis=1).mean())}
+    settings = {"average": average, "uncertain": f"-1 -> {uncertain}", "blank": "-> 0",
+                "observations": str(len(names)), "reports": str(len(ref))}
+    return MetricReport(scores, settings, table=table)
+
+
+def _prf(tp: float, fp: float, fn: float) -> tuple[float, float, float]:
+    precision = float(tp / (tp + fp)) if tp + fp else 0.0
+    recall = float(tp / (tp + fn)) if tp + fn else 0.0
+    f1 = float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else 0.0
+    return precision, recall, f1
