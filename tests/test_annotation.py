@@ -80,3 +80,18 @@ def test_pretrain_graph_command(tmp_path, capsys):
     assert model.graph == graph and model.has_static_knowledge
     with pytest.raises(SystemExit, match="already holds"):
         main(args)
+
+
+def test_sixteen_bit_views_are_read_like_their_eight_bit_versions(tmp_path):
+    write_dataset(tmp_path, count=3)
+    eight = np.asarray(Image.open(tmp_path / "images" / "S000" / "0.png"))
+    stretched = np.round((eight - eight.min()) * 255.0 / (eight.max() - eight.min())).astype(np.uint8)
+    Image.fromarray(stretched, mode="L").save(tmp_path / "images" / "S000" / "0.png")
+    reference = AnnotationDataset(tmp_path / "annotation.json", split="train",
+                                  config=CKNetConfig.iu_xray(image_size=32))[0]["images"]
+    Image.fromarray(stretched.astype(np.uint16) * 257).save(tmp_path / "images" / "S000" / "0.png")
+    with Image.open(tmp_path / "images" / "S000" / "0.png") as image:
+        assert image.mode.startswith("I")
+    sixteen = AnnotationDataset(tmp_path / "annotation.json", split="train",
+                                config=CKNetConfig.iu_xray(image_size=32))[0]["images"]
+    torch.testing.assert_close(sixteen, reference)

@@ -229,6 +229,59 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _overrides(extra: Sequence[str]) -> dict:
+    """``["--d-model", "256", "--flip", "true"]`` -> ``{"d_model": 256, "flip": True}``."""
+    if len(extra) % 2 or not all(k.startswith("--") for k in extra[::2]):
+        raise SystemExit(f"error: settings must be given as --key value pairs, got {' '.join(extra)}")
+    values = {}
+    for key, text in zip(extra[::2], extra[1::2]):
+        try:
+            values[key[2:].replace("-", "_")] = json.loads(text)
+        except json.JSONDecodeError:
+            values[key[2:].replace("-", "_")] = text
+    return values
+
+
+def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    from cknet.training import apply_overrides, load_recipe, resume, train
+
+    device = args.device
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        use_cuda = torch.cuda.is_available() and device != "cpu"
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+        if use_cuda:
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+            torch.cuda.set_device(device)
+    overrides = _overrides(extra)
+    try:
+        if args.resume:
+            result = resume(args.resume, overrides, device=device, progress=not args.quiet)
+        else:
+            if args.data_dir is None and args.annotation is None:
+                raise SystemExit("error: give --data-dir or --annotation (or --resume RUN_DIR)")
+            if args.output is None:
+                raise SystemExit("error: give --output RUN_DIR")
+            model_config, training = apply_overrides(*load_recipe(args.config), overrides)
+            annotation = args.annotation or args.data_dir / "annotation.json"
+            graph = None if args.graph_model else _graph_from_argument(args.graph)
+            result = train(model_config, training, annotation, args.output, image_dir=args.image_dir,
+                           graph=graph, graph_model=args.graph_model, device=device,
+                           progress=not args.quiet)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if result.best_epoch:
+        print(f"best validation BLEU-4 {result.best_bleu4:.4f} at epoch {result.best_epoch}")
+    if result.test is not None:
+        print(f"test: BLEU-4 {result.test['bleu4']:.4f}, loss {result.test['loss']:.4f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cknet", description="CKNet radiology report generation (Kang et al., BIBM 2023)."
@@ -317,17 +370,39 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--per-report", type=Path, help="write each report's labels as CSV here, for audit")
     ev.add_argument("--overwrite", action="store_true")
     ev.set_defaults(handler=_evaluate)
+
+    tr = commands.add_parser(
+        "train", help="train CKNet on an R2Gen-format dataset (resumable; torchrun for several GPUs)",
+        description="Train with a recipe (iu_xray, mimic_cxr or a JSON file); any CKNetConfig or "
+                    "TrainingConfig field can be set as --field value (e.g. --d-model 256 --epochs 5). "
+                    "`cknet train --resume RUN_DIR` continues a run from its last checkpoint.",
+    )
+    tr.add_argument("--config", default="iu_xray", help="recipe: iu_xray, mimic_cxr or a JSON file")
+    tr.add_argument("--data-dir", type=Path, help="folder with annotation.json and images/")
+    tr.add_argument("--annotation", type=Path)
+    tr.add_argument("--image-dir", type=Path)
+    tr.add_argument("--graph", default="openi40", help="openi40, chexpert14 or a graph JSON file")
+    tr.add_argument("--graph-model", type=Path, help="pretrained graph stage (cknet pretrain-graph)")
+    tr.add_argument("--output", type=Path, help="the run folder")
+    tr.add_argument("--resume", type=Path, metavar="RUN_DIR")
+    tr.add_argument("--device", default=None)
+    tr.add_argument("--quiet", action="store_true")
+    tr.set_defaults(handler=_train, takes_extra=True)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cknet`` console script; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    if extra and not getattr(args, "takes_extra", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        if getattr(args, "takes_extra", False):
+            return args.handler(args, extra)
         return args.handler(args)
     except (ValueError, FileNotFoundError, FileExistsError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)

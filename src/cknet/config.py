@@ -122,14 +122,7 @@ class CKNetConfig:
             ValueError: naming the first field whose value is of the wrong type or out
                 of range.
         """
-        hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if not _matches(value, hints[f.name]):
-                raise ValueError(
-                    f"CKNetConfig.{f.name} must be {_describe(hints[f.name])}, "
-                    f"got {value!r} ({type(value).__name__})"
-                )
+        check_field_types(self)
         positive = ["max_length", "num_views", "image_size", "d_model", "num_heads", "d_ff",
                     "num_decoder_layers", "d_knowledge", "top_k", "num_beams"]
         for name in positive:
@@ -173,12 +166,7 @@ class CKNetConfig:
         """
         if not isinstance(data, dict):
             raise ValueError(f"a CKNetConfig is built from a dict, got {type(data).__name__}")
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise ValueError(
-                f"unknown CKNetConfig key(s) {unknown}; valid keys are: {', '.join(names)}"
-            )
+        check_known_keys(cls, data)
         return cls(**data)
 
     def to_json(self) -> str:
@@ -212,6 +200,27 @@ class CKNetConfig:
             raise ValueError(f"{os.fspath(path)} is not valid JSON: {err}") from None
         except ValueError as err:
             raise ValueError(f"{os.fspath(path)}: {err}") from None
+
+
+def check_field_types(instance: Any) -> None:
+    """Raise a `ValueError` naming the first field of a dataclass whose value does not
+    fit its annotation."""
+    hints = typing.get_type_hints(type(instance))
+    for f in dataclasses.fields(instance):
+        value = getattr(instance, f.name)
+        if not _matches(value, hints[f.name]):
+            raise ValueError(
+                f"{type(instance).__name__}.{f.name} must be {_describe(hints[f.name])}, "
+                f"got {value!r} ({type(value).__name__})"
+            )
+
+
+def check_known_keys(cls: type, data: dict[str, Any]) -> None:
+    """Raise a `ValueError` naming the keys of ``data`` that are not fields of ``cls``."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} key(s) {unknown}; valid keys are: {', '.join(names)}")
 
 
 def _matches(value: Any, hint: Any) -> bool:

@@ -339,9 +339,17 @@ class CKNet(nn.Module):
             images: ``(B, V, 3, S, S)`` preprocessed images.
         """
         images = self.check_images(images)
-        features = self.visual_extractor(images)
-        knowledge = self.knowledge(images)
-        source = features.patches  # v_s
+        return self.encode_features(self.visual_extractor.backbone(images), self.knowledge(images))
+
+    def encode_features(self, maps: torch.Tensor, knowledge: torch.Tensor | None) -> ImageEncoding:
+        """`encode_images` from precomputed inputs (the cached-feature training mode).
+
+        Args:
+            maps: ``(B, V, C, h, w)`` visual backbone maps.
+            knowledge: what `knowledge` returns for the same images (``(B, N+1, d)`` for
+                the "image" source; the shared matrix or None otherwise).
+        """
+        source = self.visual_extractor.project(maps)  # v_s
         projection = None
         if self.knowledge_matrix is not None and knowledge is not None:
             projection = self.knowledge_matrix.project_knowledge(knowledge)
@@ -389,18 +397,22 @@ class CKNet(nn.Module):
 
     def forward(
         self,
-        images: torch.Tensor,
+        images: torch.Tensor | None,
         input_ids: torch.Tensor,
         labels: torch.Tensor | None = None,
+        features: tuple[torch.Tensor, torch.Tensor | None] | None = None,
     ) -> CKNetOutput:
         """Teacher-forced forward pass.
 
         Args:
-            images: ``(B, V, 3, S, S)`` preprocessed images (``(B, 3, S, S)`` for V = 1).
+            images: ``(B, V, 3, S, S)`` preprocessed images (``(B, 3, S, S)`` for V = 1);
+                None when ``features`` are given.
             input_ids: ``(B, T)`` reports as token ids, starting with ``<bos>``.
             labels: optional ``(B, T)`` target ids aligned with ``input_ids`` (usually the
                 same tensor); the model shifts them, so ``logits[:, t]`` is scored against
                 ``labels[:, t + 1]``. ``<pad>`` and -100 are ignored.
+            features: precomputed ``(maps, knowledge)`` instead of images (see
+                `encode_features`).
 
         Returns:
             `CKNetOutput` with ``logits`` ``(B, T, vocab_size)`` and, given labels, the
@@ -409,9 +421,15 @@ class CKNet(nn.Module):
         Raises:
             ValueError: for malformed images, token ids or labels.
         """
-        images = self.check_images(images)
-        self.check_input_ids(input_ids, images.shape[0])
-        logits = self.decode(input_ids, self.encode_images(images))
+        if features is not None:
+            maps, knowledge = features
+            self.check_input_ids(input_ids, maps.shape[0])
+            encoding = self.encode_features(maps, knowledge)
+        else:
+            images = self.check_images(images)
+            self.check_input_ids(input_ids, images.shape[0])
+            encoding = self.encode_images(images)
+        logits = self.decode(input_ids, encoding)
         loss = None
         if labels is not None:
             if not isinstance(labels, torch.Tensor) or labels.shape != input_ids.shape:

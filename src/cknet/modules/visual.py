@@ -119,10 +119,15 @@ class VisualExtractor(nn.Module):
         self.projection = nn.Linear(self.num_channels, d_model)
         self.dropout = nn.Dropout(dropout)
 
+    def project(self, maps: torch.Tensor) -> torch.Tensor:
+        """Patch features ``(B, V*h*w, d_model)`` from backbone maps ``(B, V, C, h, w)``
+        (e.g. maps cached once with the backbone frozen)."""
+        patches = maps.flatten(3).transpose(2, 3).flatten(1, 2)  # (B, V*h*w, C)
+        return self.dropout(self.projection(patches))
+
     def forward(self, images: torch.Tensor) -> VisualFeatures:
         maps = self.backbone(images)  # (B, V, C, h, w)
-        patches = maps.flatten(3).transpose(2, 3).flatten(1, 2)  # (B, V*h*w, C)
-        return VisualFeatures(self.dropout(self.projection(patches)), maps)
+        return VisualFeatures(self.project(maps), maps)
 
 
 def _build_backbone(name: str, weights: str | os.PathLike[str] | None) -> nn.Module:

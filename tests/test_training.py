@@ -1,0 +1,158 @@
+import json
+
+import pytest
+import torch
+from conftest import small_config
+from test_annotation import write_dataset
+
+from cknet import CKNet
+from cknet.training import TrainingConfig, load_recipe, resume, train
+from cknet.training.config import apply_overrides
+from cknet.training.trainer import seed_everything
+
+
+def tiny(**overrides):
+    model = small_config(knowledge_source="random", d_model=32, d_ff=64, num_heads=2,
+                         num_encoder_layers=1, num_decoder_layers=1, d_knowledge=16)
+    training = TrainingConfig(batch_size=8, epochs=2, num_workers=0, eval_num_beams=1,
+                              eval_batch_size=8, seed=0, lr_visual=1e-3, lr_rest=1e-3)
+    return apply_overrides(model, training, overrides)
+
+
+def dataset_without_test(root, count=24):
+    write_dataset(root, count=count)
+    annotation = json.loads((root / "annotation.json").read_text())
+    annotation.pop("test")
+    (root / "annotation.json").write_text(json.dumps(annotation))
+    return root / "annotation.json"
+
+
+def final_weights(run_dir):
+    return torch.load(run_dir / "checkpoint.pt", weights_only=True)["model"]
+
+
+@pytest.mark.slow
+def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    annotation = dataset_without_test(tmp_path / "data")
+    model, training = tiny(epochs=2)
+    train(model, training, annotation, tmp_path / "straight", device="cpu", progress=False)
+    model, training = tiny(epochs=1)
+    train(model, training, annotation, tmp_path / "killed", device="cpu", progress=False)
+    result = resume(tmp_path / "killed", {"epochs": 2}, device="cpu", progress=False)
+    straight, resumed = final_weights(tmp_path / "straight"), final_weights(tmp_path / "killed")
+    assert straight.keys() == resumed.keys()
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    assert [r["epoch"] for r in result.history] == [1, 2]
+    again = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    assert [r["val_loss"] for r in again] == [r["val_loss"] for r in result.history]
+
+
+@pytest.mark.slow
+def test_training_lowers_val_loss_raises_bleu_and_evaluates_test_once(tmp_path):
+    write_dataset(tmp_path / "data", count=48)
+    model, training = tiny(epochs=6, lr_rest=3e-3)
+    result = train(model, training, tmp_path / "data" / "annotation.json", tmp_path / "run",
+                   device="cpu", progress=False)
+    history = result.history
+    assert history[-1]["val_loss"] < history[0]["val_loss"]
+    assert result.best_bleu4 > history[0]["val_bleu4"]
+    assert result.best_bleu4 == max(r["val_bleu4"] for r in history)
+    best = CKNet.from_pretrained(tmp_path / "run" / "best")
+    assert best.config.d_model == 32
+    test = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
+    assert test["nlg"]["settings"]["references"] == "cleaned" and "f1" in test["ce"]["scores"]
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,train_loss,val_loss,val_bleu4") and len(rows) == 7
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        train(model, training, tmp_path / "data" / "annotation.json", tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_cached_features_mode(tmp_path):
+    annotation = dataset_without_test(tmp_path / "data")
+    model, training = tiny(epochs=2, cache_features=True, knowledge_source="image")
+    result = train(model, training, annotation, tmp_path / "run", device="cpu", progress=False)
+    assert result.history[1]["train_loss"] < result.history[0]["train_loss"]
+    saved = CKNet.from_pretrained(tmp_path / "run" / "best")
+    seed_everything(training.seed)  # the run's initial weights, rebuilt
+    initial = CKNet(saved.config, saved.tokenizer, saved.graph).state_dict()
+    trained = saved.state_dict()
+    backbone = [k for k in trained if k.startswith("visual_extractor.backbone.") and "num_batches" not in k]
+    assert backbone and all(torch.equal(trained[k], initial[k]) for k in backbone)  # frozen
+    assert not torch.equal(trained["visual_extractor.projection.weight"],
+                           initial["visual_extractor.projection.weight"])  # trained on the cache
+
+
+def test_recipes_follow_the_paper():
+    iu_model, iu = load_recipe("iu_xray")
+    mimic_model, mimic = load_recipe("mimic_cxr")
+    assert (iu.lr_visual, iu.lr_rest, iu.lr_decay, iu.batch_size) == (1e-3, 5e-4, 0.8, 16)
+    assert (mimic.lr_visual, mimic.lr_rest) == (5e-5, 1e-4)
+    assert iu_model.num_views == 2 and mimic_model.num_views == 1 and mimic_model.max_length == 100
+    assert iu_model.backbone == "densenet121" and iu.eval_num_beams == 3
+    with pytest.raises(ValueError, match="not_a_field"):
+        apply_overrides(iu_model, iu, {"not_a_field": 1})
+    with pytest.raises(ValueError, match="TrainingConfig.epochs"):
+        apply_overrides(iu_model, iu, {"epochs": "ten"})
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_give_the_gradients_of_one_process(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    script = str(REPO / "tests" / "ddp_gradients.py")
+    single = subprocess.run([sys.executable, script, str(tmp_path / "one.pt")],
+                            capture_output=True, text=True)
+    assert single.returncode == 0, single.stderr
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_port", "29533", script, str(tmp_path / "two.pt")],
+                         capture_output=True, text=True, timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    assert one.keys() == two.keys() and len(one) > 10
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.slow
+def test_train_command_and_resume(tmp_path, capsys):
+    from cknet.cli import main
+
+    annotation = dataset_without_test(tmp_path / "data")
+    tiny_model = ["--backbone", "resnet18", "--backbone-weights", "null", "--image-size", "64",
+                  "--d-model", "32", "--d-ff", "64", "--num-heads", "2", "--num-encoder-layers", "1",
+                  "--num-decoder-layers", "1", "--knowledge-source", "random", "--d-knowledge", "16",
+                  "--top-k", "4", "--batch-size", "8", "--num-workers", "0", "--eval-num-beams", "1",
+                  "--epochs", "1"]
+    assert main(["train", "--config", "iu_xray", "--annotation", str(annotation), "--output",
+                 str(tmp_path / "run"), "--quiet", "--device", "cpu", *tiny_model]) == 0
+    assert "best validation BLEU-4" in capsys.readouterr().out
+    assert main(["train", "--resume", str(tmp_path / "run"), "--epochs", "2", "--quiet",
+                 "--device", "cpu"]) == 0
+    history = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert main(["train", "--resume", str(tmp_path / "run"), "--epochs", "ten", "--quiet"]) == 1
+
+
+@pytest.mark.slow
+def test_train_command_under_torchrun(tmp_path):
+    import subprocess
+    import sys
+
+    annotation = dataset_without_test(tmp_path / "data", count=16)
+    tiny_model = ["--backbone", "resnet18", "--backbone-weights", "null", "--image-size", "64",
+                  "--d-model", "32", "--d-ff", "64", "--num-heads", "2", "--num-encoder-layers", "1",
+                  "--num-decoder-layers", "1", "--knowledge-source", "random", "--d-knowledge", "16",
+                  "--top-k", "4", "--batch-size", "4", "--num-workers", "0", "--eval-num-beams", "1",
+                  "--epochs", "2"]
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_port", "29534", "-m", "cknet.cli", "train", "--annotation",
+                          str(annotation), "--output", str(tmp_path / "run"), "--quiet", "--device", "cpu",
+                          *tiny_model], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    history = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2]  # written once, by rank 0
+    assert CKNet.from_pretrained(tmp_path / "run" / "best").config.d_model == 32
