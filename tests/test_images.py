@@ -88,3 +88,33 @@ def test_view_count_errors():
     assert prepare_images(nih[:3], mimic).shape == (3, 1, 3, 32, 32)
     with pytest.raises(ValueError, match="study 0 has 2 view"):
         prepare_images([nih[:2]], mimic)
+
+
+def write_dicom(path, pixels, photometric="MONOCHROME2"):
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality = "DX"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    pydicom.dcmwrite(str(path), ds, enforce_file_format=True)
+
+
+def test_dicom_radiographs(tmp_path):
+    twelve_bit = GRADIENT.astype(np.uint16) * 16
+    write_dicom(tmp_path / "frontal.dcm", twelve_bit)
+    write_dicom(tmp_path / "inverted", 4032 - twelve_bit, photometric="MONOCHROME1")  # no suffix
+    expected = load_image(twelve_bit)
+    torch.testing.assert_close(load_image(tmp_path / "frontal.dcm"), expected)
+    torch.testing.assert_close(load_image(tmp_path / "inverted"), expected)
+    cfg = CKNetConfig.mimic_cxr(image_size=16)
+    assert prepare_images(tmp_path / "frontal.dcm", cfg).shape == (1, 1, 3, 16, 16)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from cknet.config import CKNetConfig
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm")
 ImageLike = Union[str, os.PathLike, "PIL.Image.Image", np.ndarray, torch.Tensor]  # noqa: F821
 
 
@@ -74,16 +74,47 @@ def _from_pil(image: Any, what: str) -> torch.Tensor:
     return _from_array(np.asarray(image), what)
 
 
+def _is_dicom(path: Path) -> bool:
+    if path.suffix.lower() in (".dcm", ".dicom"):
+        return True
+    with open(path, "rb") as fh:
+        return fh.read(132)[128:132] == b"DICM"
+
+
+def _from_dicom(path: Path) -> torch.Tensor:
+    """A DICOM radiograph: stored values, modality rescale, MONOCHROME1 inverted."""
+    try:
+        import pydicom
+    except ImportError:
+        raise ImportError(
+            f"{path} is a DICOM file: install the dicom extra (pip install 'cknet[dicom]')"
+        ) from None
+    try:
+        dataset = pydicom.dcmread(path)
+        pixels = dataset.pixel_array.astype(np.float32)
+    except Exception as err:
+        raise ValueError(f"{path} is not a readable DICOM image: {err}") from None
+    slope = float(getattr(dataset, "RescaleSlope", 1.0))
+    pixels = pixels * slope + float(getattr(dataset, "RescaleIntercept", 0.0))
+    if getattr(dataset, "PhotometricInterpretation", "") == "MONOCHROME1":
+        pixels = pixels.max() - pixels  # MONOCHROME1 stores bright as low values
+    if pixels.ndim == 3 and pixels.shape[-1] not in (3, 4):
+        pixels = pixels[0]  # a multi-frame file: its first frame
+    return _from_array(_rescale(pixels), f"DICOM image {path}")
+
+
 def load_image(source: ImageLike) -> torch.Tensor:
     """Read one image as a float ``(3, H, W)`` tensor in [0, 1].
 
     Args:
-        source: a file path (PNG, JPEG, ...), a PIL image (modes L, I;16, I, F, RGB, RGBA,
-            P, ...), a numpy array ``(H, W)`` / ``(H, W, C)`` (uint8, uint16, float) or a
-            tensor ``(H, W)`` / ``(C, H, W)``.
+        source: a file path (PNG, JPEG, ...; DICOM with the ``dicom`` extra, rescaled by
+            its slope and intercept, MONOCHROME1 inverted), a PIL image (modes L, I;16,
+            I, F, RGB, RGBA, P, ...), a numpy array ``(H, W)`` / ``(H, W, C)`` (uint8,
+            uint16, float) or a tensor ``(H, W)`` / ``(C, H, W)``.
 
     Raises:
         FileNotFoundError: for a path that does not exist.
+        ImportError: for a DICOM file without pydicom installed (says what to install).
         ValueError: for a file that is not a readable image, or an array/tensor of an
             unsupported shape or dtype; the message names the input.
     """
@@ -93,6 +124,8 @@ def load_image(source: ImageLike) -> torch.Tensor:
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"image file not found: {path}")
+        if _is_dicom(path):
+            return _from_dicom(path)
         try:
             with Image.open(path) as image:
                 image.load()
