@@ -125,3 +125,12 @@ def test_query_shape_errors():
         knowledge_query(torch.randn(1, 2, 3, 4), torch.randn(3, 5, 4), torch.randn(3, 5, 4), 2)
     with pytest.raises(ValueError, match="queries"):
         knowledge_query(torch.randn(2, 3, 4), torch.randn(2, 5, 4), torch.randn(2, 5, 4), 2)
+
+
+def test_attention_weights_are_the_top_k_weights():
+    module = CrossModalKnowledgeMatrix(16, 8, 2, 3)
+    features, knowledge = torch.randn(2, 5, 16), torch.randn(2, 7, 8)
+    weights = module.attention(features, knowledge)
+    assert weights.shape == (2, 2, 5, 7)
+    assert ((weights > 0).sum(-1) == 3).all()
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 2, 5))

@@ -73,6 +73,14 @@ def knowledge_query(
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be 'softmax' or 'sum', got {weighting!r}")
 
+    return knowledge_weights(queries, keys, top_k, weighting) @ values
+
+
+def knowledge_weights(
+    queries: torch.Tensor, keys: torch.Tensor, top_k: int, weighting: str = "softmax"
+) -> torch.Tensor:
+    """The weights of equation (6) spread over all N knowledge vectors (zero for those
+    not among a query's top ``top_k``): ``(B, H, L, N)``. Shapes as `knowledge_query`."""
     scores = queries @ keys.transpose(-1, -2) / math.sqrt(queries.shape[-1])  # (B, H, L, N)
     top_scores, top_index = scores.topk(top_k, dim=-1)  # (B, H, L, gamma)
     if weighting == "softmax":
@@ -81,5 +89,4 @@ def knowledge_query(
         total = top_scores.sum(dim=-1, keepdim=True)
         total = torch.where(total >= 0, total.clamp(min=SUM_EPS), total.clamp(max=-SUM_EPS))
         weights = top_scores / total
-    sparse_weights = torch.zeros_like(scores).scatter(-1, top_index, weights)  # (B, H, L, N)
-    return sparse_weights @ values
+    return torch.zeros_like(scores).scatter(-1, top_index, weights)

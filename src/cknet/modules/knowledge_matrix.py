@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from cknet.kernels import knowledge_query
-from cknet.kernels.topk_query import WEIGHTINGS
+from cknet.kernels.topk_query import WEIGHTINGS, knowledge_weights
 
 
 class KnowledgeProjection(NamedTuple):
@@ -110,3 +110,13 @@ class CrossModalKnowledgeMatrix(nn.Module):
         )  # (B, H, L, d_head)
         preserved = preserved.transpose(1, 2).flatten(2)  # (B, L, d_model)
         return self.fuse(torch.cat([features, preserved], dim=-1))
+
+    def attention(
+        self, features: torch.Tensor, knowledge: torch.Tensor | KnowledgeProjection
+    ) -> torch.Tensor:
+        """How much each input row draws on each knowledge vector: the top-gamma weights
+        of equation (6), ``(B, H, L, M)``, zero outside each row's top gamma."""
+        if not isinstance(knowledge, KnowledgeProjection):
+            knowledge = self.project_knowledge(knowledge)
+        queries = self._split_heads(self.query_proj(features))
+        return knowledge_weights(queries, knowledge.keys, self.top_k, self.weighting)

@@ -1,0 +1,80 @@
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from cknet import CKNetConfig
+from cknet.data.synthetic import FINDINGS, SyntheticDataset, SyntheticReports, render_study
+from cknet.labeler import CheXpertLabeler
+
+
+def test_rendering_is_deterministic_and_varies_between_studies():
+    a = render_study(["cardiomegaly"], seed=3, size=64)
+    assert a.shape == (2, 64, 64) and a.dtype == np.float32 and 0 <= a.min() and a.max() <= 1
+    assert np.array_equal(a, render_study(["cardiomegaly"], seed=3, size=64))
+    assert not np.array_equal(a, render_study(["cardiomegaly"], seed=4, size=64))
+    assert render_study([], seed=0, size=100, views=1).shape == (1, 100, 100)
+    with pytest.raises(ValueError, match="unknown findings"):
+        render_study(["pneumonia of the toe"], seed=0)
+
+
+def _centre_of_change(finding, seed=5, size=128):
+    diff = np.abs(render_study([finding], seed, size)[0] - render_study([], seed, size)[0])
+    diff[diff < 0.05] = 0  # ignore noise-level differences
+    assert diff.sum() > 0, f"{finding} does not change the frontal view"
+    ys, xs = np.mgrid[0:size, 0:size] / size
+    return (ys * diff).sum() / diff.sum(), (xs * diff).sum() / diff.sum()
+
+
+@pytest.mark.parametrize("finding", FINDINGS)
+def test_each_finding_changes_the_image_where_expected(finding):
+    y, x = _centre_of_change(finding)
+    if finding.startswith("left "):  # the patient's left is the image's right
+        assert x > 0.55
+    elif finding.startswith("right "):
+        assert x < 0.45
+    if "effusion" in finding or "atelectasis" in finding:
+        assert y > 0.5  # at the lung base
+    if "pneumothorax" in finding:
+        assert y < 0.5  # at the apex
+    if finding == "cardiomegaly":
+        assert 0.4 < x < 0.65 and y > 0.5
+
+
+def test_rendering_speed():
+    best = min(_time_batch() for _ in range(3))
+    assert 50 / best >= 200  # studies per second at 224 px, one core
+
+
+def _time_batch():
+    start = time.perf_counter()
+    for seed in range(50):
+        render_study(["cardiomegaly", "left pleural effusion", "support devices"], seed, size=224)
+    return time.perf_counter() - start
+
+
+def test_reports_follow_the_findings():
+    rng = np.random.default_rng(0)
+    labeler = CheXpertLabeler()
+    names = labeler.observations
+    report = SyntheticReports.write(["cardiomegaly", "left pleural effusion", "right pneumothorax"], rng)
+    row = labeler.label([report])[0]
+    assert row[names.index("Cardiomegaly")] == 1 and row[names.index("Pleural Effusion")] == 1
+    assert row[names.index("Pneumothorax")] == 1 and row[names.index("Edema")] != 1
+    normal = labeler.label([SyntheticReports.write([], rng)])[0]
+    assert normal[names.index("No Finding")] == 1 and normal[names.index("Pleural Effusion")] == 0
+    phrasings = {SyntheticReports.write(["cardiomegaly"], np.random.default_rng(s)) for s in range(20)}
+    assert len(phrasings) > 5  # varied phrasing
+
+
+def test_dataset_items():
+    config = CKNetConfig.iu_xray(image_size=48)
+    data = SyntheticDataset(20, config, seed=1)
+    item = data[3]
+    assert item["images"].shape == (2, 3, 48, 48) and item["labels"].shape == (len(FINDINGS),)
+    assert torch.equal(item["images"], SyntheticDataset(20, config, seed=1)[3]["images"])
+    np.testing.assert_array_equal(data.label_matrix()[3], item["labels"].numpy())
+    blank = SyntheticDataset(20, config, seed=1, blank=True)[3]
+    assert blank["report"] == item["report"] and (blank["images"].std(dim=(-1, -2)) == 0).all()
+    assert 0.05 < data.label_matrix().mean() < 0.3
