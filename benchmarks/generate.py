@@ -6,7 +6,11 @@ studies. A random model rarely emits <eos>, so "natural" decoding runs to the le
 limit (59 tokens), the worst case; the forced-length rows pin the length with
 min_new_tokens = max_new_tokens.
 
-    python benchmarks/generate.py [--backbone densenet121] [--threads 2] [--repeats 3]
+    python benchmarks/generate.py [--backbone densenet121] [--knowledge-source image]
+                                  [--threads 2] [--repeats 3]
+
+With ``knowledge_source="image"`` (the default) image encoding includes the frozen
+graph model's own backbone; ``"static"`` has none.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ def timed(fn, repeats: int) -> tuple[float, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="densenet121")
+    parser.add_argument("--knowledge-source", default="image", choices=["image", "static", "random", "none"])
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
@@ -57,7 +62,7 @@ def main() -> None:
     torch.manual_seed(0)
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
 
-    config = cknet.CKNetConfig.iu_xray(backbone=args.backbone)
+    config = cknet.CKNetConfig.iu_xray(backbone=args.backbone, knowledge_source=args.knowledge_source)
     model = cknet.CKNet(config, tokenizer()).to(args.device, dtype).eval()
     images = torch.randn(args.batch, 2, 3, 224, 224, device=args.device, dtype=dtype)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
@@ -89,7 +94,8 @@ def main() -> None:
         forced[length] = seconds
         rows.append((f"decoding, beam 3, forced length {length}", seconds, steps))
 
-    print(f"cknet {cknet.__version__} generate benchmark: {args.backbone}, batch {args.batch}, "
+    print(f"cknet {cknet.__version__} generate benchmark: {args.backbone}, knowledge "
+          f"{args.knowledge_source}, batch {args.batch}, "
           f"{args.device} ({platform.processor() or platform.machine()}), {args.threads} threads, "
           f"torch {torch.__version__}, {args.dtype}")
     print(f"| {'stage':<44} | {'seconds':>8} | {'tokens':>6} | {'ms/token':>8} |")

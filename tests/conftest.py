@@ -6,6 +6,10 @@ import json
 import os
 from pathlib import Path
 
+# Triton kernels run in Triton's CPU interpreter here (set before triton is imported);
+# backend="auto" still takes the PyTorch path on the CPU.
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
 import pytest
 import torch
 

@@ -25,6 +25,7 @@ from typing import Any, Literal
 Dataset = Literal["iu_xray", "mimic_cxr"]
 KnowledgeSource = Literal["image", "static", "random", "none", "graph"]
 KnowledgeWeighting = Literal["softmax", "sum"]
+KernelBackend = Literal["auto", "torch", "triton"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -66,6 +67,9 @@ class CKNetConfig:
         top_k: gamma, the number of knowledge vectors each query keeps (8).
         knowledge_weighting: ``"softmax"`` over the selected scores (as R2GenCMN) or
             ``"sum"`` (equation 6 literally: each score over the sum of the selected).
+        kernel: path of the top-k knowledge query: ``"auto"`` (the fused Triton kernel
+            on CUDA, else PyTorch), ``"torch"`` or ``"triton"``; ``CKNET_KERNEL``
+            overrides it.
         num_gcn_layers: GCN layers of the knowledge-graph encoder.
         num_beams: default beam width of `CKNet.generate` (3).
     """
@@ -91,6 +95,7 @@ class CKNetConfig:
     d_knowledge: int = 512
     top_k: int = 8
     knowledge_weighting: KnowledgeWeighting = "softmax"
+    kernel: KernelBackend = "auto"
     num_gcn_layers: int = 2
     num_beams: int = 3
 

@@ -237,7 +237,7 @@ class CKNet(nn.Module):
         if config.knowledge_source != "none":
             self.knowledge_matrix = CrossModalKnowledgeMatrix(
                 config.d_model, config.d_knowledge, config.num_heads, config.top_k,
-                config.knowledge_weighting,
+                config.knowledge_weighting, config.kernel,
             )
         self.text_embedding = TokenEmbedding(
             config.vocab_size, config.d_model, config.dropout, tokenizer.pad_id

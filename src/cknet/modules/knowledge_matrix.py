@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from cknet.kernels import knowledge_query
-from cknet.kernels.topk_query import WEIGHTINGS, knowledge_weights
+from cknet.kernels.topk_query import BACKENDS, WEIGHTINGS, knowledge_weights
 
 
 class KnowledgeProjection(NamedTuple):
@@ -47,6 +47,8 @@ class CrossModalKnowledgeMatrix(nn.Module):
         top_k: gamma, the number of knowledge vectors kept per query and head.
         weighting: ``"softmax"`` (over the selected scores, as R2GenCMN) or ``"sum"``
             (equation 6 literally: each selected score over their sum).
+        backend: ``"auto"``, ``"torch"`` or ``"triton"``: the path of
+            `cknet.kernels.knowledge_query` (the fused Triton kernel on CUDA).
 
     Shapes:
         input: features ``(B, L, d_model)``; knowledge ``(B, M, d_knowledge)`` (one matrix
@@ -61,6 +63,7 @@ class CrossModalKnowledgeMatrix(nn.Module):
         num_heads: int = 8,
         top_k: int = 8,
         weighting: str = "softmax",
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         if d_model % num_heads != 0:
@@ -69,9 +72,12 @@ class CrossModalKnowledgeMatrix(nn.Module):
             raise ValueError(f"weighting must be 'softmax' or 'sum', got {weighting!r}")
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.num_heads = num_heads
         self.top_k = top_k
         self.weighting = weighting
+        self.backend = backend
         self.query_proj = nn.Linear(d_model, d_model, bias=False)  # W_q, eq. (4)
         self.key_proj = nn.Linear(d_knowledge, d_model, bias=False)  # W_k, eq. (4)
         self.value_proj = nn.Linear(d_knowledge, d_model, bias=False)  # W_g, eq. (7)
@@ -106,7 +112,7 @@ class CrossModalKnowledgeMatrix(nn.Module):
             knowledge = self.project_knowledge(knowledge)
         queries = self._split_heads(self.query_proj(features))  # (B, H, L, d_head)
         preserved = knowledge_query(
-            queries, knowledge.keys, knowledge.values, self.top_k, self.weighting
+            queries, knowledge.keys, knowledge.values, self.top_k, self.weighting, self.backend
         )  # (B, H, L, d_head)
         preserved = preserved.transpose(1, 2).flatten(2)  # (B, L, d_model)
         return self.fuse(torch.cat([features, preserved], dim=-1))
