@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 import cknet
+from cknet.modules.graph_model import KnowledgeGraphModel
 
 BUILT_IN_REPORTS = {
     "synthetic-normal": "The heart is normal in size. The lungs are clear. No pleural effusion "
@@ -62,7 +63,10 @@ def main() -> None:
         num_encoder_layers=2, num_decoder_layers=2, d_knowledge=64, dropout=0.0,
     )
     graph = cknet.KnowledgeGraph.openi40()
-    model = cknet.CKNet(config, tokenizer=tokenizer, graph=graph)
+    # The knowledge-graph stage is left untrained here; on real data, pretrain it first
+    # (`cknet pretrain-graph`, docs/knowledge_graph.md) and pass its folder instead.
+    graph_model = KnowledgeGraphModel(graph, backbone="resnet18", d_knowledge=config.d_knowledge)
+    model = cknet.CKNet(config, tokenizer=tokenizer, graph_model=graph_model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(f"CKNet with {trainable / 1e6:.1f}M trainable parameters, knowledge graph {graph}")
 

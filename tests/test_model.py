@@ -107,7 +107,9 @@ def test_save_load_identical_logits(tmp_path, iu_tokenizer):
     model = CKNet(small_config(knowledge_weighting="sum"), iu_tokenizer, graph).eval()
     model.save_pretrained(tmp_path / "m")
     names = sorted(p.name for p in (tmp_path / "m").iterdir())
-    assert names == ["config.json", "graph.json", "model.safetensors", "tokenizer.json"]
+    assert names == ["README.md", "config.json", "graph.json", "model.safetensors", "tokenizer.json"]
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert "not a medical device" in card and "Not recorded" in card and "resnet18" in card
     loaded = CKNet.from_pretrained(tmp_path / "m").eval()
     assert loaded.config == model.config and loaded.graph == graph
     assert loaded.tokenizer.id_to_token == iu_tokenizer.id_to_token

@@ -59,6 +59,8 @@ def test_training_lowers_val_loss_raises_bleu_and_evaluates_test_once(tmp_path):
     assert result.best_bleu4 == max(r["val_bleu4"] for r in history)
     best = CKNet.from_pretrained(tmp_path / "run" / "best")
     assert best.config.d_model == 32
+    card = (tmp_path / "run" / "best" / "README.md").read_text()
+    assert f"best validation BLEU-4 {result.best_bleu4:.4f}" in card and "not a medical device" in card
     test = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
     assert test["nlg"]["settings"]["references"] == "cleaned" and "f1" in test["ce"]["scores"]
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()

@@ -32,7 +32,8 @@ from torch import nn
 
 from cknet.config import CKNetConfig
 from cknet.graph import KnowledgeGraph
-from cknet.io import check_state_dict, write_atomic
+from cknet.io import check_state_dict, write_atomic, write_text_atomic
+from cknet.model_card import model_card
 from cknet.modules.graph_model import KnowledgeGraphModel
 from cknet.modules.knowledge_matrix import CrossModalKnowledgeMatrix, KnowledgeProjection
 from cknet.modules.text import TokenEmbedding
@@ -44,6 +45,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
 GRAPH_FILE = "graph.json"
+CARD_FILE = "README.md"
 IGNORE_INDEX = -100
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 logger = logging.getLogger(__name__)
@@ -549,12 +551,21 @@ class CKNet(nn.Module):
         return [study[0].text for study in results]
 
     # ------------------------------------------------------------ persistence
-    def save_pretrained(self, directory: str | os.PathLike[str], overwrite: bool = False) -> None:
-        """Save the model as ``config.json``, ``model.safetensors``, ``tokenizer.json`` and
-        ``graph.json`` in ``directory`` (created if needed).
+    def save_pretrained(
+        self,
+        directory: str | os.PathLike[str],
+        overwrite: bool = False,
+        training_info: dict[str, Any] | None = None,
+    ) -> None:
+        """Save the model as ``config.json``, ``model.safetensors``, ``tokenizer.json``,
+        ``graph.json`` and a ``README.md`` model card in ``directory`` (created if needed).
 
         Each file is written to a temporary name and renamed into place, so an
         interrupted save never leaves a half-written file.
+
+        Args:
+            training_info: facts for the model card: training data and split, metrics
+                with their evaluation settings (see `cknet.model_card.model_card`).
 
         Raises:
             FileExistsError: if ``directory`` already holds a saved model and
@@ -577,6 +588,9 @@ class CKNet(nn.Module):
         write_atomic(folder / TOKENIZER_FILE, self.tokenizer.save)
         write_atomic(folder / GRAPH_FILE, self.graph.to_json)
         write_atomic(folder / CONFIG_FILE, self.config.to_json_file)
+        card = model_card(self.config.to_dict(), self.graph.name, self.graph.num_nodes,
+                          self.tokenizer.vocab_size, training_info)
+        write_text_atomic(folder / CARD_FILE, card)
 
     @classmethod
     def from_pretrained(
@@ -641,7 +655,7 @@ def _resolve_model_dir(name_or_path: str | os.PathLike[str], revision: str | Non
     try:
         return Path(snapshot_download(
             name, revision=revision,
-            allow_patterns=[CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, GRAPH_FILE, "README.md"],
+            allow_patterns=[CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, GRAPH_FILE, CARD_FILE],
         ))
     except Exception as err:
         raise OSError(

@@ -17,6 +17,7 @@ Views are encoded separately and their node embeddings summed (IU X-Ray's two vi
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -56,7 +57,9 @@ class KnowledgeGraphEncoder(nn.Module):
         self, graph: KnowledgeGraph, in_channels: int, d_knowledge: int = 512, num_layers: int = 2
     ) -> None:
         super().__init__()
-        from torch_geometric.nn import GCNConv
+        with warnings.catch_warnings():  # PyG's own use of torch.jit.script, not the user's to fix
+            warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+            from torch_geometric.nn import GCNConv
 
         self.num_nodes = graph.num_nodes
         self.node_attention = nn.Conv2d(in_channels, graph.num_nodes, kernel_size=1)

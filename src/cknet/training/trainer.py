@@ -347,7 +347,13 @@ class Trainer:
                 if val["bleu4"] > self.result.best_bleu4:
                     self.result.best_bleu4, self.result.best_epoch = val["bleu4"], epoch
                     self.stale_epochs = 0
-                    self.model.save_pretrained(self.run_dir / "best", overwrite=True)
+                    self.model.save_pretrained(self.run_dir / "best", overwrite=True, training_info={
+                        "training data": f"{len(self.train_data)} training studies",
+                        "selection": f"epoch {epoch} of {self.config.epochs}, best validation BLEU-4 "
+                                     f"{val['bleu4']:.4f} ({len(self.val_data)} validation studies, beam "
+                                     f"{self.config.eval_num_beams}, cleaned references)",
+                        "recipe": self.config.to_dict(),
+                    })
                 else:
                     self.stale_epochs += 1
                 self.save_checkpoint(epoch)

@@ -1,0 +1,66 @@
+"""The ``README.md`` model card written beside every saved model.
+
+It states what the model is (config, graph, vocabulary), what it was trained and
+evaluated on when the caller says so (data, split, metrics with their evaluation
+settings), its intended use, and that it is a research artefact, not a medical device.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+DISCLAIMER = (
+    "This model is a research artefact. It is not a medical device, has not been "
+    "validated for clinical use, and must not be used to diagnose, treat or triage "
+    "patients. Generated reports can be wrong in ways that look fluent and plausible."
+)
+
+
+def model_card(config: Mapping[str, Any], graph_name: str, graph_nodes: int, vocab_size: int,
+               training: Mapping[str, Any] | None = None) -> str:
+    """Markdown model card.
+
+    Args:
+        config: the model's `CKNetConfig` as a dict.
+        graph_name, graph_nodes: the knowledge graph.
+        vocab_size: the tokenizer's vocabulary size.
+        training: optional facts about training and evaluation, e.g. ``{"data":
+            "IU X-Ray (R2Gen split)", "split": "train 2069 / val 296 / test 590",
+            "best_epoch": 12, "metrics": {...}, "evaluation": "beam 3, cleaned references"}``.
+    """
+    lines = [
+        "---", "library_name: cknet", "tags: [radiology-report-generation, chest-x-ray, cknet]", "---", "",
+        "# CKNet radiology report generator", "",
+        "A CKNet model (Kang et al., *Bridging the Gap: Cross-modal Knowledge Driven Network for "
+        "Radiology Report Generation*, IEEE BIBM 2023) saved by the `cknet` library. Load it with:", "",
+        "```python", "import cknet", 'model = cknet.CKNet.from_pretrained("path/to/this/folder")',
+        'reports = model.generate([["frontal.png", "lateral.png"]])', "```", "",
+        "## Model", "",
+        f"- dataset rules: `{config['dataset']}`, {config['num_views']} view(s) of "
+        f"{config['image_size']} px, reports of at most {config['max_length']} tokens",
+        f"- visual backbone: `{config['backbone']}`; Transformer {config['num_encoder_layers']} + "
+        f"{config['num_decoder_layers']} layers, d_model {config['d_model']}, {config['num_heads']} heads",
+        f"- knowledge: `{config['knowledge_source']}` source over the `{graph_name}` graph "
+        f"({graph_nodes} nodes + a global node), top-{config['top_k']} "
+        f"`{config['knowledge_weighting']}` query",
+        f"- vocabulary: {vocab_size} tokens", "",
+        "## Training and evaluation", "",
+    ]
+    if training:
+        for key, value in training.items():
+            if isinstance(value, (dict, list)):
+                lines += [f"- {key}:", "", "```json", json.dumps(value, indent=1), "```", ""]
+            else:
+                lines.append(f"- {key}: {value}")
+    else:
+        lines.append("Not recorded: the model was saved without training information.")
+    lines += [
+        "", "## Intended use", "",
+        "Research on radiology report generation: reproducing and comparing methods, studying "
+        "knowledge-driven generation. Not for clinical decisions.", "",
+        "## Limitations", "", DISCLAIMER, "",
+        "The full configuration is in `config.json`.", "",
+    ]
+    return "\n".join(lines)
