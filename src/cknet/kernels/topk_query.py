@@ -133,13 +133,7 @@ def _selected_query(
     chosen_keys = keys.float().gather(2, flat).view(batch, heads, length, top_k, dim)
     chosen_values = values.float().gather(2, flat).view(batch, heads, length, top_k, dim)
     scores = (queries.float()[..., None, :] * chosen_keys).sum(-1) / math.sqrt(dim)
-    if weighting == "softmax":
-        weights = scores.softmax(dim=-1)
-    else:
-        total = scores.sum(dim=-1, keepdim=True)
-        total = torch.where(total >= 0, total.clamp(min=SUM_EPS), total.clamp(max=-SUM_EPS))
-        weights = scores / total
-    return (weights[..., None] * chosen_values).sum(-2)
+    return (_selected_weights(scores, weighting)[..., None] * chosen_values).sum(-2)
 
 
 class _TritonKnowledgeQuery(torch.autograd.Function):
@@ -177,10 +171,15 @@ def knowledge_weights(
     # Triton kernel (torch.topk leaves ties unspecified).
     top_scores, top_index = scores.sort(dim=-1, descending=True, stable=True)
     top_scores, top_index = top_scores[..., :top_k], top_index[..., :top_k]  # (B, H, L, gamma)
-    if weighting == "softmax":
-        weights = top_scores.softmax(dim=-1)
-    else:
-        total = top_scores.sum(dim=-1, keepdim=True)
-        total = torch.where(total >= 0, total.clamp(min=SUM_EPS), total.clamp(max=-SUM_EPS))
-        weights = top_scores / total
+    weights = _selected_weights(top_scores, weighting)
     return torch.zeros_like(scores).scatter(-1, top_index, weights)
+
+
+def _selected_weights(top_scores: torch.Tensor, weighting: str) -> torch.Tensor:
+    """Equation (6) over the selected scores ``(..., gamma)``: a softmax, or each score
+    over their sum with the sum kept at least ``SUM_EPS`` away from zero."""
+    if weighting == "softmax":
+        return top_scores.softmax(dim=-1)
+    total = top_scores.sum(dim=-1, keepdim=True)
+    total = torch.where(total >= 0, total.clamp(min=SUM_EPS), total.clamp(max=-SUM_EPS))
+    return top_scores / total
