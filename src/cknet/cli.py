@@ -88,6 +88,22 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_data_arguments(command: argparse.ArgumentParser) -> None:
+    """The data options shared by `cknet pretrain-graph` and `cknet train`."""
+    command.add_argument("--data-dir", type=Path, help="folder with annotation.json and images/")
+    command.add_argument("--annotation", type=Path,
+                         help="annotation.json (default: DATA_DIR/annotation.json)")
+    command.add_argument("--image-dir", type=Path,
+                         help="image root (default: images/ beside the annotation)")
+    command.add_argument("--graph", default="openi40", help="openi40, chexpert14 or a graph JSON file")
+
+
+def _annotation_path(args: argparse.Namespace) -> Path:
+    if args.annotation is None and args.data_dir is None:
+        raise SystemExit("error: give --data-dir or --annotation")
+    return args.annotation or args.data_dir / "annotation.json"
+
+
 def _graph_from_argument(value: str):
     from cknet.graph import KnowledgeGraph
 
@@ -132,9 +148,7 @@ def _pretrain_graph(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if (output / "graph_model.safetensors").exists() and not args.overwrite:
         raise SystemExit(f"error: {output} already holds a graph model; pass --overwrite")
-    if args.annotation is None and args.data_dir is None:
-        raise SystemExit("error: give --data-dir or --annotation")
-    annotation_path = args.annotation or args.data_dir / "annotation.json"
+    annotation_path = _annotation_path(args)
     annotation = read_annotation(annotation_path)
     image_dir = args.image_dir or Path(annotation_path).parent / "images"
     preset = CKNetConfig.iu_xray if args.dataset == "iu_xray" else CKNetConfig.mimic_cxr
@@ -262,12 +276,10 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
         if args.resume:
             result = resume(args.resume, overrides, device=device, progress=not args.quiet)
         else:
-            if args.data_dir is None and args.annotation is None:
-                raise SystemExit("error: give --data-dir or --annotation (or --resume RUN_DIR)")
             if args.output is None:
                 raise SystemExit("error: give --output RUN_DIR")
             model_config, training = apply_overrides(*load_recipe(args.config), overrides)
-            annotation = args.annotation or args.data_dir / "annotation.json"
+            annotation = _annotation_path(args)
             graph = None if args.graph_model else _graph_from_argument(args.graph)
             result = train(model_config, training, annotation, args.output, image_dir=args.image_dir,
                            graph=graph, graph_model=args.graph_model, device=device,
@@ -325,11 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "with node labels, keep the epoch with the best mean validation AUC, and save "
                     "it (with the static knowledge matrix) for CKNet(graph_model=OUTPUT).",
     )
-    pre.add_argument("--data-dir", type=Path, help="folder with annotation.json and images/")
-    pre.add_argument("--annotation", type=Path, help="annotation.json (default: DATA_DIR/annotation.json)")
-    pre.add_argument("--image-dir", type=Path, help="image root (default: images/ beside the annotation)")
+    _add_data_arguments(pre)
     pre.add_argument("--dataset", choices=["iu_xray", "mimic_cxr"], default="iu_xray")
-    pre.add_argument("--graph", default="openi40", help="openi40, chexpert14 or a graph JSON file")
     pre.add_argument("--labels", default="keyword",
                      help="keyword (label the reports), mesh:FILE (IU X-Ray mesh_tags.csv) or "
                           "csv:FILE[@ID_COLUMN] (columns named like the graph's nodes)")
@@ -378,10 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "`cknet train --resume RUN_DIR` continues a run from its last checkpoint.",
     )
     tr.add_argument("--config", default="iu_xray", help="recipe: iu_xray, mimic_cxr or a JSON file")
-    tr.add_argument("--data-dir", type=Path, help="folder with annotation.json and images/")
-    tr.add_argument("--annotation", type=Path)
-    tr.add_argument("--image-dir", type=Path)
-    tr.add_argument("--graph", default="openi40", help="openi40, chexpert14 or a graph JSON file")
+    _add_data_arguments(tr)
     tr.add_argument("--graph-model", type=Path, help="pretrained graph stage (cknet pretrain-graph)")
     tr.add_argument("--output", type=Path, help="the run folder")
     tr.add_argument("--resume", type=Path, metavar="RUN_DIR")
