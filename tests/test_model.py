@@ -241,3 +241,43 @@ def test_generate_accepts_sample_study_folders(model):
     assert from_folder == from_paths and len(from_folder) == 1
     with pytest.raises(ValueError, match="view"):
         model.generate(folder / "0.png")
+
+
+@pytest.mark.parametrize("source", ["image", "random"])
+def test_knowledge_attention_matches_a_float64_rederivation(iu_tokenizer, source):
+    model = CKNet(small_config(knowledge_source=source), iu_tokenizer).eval()
+    images = images_for(model.config)
+    ids, _ = iu_tokenizer.encode_batch(["the heart is normal .", "no effusion ."])
+    patch_weights, token_weights = model.knowledge_attention(images, ids)
+
+    km, cfg = model.knowledge_matrix, model.config
+    with torch.no_grad():
+        maps = model.visual_extractor.backbone(images).double()  # (B, V, C, h, w)
+        patches = maps.flatten(3).transpose(2, 3).flatten(1, 2)  # (B, V*h*w, C)
+        v_s = patches @ model.visual_extractor.projection.weight.double().T \
+            + model.visual_extractor.projection.bias.double()
+        v_t = model.text_embedding(ids, 0).double()
+        knowledge = model.knowledge(images).double()
+    if knowledge.dim() == 2:
+        knowledge = knowledge.expand(len(images), -1, -1)
+    d_head = cfg.d_model // cfg.num_heads
+    for features, got in ((v_s, patch_weights), (v_t, token_weights)):
+        expected = torch.zeros(got.shape, dtype=torch.float64)
+        for b in range(len(images)):
+            for h in range(cfg.num_heads):
+                heads = slice(h * d_head, (h + 1) * d_head)
+                q = features[b] @ km.query_proj.weight.double()[heads].T  # eq. (4)
+                k = knowledge[b] @ km.key_proj.weight.double()[heads].T
+                scores = q @ k.T / d_head**0.5  # eq. (5)
+                top = scores.topk(cfg.top_k, dim=-1)
+                weights = top.values.softmax(dim=-1)  # eq. (6)
+                expected[b].scatter_add_(-1, top.indices, weights / cfg.num_heads)
+        torch.testing.assert_close(got.double(), expected, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(got.sum(-1), torch.ones(got.shape[:2]))
+    assert patch_weights.shape == (2, cfg.num_views * 4, model.graph.num_nodes + 1)
+
+
+def test_knowledge_attention_needs_a_knowledge_matrix(iu_tokenizer):
+    model = CKNet(small_config(knowledge_source="none"), iu_tokenizer)
+    with pytest.raises(ValueError, match="no knowledge matrix"):
+        model.knowledge_attention(images_for(model.config))

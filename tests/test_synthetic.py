@@ -78,3 +78,33 @@ def test_dataset_items():
     blank = SyntheticDataset(20, config, seed=1, blank=True)[3]
     assert blank["report"] == item["report"] and (blank["images"].std(dim=(-1, -2)) == 0).all()
     assert 0.05 < data.label_matrix().mean() < 0.3
+
+
+def test_read_inverts_write_on_raw_and_cleaned_text():
+    from cknet.tokenizer import clean_report
+
+    reports = SyntheticReports()
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        findings = reports.sample(rng)
+        text = reports.write(findings, rng)
+        expected = reports.labels(findings)
+        np.testing.assert_array_equal(reports.read([text])[0], expected)
+        np.testing.assert_array_equal(reports.read([clean_report(text, "iu_xray")])[0], expected)
+    # Negations and normal sentences state nothing; a finding's sentence in any report does.
+    assert reports.read(["No pleural effusion. No pneumothorax. No pulmonary edema."]).sum() == 0
+    row = reports.read(["the heart is enlarged . there is a right pneumothorax ."])[0]
+    assert {FINDINGS[j] for j in np.flatnonzero(row)} == {"cardiomegaly", "right pneumothorax"}
+    with pytest.raises(ValueError, match="list of report texts"):
+        reports.read("There is cardiomegaly.")
+
+
+def test_synthetic_graph_covers_the_findings():
+    from cknet.data.synthetic import synthetic_graph
+
+    graph = synthetic_graph()
+    graph.validate()
+    assert graph.nodes == list(FINDINGS)
+    adjacency = graph.adjacency()
+    left, right = FINDINGS.index("left pleural effusion"), FINDINGS.index("right pleural effusion")
+    assert adjacency[left, right] == 1 and adjacency.sum(axis=1).min() >= 1  # no isolated node

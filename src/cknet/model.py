@@ -397,6 +397,42 @@ class CKNet(nn.Module):
         hidden = self.transformer.decode(target, encoding.memory, cache)
         return self.lm_head(hidden)
 
+    @torch.no_grad()
+    def knowledge_attention(
+        self, images: torch.Tensor, input_ids: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Which knowledge vectors the image patches (and report tokens) draw on: the
+        top-gamma weights of equation (6), averaged over the heads.
+
+        Column 0 is the global node, column ``j >= 1`` the graph's node ``j - 1``
+        (``model.graph.nodes[j - 1]``).
+
+        Args:
+            images: ``(B, V, 3, S, S)`` preprocessed images.
+            input_ids: optional ``(B, T)`` reports as token ids starting with ``<bos>``
+                (e.g. generated ones, encoded with ``model.tokenizer.encode_batch``).
+
+        Returns:
+            ``(B, V*h*w, N+1)`` patch weights and ``(B, T, N+1)`` token weights (None
+            without ``input_ids``); each row sums to 1 over its top gamma.
+
+        Raises:
+            ValueError: for a model without a knowledge matrix (``knowledge_source="none"``)
+                or malformed inputs.
+        """
+        if self.knowledge_matrix is None:
+            raise ValueError("this model has no knowledge matrix (knowledge_source='none')")
+        images = self.check_images(images).to(self.device)
+        projection = self.knowledge_matrix.project_knowledge(self.knowledge(images))
+        patches = self.visual_extractor.project(self.visual_extractor.backbone(images))  # v_s
+        patch_weights = self.knowledge_matrix.attention(patches, projection).mean(dim=1)
+        token_weights = None
+        if input_ids is not None:
+            self.check_input_ids(input_ids, images.shape[0])
+            tokens = self.text_embedding(input_ids.to(self.device), 0)  # v_t
+            token_weights = self.knowledge_matrix.attention(tokens, projection).mean(dim=1)
+        return patch_weights, token_weights
+
     def forward(
         self,
         images: torch.Tensor | None,

@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from cknet.config import CKNetConfig
+from cknet.graph import KnowledgeGraph
 
 FINDINGS = (
     "cardiomegaly", "left pleural effusion", "right pleural effusion", "left pneumothorax",
@@ -112,11 +113,15 @@ def _frontal(canvas: _Canvas, a: Anatomy, found: set[str], rng: np.random.Genera
     ribs = np.clip(1 - np.abs(phase - np.round(phase)) * spacing / 0.008, 0, 1)
     across = np.abs(x - 0.5)
     ribs *= (phase > -0.5) & (phase < 7.5) & (across > a.lung_gap) & (across < a.lung_gap + a.lung_width)
-    if "rib fracture" in found:  # a break in the fifth rib of one side
-        cx = centres["right" if rng.random() < 0.5 else "left"]
+    fracture = None
+    if "rib fracture" in found:  # the fifth rib of one side displaced at a break
+        cx = centres["right" if rng.random() < 0.5 else "left"] + rng.uniform(-0.04, 0.04)
         gap = (np.round(phase) == 4) & (np.abs(x - cx) < 0.05)
-        ribs = ribs * ~gap + 0.8 * gap * np.clip(1 - np.abs(phase - 4.35) * spacing / 0.008, 0, 1)
+        ribs = ribs * ~gap + gap * np.clip(1 - np.abs(phase - 4.35) * spacing / 0.008, 0, 1)
+        fracture = (a.lung_top + 0.05 + 0.48 * (cx - 0.5) ** 2 + 4.2 * spacing, cx)
     image += 0.16 * ribs
+    if fracture is not None:  # and the bright callus of its healing
+        image += 0.45 * canvas.ellipse(*fracture, 0.018, 0.03, soft=0.4)
     width = a.heart_width * (1.35 if "cardiomegaly" in found else 1.0)
     heart_cy = a.lung_bottom - a.heart_height * 0.8
     image += 0.3 * canvas.ellipse(heart_cy, 0.5 + width * 0.15, a.heart_height, width / 2, soft=0.25)
@@ -143,11 +148,11 @@ def _frontal(canvas: _Canvas, a: Anatomy, found: set[str], rng: np.random.Genera
         for _ in range(rng.integers(1, 3)):
             side = "right" if rng.random() < 0.5 else "left"
             py, px = rng.uniform(cy - ry * 0.5, cy + ry * 0.5), centres[side] + rng.uniform(-0.07, 0.07)
-            image += 0.8 * canvas.ellipse(py, px, 0.018, 0.018, soft=0.4)
+            image += 0.8 * canvas.ellipse(py, px, 0.022, 0.022, soft=0.4)
     if "hiatal hernia" in found:  # a retrocardiac round lucency with an air-fluid level
         hy = a.lung_bottom - 0.08
-        bubble = canvas.ellipse(hy, 0.53, 0.05, 0.05, soft=0.2)
-        image += bubble * np.where(y < hy, -0.3, 0.15)
+        bubble = canvas.ellipse(hy, 0.53, 0.06, 0.06, soft=0.2)
+        image += bubble * np.where(y < hy, -0.45, 0.2)
     if "support devices" in found:  # a line to the heart and a pacemaker box
         image += 0.6 * canvas.line(0.12, 0.3, heart_cy, 0.52, 0.005)
         image += 0.7 * canvas.ellipse(0.15, 0.27, 0.025, 0.035, soft=0.2)
@@ -259,6 +264,90 @@ _SENTENCES: dict[str, tuple[dict[str, list[str]], list[str]]] = {
 }
 
 
+def _normalise(text: str) -> str:
+    words = "".join(c if c.isalnum() else " " for c in text.lower())
+    return " ".join(words.split())
+
+
+_STATED = {finding: [_normalise(p) for p in phrasings]
+           for present, _ in _SENTENCES.values() for finding, phrasings in present.items()}
+
+
+# MeSH head terms of the IU X-Ray indexing (mesh_tags.csv) drawn as each finding; sided
+# findings take their side from the tag's qualifiers.
+_MESH_FINDINGS = {
+    "Cardiomegaly": "cardiomegaly",
+    "Pleural Effusion": "pleural effusion", "Pneumothorax": "pneumothorax",
+    "Opacity": "lung opacity", "Airspace Disease": "lung opacity", "Consolidation": "lung opacity",
+    "Pneumonia": "lung opacity", "Infiltrate": "lung opacity",
+    "Nodule": "lung nodule", "Mass": "lung nodule", "Pulmonary Atelectasis": "atelectasis",
+    "Pulmonary Edema": "pulmonary edema", "Pulmonary Congestion": "pulmonary edema",
+    "Heart Failure": "pulmonary edema", "Fractures, Bone": "rib fracture",
+    "Catheters, Indwelling": "support devices", "Surgical Instruments": "support devices",
+    "Implanted Medical Device": "support devices", "Medical Device": "support devices",
+    "Tube, Inserted": "support devices", "Stents": "support devices",
+    "Hernia, Hiatal": "hiatal hernia",
+    "Scoliosis": "scoliosis", "Spondylosis": "scoliosis", "Kyphosis": "scoliosis",
+    "Osteophyte": "scoliosis",
+    "Calcified Granuloma": "calcified granuloma", "Granulomatous Disease": "calcified granuloma",
+    "Granuloma": "calcified granuloma",
+}
+
+
+def findings_from_mesh(tags: str) -> list[str]:
+    """The renderer's findings for a study's MeSH indexing, as in IU X-Ray's
+    ``mesh_tags.csv`` (``"Cardiomegaly/mild;Pleural Effusion/left"``, or ``"normal"``).
+
+    A tag's head term picks the finding (opacity, airspace disease, consolidation,
+    pneumonia and infiltrate are drawn as lung opacity; nodule and mass as a nodule;
+    congestion and heart failure as edema; devices, catheters, tubes and stents as
+    support devices; degenerative spine, spondylosis, kyphosis and osteophytes as the
+    spine finding; granulomatous disease and lung calcinosis as calcified granuloma).
+    A sided finding is drawn on the side its qualifiers name, on both sides for
+    "bilateral" or no side. Tags with no drawable counterpart are dropped.
+
+    Returns:
+        Finding names in `FINDINGS` order.
+    """
+    found = set()
+    for tag in tags.split(";"):
+        head, *qualifiers = [part.strip() for part in tag.split("/")]
+        words = {q.lower() for q in qualifiers}
+        if head in ("Thoracic Vertebrae", "Spine") and "degenerative" in words:
+            head = "Spondylosis"
+        if head == "Calcinosis" and "lung" in words:
+            head = "Calcified Granuloma"
+        finding = _MESH_FINDINGS.get(head)
+        if finding is None:
+            continue
+        if finding in FINDINGS:
+            found.add(finding)
+            continue
+        sides = [s for s in ("left", "right") if s in words] or ["left", "right"]
+        found.update(f"{side} {finding}" for side in sides)
+    return [f for f in FINDINGS if f in found]
+
+
+def synthetic_graph() -> KnowledgeGraph:
+    """The knowledge graph of the synthetic findings: one node per `FINDINGS` entry,
+    joined where findings go together (the two sides of a finding; effusion, opacity
+    and atelectasis of one side; heart failure's cardiomegaly, edema and effusions;
+    nodule and granuloma; fracture and pneumothorax; a hernia and the basal collapse
+    beside it)."""
+    edges = [(f"left {name}", f"right {name}") for name in SIDED_PREVALENCE]
+    for side in ("left", "right"):
+        edges += [(f"{side} pleural effusion", f"{side} atelectasis"),
+                  (f"{side} lung opacity", f"{side} atelectasis"),
+                  (f"{side} pleural effusion", "cardiomegaly"),
+                  (f"{side} pleural effusion", "pulmonary edema"),
+                  (f"{side} lung nodule", "calcified granuloma"),
+                  (f"{side} pneumothorax", "rib fracture")]
+    edges += [("cardiomegaly", "pulmonary edema"), ("support devices", "cardiomegaly"),
+              ("scoliosis", "rib fracture"), ("hiatal hernia", "left atelectasis")]
+    return KnowledgeGraph(list(FINDINGS), edges, name="synthetic17",
+                          source="cknet.data.synthetic: findings the renderer draws")
+
+
 class SyntheticReports:
     """Sample findings and write the report that describes them.
 
@@ -299,6 +388,27 @@ class SyntheticReports:
         """``(len(FINDINGS),)`` 0/1 vector of the findings."""
         return np.array([f in findings for f in FINDINGS], dtype=np.float32)
 
+    @staticmethod
+    def read(reports: Sequence[str]) -> np.ndarray:
+        """The findings a list of reports states: the exact inverse of `write`.
+
+        A report states a finding when it contains one of that finding's sentences,
+        compared after lower-casing and dropping punctuation (so it reads the cleaned,
+        tokenized text a model generates as well as the original). Use it as the labeler
+        of `cknet.metrics.ce_scores` with ``observations=FINDINGS``.
+
+        Returns:
+            ``(len(reports), len(FINDINGS))`` float 0/1 labels.
+        """
+        if isinstance(reports, str):
+            raise ValueError("reports must be a list of report texts, not one string")
+        rows = np.zeros((len(reports), len(FINDINGS)), dtype=np.float32)
+        for i, report in enumerate(reports):
+            text = f" {_normalise(report)} "
+            for j, finding in enumerate(FINDINGS):
+                rows[i, j] = any(f" {sentence} " in text for sentence in _STATED[finding])
+        return rows
+
 
 class SyntheticDataset(Dataset):
     """Rendered studies with their reports and finding labels, deterministic per seed.
@@ -319,24 +429,65 @@ class SyntheticDataset(Dataset):
         self.count, self.config, self.seed, self.blank = count, config, seed, blank
         self.reports = reports if reports is not None else SyntheticReports()
         self.findings = [self.reports.sample(np.random.default_rng((seed, i, 0))) for i in range(count)]
+        self.texts: list[str] | None = None
+        self.ids: list[str] | None = None
+
+    @classmethod
+    def from_studies(
+        cls,
+        findings: Sequence[Sequence[str]],
+        reports: Sequence[str],
+        config: CKNetConfig,
+        seed: int = 0,
+        ids: Sequence[str] | None = None,
+        blank: bool = False,
+    ) -> SyntheticDataset:
+        """Render given studies: ``findings[i]`` drawn, ``reports[i]`` served as the
+        report (e.g. real reports with `findings_from_mesh` of their indexing).
+
+        Raises:
+            ValueError: for lists of different lengths or an unknown finding.
+        """
+        if len(findings) != len(reports) or (ids is not None and len(ids) != len(reports)):
+            raise ValueError(
+                f"findings ({len(findings)}), reports ({len(reports)})"
+                f"{'' if ids is None else f' and ids ({len(ids)})'} must have one entry per study"
+            )
+        unknown = sorted({f for study in findings for f in study} - set(FINDINGS))
+        if unknown:
+            raise ValueError(f"unknown findings {unknown}; known: {', '.join(FINDINGS)}")
+        data = cls(0, config, seed, blank)
+        data.count, data.findings, data.texts = len(reports), [list(f) for f in findings], list(reports)
+        data.ids = None if ids is None else list(ids)
+        return data
 
     def __len__(self) -> int:
         return self.count
+
+    def report(self, index: int) -> str:
+        """The report of study ``index``, without rendering its images."""
+        if self.texts is not None:
+            return self.texts[index]
+        return SyntheticReports.write(self.findings[index], np.random.default_rng((self.seed, index, 1)))
 
     def label_matrix(self) -> np.ndarray:
         """``(count, 17)`` labels without rendering any image."""
         return np.stack([SyntheticReports.labels(f) for f in self.findings])
 
-    def __getitem__(self, index: int) -> dict:
-        findings = self.findings[index]
+    def render(self, index: int) -> np.ndarray:
+        """The views of study ``index`` as `render_study` draws them (grey 0.5 when
+        ``blank``): ``(V, S, S)`` float32 in [0, 1]."""
         size, views = self.config.image_size, self.config.num_views
         if self.blank:
-            pixels = np.full((views, size, size), 0.5, dtype=np.float32)
-        else:
-            pixels = render_study(findings, seed=self.seed * 1_000_003 + index, size=size, views=views)
+            return np.full((views, size, size), 0.5, dtype=np.float32)
+        return render_study(self.findings[index], seed=self.seed * 1_000_003 + index, size=size, views=views)
+
+    def __getitem__(self, index: int) -> dict:
+        pixels = self.render(index)
         mean = torch.tensor(self.config.image_mean)[None, :, None, None]
         std = torch.tensor(self.config.image_std)[None, :, None, None]
         images = (torch.from_numpy(pixels)[:, None].expand(-1, 3, -1, -1) - mean) / std
-        report = SyntheticReports.write(findings, np.random.default_rng((self.seed, index, 1)))
-        return {"id": f"synthetic-{self.seed}-{index}", "images": images.float(), "report": report,
-                "labels": torch.from_numpy(SyntheticReports.labels(findings))}
+        study_id = self.ids[index] if self.ids is not None else f"synthetic-{self.seed}-{index}"
+        return {"id": study_id, "images": images.float(),
+                "report": self.report(index),
+                "labels": torch.from_numpy(SyntheticReports.labels(self.findings[index]))}

@@ -33,7 +33,10 @@ class TrainingConfig:
         weight_decay, amsgrad: Adam settings.
         batch_size: studies per step (per process under DDP).
         epochs: maximum number of epochs.
-        patience: stop after this many epochs without a better validation BLEU-4.
+        patience: stop after this many epochs without a better validation score.
+        select_by: the validation score that picks the kept epoch: ``"bleu4"`` (BLEU-4 of
+            generated reports, as R2Gen) or ``"loss"`` (teacher-forced cross-entropy,
+            lower is better; steadier on small validation sets).
         grad_clip: gradients are clipped to [-grad_clip, grad_clip] (0: off).
         seed: seeds Python, NumPy, PyTorch and the data-loader workers.
         num_workers: data-loader worker processes.
@@ -56,6 +59,7 @@ class TrainingConfig:
     batch_size: int = 16
     epochs: int = 100
     patience: int = 50
+    select_by: Literal["bleu4", "loss"] = "bleu4"
     grad_clip: float = 0.1
     seed: int = 9233
     num_workers: int = 2

@@ -2,9 +2,10 @@
 
 Each epoch: train with masked cross-entropy (teacher forcing), clip gradients, step
 Adam with two parameter groups (visual extractor, the rest), decay both learning
-rates; then validate: teacher-forced loss and BLEU-4 of beam-search reports. The best
-validation BLEU-4 is kept (``RUN_DIR/best``, a `CKNet.save_pretrained` directory); the
-test split is evaluated once, at the end, with that model.
+rates; then validate: teacher-forced loss and BLEU-4 of beam-search reports. The epoch
+with the best validation BLEU-4 (or, with ``select_by="loss"``, the lowest validation
+loss) is kept (``RUN_DIR/best``, a `CKNet.save_pretrained` directory); the test split is
+evaluated once, at the end, with that model.
 
 After every epoch ``RUN_DIR/checkpoint.pt`` is written atomically (temporary file +
 rename) with the model, optimizer, scheduler, every random-number generator, the
@@ -147,6 +148,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
     best_bleu4: float = -math.inf
+    best_score: float = -math.inf
     test: dict | None = None
 
 
@@ -214,6 +216,7 @@ class Trainer:
             "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "rng": _rng_state(),
             "best_epoch": self.result.best_epoch, "best_bleu4": self.result.best_bleu4,
+            "best_score": self.result.best_score,
             "stale_epochs": self.stale_epochs, "history": json.dumps(self.result.history),
         }
         write_atomic(self.run_dir / CHECKPOINT, lambda tmp: torch.save(state, tmp))
@@ -235,6 +238,7 @@ class Trainer:
         self.start_epoch = int(state["epoch"]) + 1
         self.result.best_epoch = int(state["best_epoch"])
         self.result.best_bleu4 = float(state["best_bleu4"])
+        self.result.best_score = float(state["best_score"])
         self.result.history = json.loads(state["history"])
         self.stale_epochs = int(state["stale_epochs"])
 
@@ -344,13 +348,18 @@ class Trainer:
                 lrs = self.scheduler.get_last_lr()
                 self._log({"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"],
                            "val_bleu4": val["bleu4"], "lr_visual": lrs[0], "lr_rest": lrs[1]})
-                if val["bleu4"] > self.result.best_bleu4:
-                    self.result.best_bleu4, self.result.best_epoch = val["bleu4"], epoch
+                score = val["bleu4"] if self.config.select_by == "bleu4" else -val["loss"]
+                if score > self.result.best_score:
+                    self.result.best_score, self.result.best_epoch = score, epoch
+                    self.result.best_bleu4 = val["bleu4"]
                     self.stale_epochs = 0
+                    criterion = (f"best validation BLEU-4 {val['bleu4']:.4f}"
+                                 if self.config.select_by == "bleu4"
+                                 else f"lowest validation loss {val['loss']:.4f} (BLEU-4 {val['bleu4']:.4f})")
                     self.model.save_pretrained(self.run_dir / "best", overwrite=True, training_info={
                         "training data": f"{len(self.train_data)} training studies",
-                        "selection": f"epoch {epoch} of {self.config.epochs}, best validation BLEU-4 "
-                                     f"{val['bleu4']:.4f} ({len(self.val_data)} validation studies, beam "
+                        "selection": f"epoch {epoch} of {self.config.epochs}, {criterion} "
+                                     f"({len(self.val_data)} validation studies, beam "
                                      f"{self.config.eval_num_beams}, cleaned references)",
                         "recipe": self.config.to_dict(),
                     })

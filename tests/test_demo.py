@@ -1,0 +1,79 @@
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cknet import CKNet
+from cknet.cli import main
+from cknet.data.synthetic import FINDINGS, SyntheticDataset, SyntheticReports
+from cknet.demo import SUMMARY_FILE, DemoResult, format_result
+
+QUICK_MARGIN = 0.3  # CE F1 on images minus CE F1 on blank images, `cknet demo --quick`
+
+
+@pytest.mark.slow
+def test_quick_demo_reads_the_images(tmp_path, capsys):
+    out = tmp_path / "demo"
+    start = time.perf_counter()
+    status = main(["demo", "--quick", "--output", str(out), "--min-ce-margin", str(QUICK_MARGIN)])
+    seconds = time.perf_counter() - start
+    printed = capsys.readouterr().out
+    assert status == 0, printed[-2000:]
+    assert seconds < 120, f"cknet demo --quick took {seconds:.0f} s"
+    summary = json.loads((out / SUMMARY_FILE).read_text())
+    assert summary["ce"]["scores"]["f1"] - summary["ce_blank"]["scores"]["f1"] >= QUICK_MARGIN
+    assert "REFERENCE" in printed and "CE F1 with blank images" in printed
+
+    # The saved model loads and writes the same reports; re-score them independently:
+    # labels read from the generated text against the findings the renderer drew.
+    model = CKNet.from_pretrained(out / "model")
+    config = model.config
+    test = SyntheticDataset(summary["settings"]["test_studies"], config, seed=2)
+    images = torch.stack([test[i]["images"] for i in range(len(test))])
+    reports = model.generate(images, num_beams=3)
+    assert [r for r, _ in summary["examples"]] == [test.report(i) for i in range(4)]
+    assert [g for _, g in summary["examples"]] == reports[:4]
+    predicted = SyntheticReports.read(reports).astype(bool)
+    truth = test.label_matrix().astype(bool)
+    tp, fp, fn = (predicted & truth).sum(), (predicted & ~truth).sum(), (~predicted & truth).sum()
+    assert summary["ce"]["scores"]["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
+    assert "not a medical device" in (out / "model" / "README.md").read_text()
+
+    # The picture: the study's view on the left, its top knowledge nodes in the summary.
+    picture = np.asarray(Image.open(out / "study.png").convert("L"), dtype=float) / 255
+    side = 320  # draw_study's tile size
+    view = Image.fromarray((test.render(0)[0] * 255).astype(np.uint8)).resize((side, side))
+    assert np.abs(picture[:side, :side] - np.asarray(view, dtype=float) / 255).mean() < 0.02
+    names = {"(global node)", *FINDINGS}
+    for kind in ("patches", "tokens"):
+        rows = summary["figure_nodes"][kind]
+        assert len(rows) == 5 and {name for name, _ in rows} <= names
+        weights = [w for _, w in rows]
+        assert weights == sorted(weights, reverse=True) and 0 < sum(weights) <= 1 + 1e-6
+    detected = [name for name, p in summary["figure_nodes"]["detected"] if p > 0.5]
+    assert set(detected) <= set(FINDINGS)
+
+
+def test_demo_refuses_a_folder_it_did_not_write(tmp_path, capsys):
+    (tmp_path / "mine.txt").write_text("keep me")
+    assert main(["demo", "--quick", "--output", str(tmp_path), "--quiet"]) == 1
+    assert "was not written by `cknet demo`" in capsys.readouterr().err
+    assert (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+def test_format_result_puts_reports_side_by_side():
+    scores = {"precision": 0.9, "recall": 0.8, "f1": 0.85}
+    result = DemoResult(
+        ce={"scores": scores}, ce_blank={"scores": {**scores, "f1": 0.1}},
+        nlg={"scores": {"BLEU_4": 0.5, "METEOR": None}}, graph_auc=0.99,
+        examples=[("The heart is enlarged. " * 5, "the heart is enlarged .")],
+        model_dir="m", figure="f.png", figure_nodes={}, seconds={"total": 1.0},
+    )
+    text = format_result(result, width=80)
+    rows = [line for line in text.splitlines() if " | " in line]
+    assert rows[0].startswith("REFERENCE") and all(line.index(" | ") == 38 for line in rows)
+    assert "margin +0.750" in text and "BLEU_4 0.500" in text and "METEOR" not in text
+    assert np.isclose(result.ce_margin, 0.75)
