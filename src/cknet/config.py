@@ -43,13 +43,15 @@ class CKNetConfig:
             100 for MIMIC-CXR, as in R2Gen).
         num_views: images per study (2 for IU X-Ray's frontal + lateral, 1 for MIMIC-CXR).
         image_size: side of the square input image in pixels (evaluation transform).
-        image_mean, image_std: per-channel normalization of the input images.
+        image_mean: per-channel mean subtracted from the input images.
+        image_std: per-channel standard deviation the input images are divided by.
         backbone: torchvision classification model used as visual extractor
             (``"densenet121"`` as in the paper, ``"resnet101"`` as in R2Gen).
         backbone_weights: ``None`` (random init), ``"imagenet"`` (torchvision's weights,
             from the local torch hub cache) or the path of a local state dict.
         d_model: hidden size of the Transformer and of the projected patch features.
-        num_encoder_layers, num_decoder_layers: Transformer depth (3 and 3 in the paper).
+        num_encoder_layers: Transformer encoder depth (3 in the paper).
+        num_decoder_layers: Transformer decoder depth (3 in the paper).
         num_heads: attention heads, also the heads of the knowledge query (8).
         d_ff: inner size of the position-wise feed-forward layers (512, as in R2Gen).
         dropout: dropout probability in the Transformer and the projections.
@@ -165,6 +167,12 @@ class CKNetConfig:
 
         Missing keys take their defaults.
 
+        Args:
+            data: ``{field: value}``.
+
+        Returns:
+            The config.
+
         Raises:
             ValueError: for a key that is not a field (the key is named, with the valid
                 ones) or a value of the wrong type.
@@ -180,17 +188,38 @@ class CKNetConfig:
 
     @classmethod
     def from_json(cls, text: str) -> CKNetConfig:
-        """Parse a JSON string written by `to_json`."""
+        """Parse a JSON string written by `to_json`.
+
+        Args:
+            text: the JSON text.
+
+        Returns:
+            The config.
+
+        Raises:
+            ValueError: for invalid JSON or an invalid config.
+        """
         return cls.from_dict(json.loads(text))
 
     def to_json_file(self, path: str | os.PathLike[str]) -> None:
-        """Write the config as JSON to ``path``."""
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(self.to_json())
+        """Write the config as JSON (atomically).
+
+        Args:
+            path: the JSON file to write.
+        """
+        from cknet.io import write_text_atomic
+
+        write_text_atomic(path, self.to_json())
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike[str]) -> CKNetConfig:
         """Read a config from a JSON file.
+
+        Args:
+            path: the JSON file.
+
+        Returns:
+            The config.
 
         Raises:
             FileNotFoundError: if ``path`` does not exist.

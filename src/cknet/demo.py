@@ -41,10 +41,16 @@ class DemoSettings:
 
     Attributes:
         image_size: side of the rendered views in pixels (one frontal view per study).
-        train_studies, val_studies, test_studies: split sizes.
+        train_studies: training split size.
+        val_studies: validation split size.
+        test_studies: test split size.
         graph_epochs: epochs of the knowledge-graph stage.
         epochs: epochs of CKNet training.
-        d_model, d_knowledge, layers, num_heads, top_k: CKNet's size.
+        d_model: CKNet's hidden size.
+        d_knowledge: size of the knowledge vectors (node embeddings).
+        layers: encoder and decoder layers (each).
+        num_heads: attention and knowledge-query heads.
+        top_k: gamma, the knowledge vectors each query keeps.
         lr: Adam learning rate of CKNet.
         final_lr_factor: the learning rate decays per epoch to this fraction of ``lr``.
     """
@@ -127,6 +133,7 @@ def run_demo(
         FileExistsError: if ``output_dir`` is a non-empty folder that no demo wrote.
     """
     from cknet import CKNet, CKNetConfig, ReportTokenizer
+    from cknet.io import write_text_atomic
     from cknet.data.synthetic import FINDINGS, SyntheticDataset, SyntheticReports, synthetic_graph
     from cknet.metrics import ce_scores, nlg_scores
     from cknet.modules.graph_model import KnowledgeGraphModel
@@ -152,7 +159,7 @@ def run_demo(
     test = SyntheticDataset(settings.test_studies, config, seed=3 * seed + 2)
     blank = SyntheticDataset(settings.test_studies, config, seed=3 * seed + 2, blank=True)
     say(f"[1/4] Synthetic radiographs: {len(train)} training, {len(val)} validation, {len(test)} test "
-        f"studies at {settings.image_size} px, {len(FINDINGS)} findings (rendered as they are read)")
+        f"studies at {settings.image_size} px, {len(FINDINGS)} findings (drawn when first read)")
 
     graph = synthetic_graph()
     graph_model = KnowledgeGraphModel(graph, "resnet18", settings.d_knowledge)
@@ -189,7 +196,7 @@ def run_demo(
     generated = best.generate(images, num_beams=3, batch_size=64, progress=progress)
     blank_images = torch.stack([blank[i]["images"] for i in range(len(blank))])
     generated_blank = best.generate(blank_images, num_beams=3, batch_size=64, progress=progress)
-    truth = np.stack([SyntheticReports.labels(f) for f in test.findings])
+    truth = test.label_matrix()
     ce = ce_scores(truth, SyntheticReports.read(generated), observations=FINDINGS)
     ce_blank = ce_scores(truth, SyntheticReports.read(generated_blank), observations=FINDINGS)
     nlg = nlg_scores(references, generated, dataset=config.dataset, max_length=config.max_length)
@@ -209,7 +216,7 @@ def run_demo(
     summary = {**dataclasses.asdict(result), "model_dir": str(result.model_dir),
                "figure": str(figure), "settings": dataclasses.asdict(settings), "seed": seed,
                "device": str(device)}
-    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    write_text_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=1) + "\n")
     if progress:
         print(format_result(result))
     return result
@@ -231,7 +238,15 @@ def _prepare_output(out: Path) -> Path:
 
 
 def format_result(result: DemoResult, width: int = 100) -> str:
-    """The printed summary: reference / generated pairs side by side, then the metrics."""
+    """The printed summary: reference / generated pairs side by side, then the metrics.
+
+    Args:
+        result: what `run_demo` returned.
+        width: characters per line.
+
+    Returns:
+        The text.
+    """
     column = (width - 3) // 2
     lines = ["", f"{'REFERENCE':<{column}} | GENERATED", "-" * width]
     for reference, generated in result.examples:
@@ -264,7 +279,8 @@ def draw_study(model: Any, images: torch.Tensor, generated: str, reference: str,
     Args:
         model: a `CKNet` with a knowledge matrix.
         images: ``(V, 3, S, S)`` the study's preprocessed views.
-        generated, reference: the reports.
+        generated: the generated report.
+        reference: the reference report.
         path: a PNG file.
         top: how many nodes to list.
 

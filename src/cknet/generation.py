@@ -32,7 +32,21 @@ NEG_INF = float("-inf")
 
 @dataclass
 class GenerationSettings:
-    """Decoding options (see `CKNet.generate` for their meaning)."""
+    """Decoding options; `CKNet.generate` documents each at length.
+
+    Attributes:
+        max_new_tokens: most tokens to generate per report, ``<eos>`` included.
+        min_new_tokens: ``<eos>`` is forbidden before this many tokens.
+        num_beams: beam width (1: greedy or sampling).
+        length_penalty: a hypothesis scores its summed log-probability divided by
+            ``length ** length_penalty``.
+        no_repeat_ngram_size: forbid repeating any n-gram of this size (0: off).
+        do_sample: sample instead of taking the most likely token.
+        temperature: divides the logits before sampling.
+        top_k: sample among the k most likely tokens (0: all).
+        top_p: nucleus sampling threshold (1: off).
+        num_return_sequences: sequences returned per study.
+    """
 
     max_new_tokens: int
     min_new_tokens: int = 0
@@ -221,6 +235,11 @@ def beam_search(model: CKNet, encoding: ImageEncoding, settings: GenerationSetti
     by normalised score), and the best ``num_beams`` others keep running. A study is
     done when it has ``num_beams`` finished hypotheses and no running beam can still
     beat the worst of them; it is then dropped from the batch.
+
+    Args:
+        model: the model, in eval mode.
+        encoding: the encoded studies (B rows).
+        settings: decoding options.
 
     Returns:
         `Hypotheses` with the ``num_return_sequences`` best of each study, best first.

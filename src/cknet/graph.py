@@ -20,6 +20,8 @@ from importlib import resources
 import numpy as np
 import torch
 
+from cknet.io import write_text_atomic
+
 
 class KnowledgeGraph:
     """An undirected graph of finding nodes.
@@ -135,6 +137,16 @@ class KnowledgeGraph:
     ) -> KnowledgeGraph:
         """Build a graph from a symmetric ``(N, N)`` 0/1 adjacency matrix.
 
+        Args:
+            adjacency: the matrix (array-like).
+            nodes: the N node names, in the matrix's order.
+            synonyms: optional ``{node name: [other phrases]}``.
+            name: a label for the graph.
+            source: where the graph comes from.
+
+        Returns:
+            The graph.
+
         Raises:
             ValueError: if the matrix is not square, does not match ``nodes``, is not
                 symmetric, or has a non-zero diagonal.
@@ -157,6 +169,12 @@ class KnowledgeGraph:
     def from_dict(cls, data: Mapping) -> KnowledgeGraph:
         """Inverse of `to_dict`.
 
+        Args:
+            data: a dict written by `to_dict`.
+
+        Returns:
+            The graph.
+
         Raises:
             ValueError: if ``data`` is not a KnowledgeGraph description.
         """
@@ -173,6 +191,12 @@ class KnowledgeGraph:
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> KnowledgeGraph:
         """Read a graph from a JSON file written by `to_json`.
+
+        Args:
+            path: the JSON file.
+
+        Returns:
+            The graph.
 
         Raises:
             ValueError: naming the file when it is not a valid graph description.
@@ -196,8 +220,15 @@ class KnowledgeGraph:
         tab-separated) pair per line; blank lines and ``#`` comments are skipped.
 
         Args:
+            source: a file path, or an iterable of ``(a, b)`` name pairs.
             nodes: all node names in order (default: in order of first appearance;
                 give it to include isolated nodes).
+            synonyms: optional ``{node name: [other phrases]}``.
+            name: a label for the graph.
+            source_note: where the graph comes from.
+
+        Returns:
+            The graph.
 
         Raises:
             ValueError: naming the file and line of a malformed pair.
@@ -240,6 +271,13 @@ class KnowledgeGraph:
         Args:
             labels: ``(num_studies, N)``; 1 is positive, anything else (0, -1, NaN) not.
             nodes: the N node names.
+            min_count: fewest studies positive for both ends of an edge.
+            min_probability: smallest P(a | b) or P(b | a) of an edge.
+            synonyms: optional ``{node name: [other phrases]}``.
+            name: a label for the graph.
+
+        Returns:
+            The graph.
 
         Raises:
             ValueError: if the label matrix does not match ``nodes``.
@@ -324,10 +362,12 @@ class KnowledgeGraph:
         }
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
-        """Write the graph as JSON to ``path``."""
-        with open(path, "w", encoding="utf-8") as fh:
-            json.dump(self.to_dict(), fh, indent=1)
-            fh.write("\n")
+        """Write the graph as JSON (atomically).
+
+        Args:
+            path: the JSON file to write.
+        """
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, KnowledgeGraph):

@@ -81,7 +81,8 @@ def meteor_score(
     error instead of a broken pipe or a hang; newlines inside a text are folded.
 
     Args:
-        references, predictions: ``{id: [text]}`` as pycocoevalcap takes them.
+        references: ``{id: [text]}`` as pycocoevalcap takes them.
+        predictions: ``{id: [text]}``, the same ids.
         timeout: seconds to wait for any one answer of the Java process.
 
     Returns:
@@ -145,7 +146,17 @@ def bleu_4(
     max_length: int | None = None,
 ) -> float:
     """BLEU-4 alone, on cleaned reports as `nlg_scores` computes it (``"cleaned"`` form);
-    for validation during training, where METEOR's Java start would cost seconds."""
+    for validation during training, where METEOR's Java start would cost seconds.
+
+    Args:
+        references: the reference reports.
+        predictions: the generated reports, in the same order.
+        dataset: the cleaning rules, ``"iu_xray"`` or ``"mimic_cxr"``.
+        max_length: references are truncated as the tokenizer does (default: the
+            dataset's).
+
+    Returns:
+        Corpus BLEU-4 (pycocoevalcap)."""
     from pycocoevalcap.bleu.bleu import Bleu
 
     limit = DEFAULT_MAX_LENGTHS[dataset] if max_length is None else int(max_length)
@@ -290,10 +301,11 @@ def ce_scores(
     """Clinical efficacy: accuracy, precision, recall, F1 and AUC of predicted findings.
 
     Args:
-        reference, predicted: ``(num_reports, num_observations)`` arrays of 1 / 0 / -1 /
-            NaN (as `CheXpertLabeler` returns), paths of CSV files written by the CheXpert
-            labeler or CheXbert (observation columns named as in CheXpert), or lists of
-            report texts, labelled with ``labeler``.
+        reference: the reference labels: a ``(num_reports, num_observations)`` array of
+            1 / 0 / -1 / NaN (as `CheXpertLabeler` returns), the path of a CSV file
+            written by the CheXpert labeler or CheXbert (observation columns named as in
+            CheXpert), or a list of report texts, labelled with ``labeler``.
+        predicted: the generated reports' labels, in any of the same forms.
         average: ``"micro"`` (pool every report-observation cell), ``"macro"`` (mean over
             observations) or ``"example"`` (mean over reports; a report with no finding
             in either is a perfect match).

@@ -86,8 +86,15 @@ class ImageEncoding(NamedTuple):
     knowledge: KnowledgeProjection | None
 
     def select(self, index: torch.Tensor, with_memory: bool = True) -> ImageEncoding:
-        """Rows ``index`` of the batch (e.g. each study repeated once per beam); the
-        memory is dropped when ``with_memory`` is False (a primed cache holds it)."""
+        """Rows of the batch, e.g. each study repeated once per beam.
+
+        Args:
+            index: ``(R,)`` row indices into the batch.
+            with_memory: keep the memory rows too (False when a primed cache holds it).
+
+        Returns:
+            The encoding of the R rows.
+        """
         knowledge = self.knowledge
         if knowledge is not None and knowledge.keys.dim() == 4:
             knowledge = KnowledgeProjection(
@@ -261,6 +268,12 @@ class CKNet(nn.Module):
 
         A ``(B, 3, S, S)`` tensor is accepted for single-view models.
 
+        Args:
+            images: the preprocessed images.
+
+        Returns:
+            ``images`` with the view axis, ``(B, V, 3, S, S)``.
+
         Raises:
             ValueError: for a non-float tensor, the wrong rank, channel count, number of
                 views or image size; the message names ``images`` and the expected shape.
@@ -288,7 +301,11 @@ class CKNet(nn.Module):
         return images
 
     def check_input_ids(self, input_ids: torch.Tensor, batch_size: int | None = None) -> None:
-        """Validate token ids ``(B, T)``.
+        """Validate token ids.
+
+        Args:
+            input_ids: ``(B, T)`` integer token ids.
+            batch_size: the B they must have (None: any).
 
         Raises:
             ValueError: for a non-integer tensor, the wrong rank, an empty sequence, a
@@ -318,17 +335,30 @@ class CKNet(nn.Module):
 
     # ------------------------------------------------------------ computation
     def train(self, mode: bool = True) -> CKNet:
-        """Set training mode; the frozen graph model always stays in evaluation mode."""
+        """Set training mode; the frozen graph model always stays in evaluation mode.
+
+        Args:
+            mode: training (True) or evaluation (False).
+
+        Returns:
+            The model.
+        """
         super().train(mode)
         if self.graph_model is not None:
             self.graph_model.eval()
         return self
 
     def knowledge(self, images: torch.Tensor) -> torch.Tensor | None:
-        """The knowledge matrix G for a batch of ``(B, V, 3, S, S)`` images:
-        ``(B, N+1, d_knowledge)`` from the frozen graph model (``"image"``),
-        ``(N+1, d_knowledge)`` shared by the batch (``"static"``, ``"random"``), or None
-        (``"none"``)."""
+        """The knowledge matrix G for a batch of images.
+
+        Args:
+            images: ``(B, V, 3, S, S)`` preprocessed images.
+
+        Returns:
+            ``(B, N+1, d_knowledge)`` from the frozen graph model (``"image"``),
+            ``(N+1, d_knowledge)`` shared by the batch (``"static"``, ``"random"``), or
+            None (``"none"``).
+        """
         if self.graph_model is not None:
             with torch.no_grad():  # frozen: no gradient flows into or through it
                 return self.graph_model(images).node_embeddings
@@ -365,7 +395,11 @@ class CKNet(nn.Module):
 
         The cross-attention keys and values are computed once per study, then indexed,
         so a study decoded as several beams or samples is not projected several times.
-        ``max_new_tokens`` reserves that many token slots in the cache.
+
+        Args:
+            encoding: what `encode_images` returned for the batch.
+            rows: ``(R,)`` the batch row of each sequence to decode.
+            max_new_tokens: token slots to reserve in the cache.
 
         Returns:
             The encoding's knowledge for the R rows (its memory is no longer needed and
@@ -386,6 +420,11 @@ class CKNet(nn.Module):
 
         Without a cache, ``input_ids`` is the whole prefix starting with ``<bos>``; with a
         `DecoderCache`, only the tokens that follow those already in the cache.
+
+        Args:
+            input_ids: ``(B, T)`` token ids.
+            encoding: the studies' encoding (one row per sequence).
+            cache: the decoder's key/value cache, advanced in place.
 
         Returns:
             ``(B, T, vocab_size)`` logits.
@@ -520,7 +559,10 @@ class CKNet(nn.Module):
             no_repeat_ngram_size: forbid repeating any n-gram of this size (0: off);
                 applies in beam search too.
             do_sample: sample instead of taking the best tokens (needs ``num_beams=1``).
-            temperature, top_k, top_p: sampling filters (top_k 0 and top_p 1 disable).
+            temperature: divides the logits before sampling.
+            top_k: sample among the k most likely tokens (0: all).
+            top_p: sample within the smallest set of tokens whose probability reaches
+                top_p (1: all).
             num_return_sequences: sequences per study, best first (at most num_beams
                 for beam search; independent samples when sampling).
             return_scores: return `GeneratedReport` objects with ids and scores.
@@ -600,6 +642,8 @@ class CKNet(nn.Module):
         interrupted save never leaves a half-written file.
 
         Args:
+            directory: the folder to write.
+            overwrite: replace a model already saved there.
             training_info: facts for the model card: training data and split, metrics
                 with their evaluation settings (see `cknet.model_card.model_card`).
 
@@ -640,6 +684,14 @@ class CKNet(nn.Module):
 
         No pickle is involved: weights are safetensors, the rest JSON. Loading is strict.
 
+        Args:
+            name_or_path: a folder written by `save_pretrained`, or a hub id.
+            map_location: the device to load the weights to.
+            revision: a hub revision (branch, tag or commit) for a hub id.
+
+        Returns:
+            The model, in evaluation mode.
+
         Raises:
             FileNotFoundError: for a path that does not exist or lacks one of the files.
             OSError: when a hub id cannot be downloaded (e.g. offline); the message says
@@ -674,7 +726,7 @@ class CKNet(nn.Module):
             raise ValueError(f"{folder / WEIGHTS_FILE} is not a readable safetensors file: {err}") from None
         check_state_dict(model, state, folder / WEIGHTS_FILE)
         model.load_state_dict(state, strict=True)
-        return model.to(map_location)
+        return model.to(map_location).eval()
 
 
 def _resolve_model_dir(name_or_path: str | os.PathLike[str], revision: str | None) -> Path:

@@ -25,6 +25,8 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
+from cknet.io import write_text_atomic
+
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
 DEFAULT_THRESHOLDS = {"iu_xray": 3, "mimic_cxr": 10}
@@ -144,11 +146,21 @@ class ReportTokenizer:
     ) -> ReportTokenizer:
         """Build the vocabulary from training reports, as R2Gen does.
 
-        Words occurring at least ``threshold`` times (default 3 for IU X-Ray, 10 for
-        MIMIC-CXR) after cleaning are kept; build it from the train split only.
+        Words occurring at least ``threshold`` times after cleaning are kept; build it
+        from the train split only.
+
+        Args:
+            reports: the training reports, raw text.
+            dataset: ``"iu_xray"`` or ``"mimic_cxr"``: the cleaning rules and default threshold.
+            threshold: minimum count of a kept word (default 3 for IU X-Ray, 10 for MIMIC-CXR).
+            max_length: longest encoded report, ``<bos>`` and ``<eos>`` included (default
+                60 for IU X-Ray, 100 for MIMIC-CXR).
+
+        Returns:
+            The tokenizer.
 
         Raises:
-            ValueError: if no word reaches the threshold.
+            ValueError: for an unknown dataset, or if no word reaches the threshold.
         """
         if dataset not in DEFAULT_THRESHOLDS:
             raise ValueError(f"dataset must be 'iu_xray' or 'mimic_cxr', got {dataset!r}")
@@ -170,6 +182,15 @@ class ReportTokenizer:
         max_length: int | None = None,
     ) -> ReportTokenizer:
         """Build the vocabulary from the train split of an R2Gen ``annotation.json``.
+
+        Args:
+            path: the annotation file.
+            dataset: as in `from_reports`.
+            threshold: as in `from_reports`.
+            max_length: as in `from_reports`.
+
+        Returns:
+            The tokenizer.
 
         Raises:
             ValueError: if the file has no ``"train"`` list of entries with ``"report"``.
@@ -205,7 +226,14 @@ class ReportTokenizer:
 
     # ------------------------------------------------------------ encode/decode
     def clean(self, report: str) -> str:
-        """`clean_report` with this tokenizer's dataset rules."""
+        """`clean_report` with this tokenizer's dataset rules.
+
+        Args:
+            report: raw report text.
+
+        Returns:
+            The cleaned text, words separated by spaces.
+        """
         return clean_report(report, self.dataset)
 
     def encode(self, report: str, max_length: int | None = None) -> list[int]:
@@ -233,6 +261,12 @@ class ReportTokenizer:
 
         ``<bos>`` and ``<pad>`` are skipped; ``<unk>`` is kept as is.
 
+        Args:
+            ids: token ids, a list or a 1-D tensor.
+
+        Returns:
+            The words joined by spaces.
+
         Raises:
             ValueError: for an id outside ``[0, vocab_size)``.
         """
@@ -254,6 +288,10 @@ class ReportTokenizer:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode reports and right-pad them with ``<pad>``.
 
+        Args:
+            reports: raw report texts.
+            max_length: as in `encode`.
+
         Returns:
             ``input_ids`` ``(B, T)`` int64 and ``attention_mask`` ``(B, T)`` bool (True
             on real tokens), T the longest encoded report.
@@ -270,7 +308,14 @@ class ReportTokenizer:
         return input_ids, input_ids != self.pad_id
 
     def decode_batch(self, ids: torch.Tensor | Sequence[Sequence[int]]) -> list[str]:
-        """`decode` each row of a ``(B, T)`` tensor or a list of id lists."""
+        """`decode` each row of a batch.
+
+        Args:
+            ids: a ``(B, T)`` tensor or a list of id lists.
+
+        Returns:
+            ``B`` texts.
+        """
         return [self.decode(row) for row in ids]
 
     # ------------------------------------------------------------ persistence
@@ -289,6 +334,12 @@ class ReportTokenizer:
     def from_dict(cls, data: dict) -> ReportTokenizer:
         """Inverse of `to_dict`.
 
+        Args:
+            data: a dict written by `to_dict`.
+
+        Returns:
+            The tokenizer.
+
         Raises:
             ValueError: if ``data`` is not a ReportTokenizer description.
         """
@@ -301,14 +352,22 @@ class ReportTokenizer:
         return cls(data["words"], data["dataset"], data["max_length"], data.get("threshold"))
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the tokenizer as JSON to ``path``."""
-        with open(path, "w", encoding="utf-8") as fh:
-            json.dump(self.to_dict(), fh, indent=1)
-            fh.write("\n")
+        """Write the tokenizer as JSON (atomically: a temporary file, then a rename).
+
+        Args:
+            path: the JSON file to write.
+        """
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ReportTokenizer:
         """Read a tokenizer written by `save`.
+
+        Args:
+            path: the JSON file.
+
+        Returns:
+            The tokenizer.
 
         Raises:
             ValueError: naming the file if it is not a tokenizer JSON.

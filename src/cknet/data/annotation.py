@@ -33,6 +33,7 @@ def training_transform(image: torch.Tensor, config: CKNetConfig, flip: bool = Fa
 
     Args:
         image: ``(3, H, W)`` in [0, 1].
+        config: the image size S and normalisation.
         flip: also flip horizontally with probability 1/2 (off by default).
 
     Returns:
@@ -57,6 +58,12 @@ def training_transform(image: torch.Tensor, config: CKNetConfig, flip: bool = Fa
 
 def read_annotation(path: str | os.PathLike[str]) -> dict[str, list[dict[str, Any]]]:
     """Read an R2Gen ``annotation.json``.
+
+    Args:
+        path: the file.
+
+    Returns:
+        ``{split: [entries]}``.
 
     Raises:
         ValueError: naming the file when it is not ``{split: [entries]}`` with ``id``,

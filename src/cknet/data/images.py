@@ -148,7 +148,11 @@ def load_image(source: ImageLike) -> torch.Tensor:
 
 
 def evaluation_transform(image: torch.Tensor, config: CKNetConfig) -> torch.Tensor:
-    """Resize a ``(3, H, W)`` [0, 1] image to the model's size and normalise it.
+    """Resize an image to the model's size and normalise it.
+
+    Args:
+        image: ``(3, H, W)`` in [0, 1].
+        config: the image size and normalisation.
 
     Returns:
         ``(3, image_size, image_size)`` float32.

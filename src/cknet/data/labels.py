@@ -75,7 +75,14 @@ def load_label_csv(
 
 
 def mesh_components(tags: str) -> list[str]:
-    """The lower-cased, comma-free components of a ";"-separated MeSH tag string."""
+    """Split a MeSH tag string into its components.
+
+    Args:
+        tags: ``";"``-separated tags, each ``"/"``-separated (as in ``mesh_tags.csv``).
+
+    Returns:
+        The lower-cased, comma-free components.
+    """
     parts = []
     for tag in tags.split(";"):
         parts.extend(p.strip().lower().replace(",", "") for p in tag.split("/"))

@@ -40,7 +40,7 @@ SIDED_PREVALENCE = {"pleural effusion": 0.12, "pneumothorax": 0.06, "lung opacit
 
 
 @dataclass
-class Anatomy:
+class _Anatomy:
     """Per-study geometry in unit coordinates (0..1 across the image)."""
 
     lung_top: float
@@ -53,8 +53,8 @@ class Anatomy:
     noise: float
 
 
-def _sample_anatomy(rng: np.random.Generator) -> Anatomy:
-    return Anatomy(
+def _sample_anatomy(rng: np.random.Generator) -> _Anatomy:
+    return _Anatomy(
         lung_top=rng.uniform(0.12, 0.18), lung_bottom=rng.uniform(0.72, 0.8),
         lung_width=rng.uniform(0.26, 0.31), lung_gap=rng.uniform(0.05, 0.08),
         heart_width=rng.uniform(0.3, 0.34), heart_height=rng.uniform(0.14, 0.17),
@@ -86,7 +86,7 @@ class _Canvas:
         return np.clip(1.0 - distance / width, 0.0, 1.0)
 
 
-def _frontal(canvas: _Canvas, a: Anatomy, found: set[str], rng: np.random.Generator) -> np.ndarray:
+def _frontal(canvas: _Canvas, a: _Anatomy, found: set[str], rng: np.random.Generator) -> np.ndarray:
     y, x = canvas.y, canvas.x
     image = 0.45 * canvas.ellipse(0.5, 0.5, 0.55, 0.47, soft=0.3)  # the body's soft tissue
     spine_shift = 0.04 * np.sin((y - 0.1) * 2 * np.pi) if "scoliosis" in found else 0.0
@@ -159,7 +159,7 @@ def _frontal(canvas: _Canvas, a: Anatomy, found: set[str], rng: np.random.Genera
     return image
 
 
-def _lateral(canvas: _Canvas, a: Anatomy, found: set[str], rng: np.random.Generator) -> np.ndarray:
+def _lateral(canvas: _Canvas, a: _Anatomy, found: set[str], rng: np.random.Generator) -> np.ndarray:
     y, x = canvas.y, canvas.x
     image = 0.45 * canvas.ellipse(0.5, 0.5, 0.55, 0.45, soft=0.3)
     cy, ry = (a.lung_top + a.lung_bottom) / 2, (a.lung_bottom - a.lung_top) / 2
@@ -306,6 +306,9 @@ def findings_from_mesh(tags: str) -> list[str]:
     A sided finding is drawn on the side its qualifiers name, on both sides for
     "bilateral" or no side. Tags with no drawable counterpart are dropped.
 
+    Args:
+        tags: the ``mesh`` column of one study.
+
     Returns:
         Finding names in `FINDINGS` order.
     """
@@ -367,13 +370,28 @@ class SyntheticReports:
         self.prevalence = prevalence
 
     def sample(self, rng: np.random.Generator) -> list[str]:
-        """Findings of one study, in `FINDINGS` order."""
+        """Draw the findings of one study.
+
+        Args:
+            rng: the generator to draw with.
+
+        Returns:
+            Finding names, in `FINDINGS` order.
+        """
         return [f for f in FINDINGS if rng.random() < self.prevalence.get(f, 0.0)]
 
     @staticmethod
     def write(findings: Sequence[str], rng: np.random.Generator) -> str:
-        """A report for ``findings``: one sentence per finding, normal sentences (with
-        negations) for groups with none, phrasing varied by ``rng``."""
+        """Write a report: one sentence per finding, normal sentences (with negations)
+        for groups with none.
+
+        Args:
+            findings: names from `FINDINGS`.
+            rng: varies the phrasing.
+
+        Returns:
+            The report.
+        """
         sentences = []
         for present_phrasings, normal in _SENTENCES.values():
             present = [f for f in present_phrasings if f in findings]
@@ -385,7 +403,14 @@ class SyntheticReports:
 
     @staticmethod
     def labels(findings: Sequence[str]) -> np.ndarray:
-        """``(len(FINDINGS),)`` 0/1 vector of the findings."""
+        """The findings as labels.
+
+        Args:
+            findings: names from `FINDINGS`.
+
+        Returns:
+            ``(len(FINDINGS),)`` float32 0/1.
+        """
         return np.array([f in findings for f in FINDINGS], dtype=np.float32)
 
     @staticmethod
@@ -396,6 +421,9 @@ class SyntheticReports:
         compared after lower-casing and dropping punctuation (so it reads the cleaned,
         tokenized text a model generates as well as the original). Use it as the labeler
         of `cknet.metrics.ce_scores` with ``observations=FINDINGS``.
+
+        Args:
+            reports: report texts.
 
         Returns:
             ``(len(reports), len(FINDINGS))`` float 0/1 labels.
@@ -422,6 +450,7 @@ class SyntheticDataset(Dataset):
         seed: study i is drawn from a generator seeded with ``(seed, i)``.
         blank: draw empty images (the same reports): a control for "does the model read
             the images".
+        reports: the finding sampler and report writer (default `SyntheticReports()`).
     """
 
     def __init__(self, count: int, config: CKNetConfig, seed: int = 0, blank: bool = False,
@@ -442,8 +471,19 @@ class SyntheticDataset(Dataset):
         ids: Sequence[str] | None = None,
         blank: bool = False,
     ) -> SyntheticDataset:
-        """Render given studies: ``findings[i]`` drawn, ``reports[i]`` served as the
-        report (e.g. real reports with `findings_from_mesh` of their indexing).
+        """Render given studies beside given reports, e.g. real reports with
+        `findings_from_mesh` of their indexing.
+
+        Args:
+            findings: per study, the names from `FINDINGS` to draw.
+            reports: per study, the report served with it.
+            config: image size, views and normalisation.
+            seed: seeds the rendering (study i with ``seed * 1_000_003 + i``).
+            ids: per study, its id (default ``synthetic-SEED-I``).
+            blank: draw empty images instead.
+
+        Returns:
+            The dataset.
 
         Raises:
             ValueError: for lists of different lengths or an unknown finding.
@@ -465,7 +505,11 @@ class SyntheticDataset(Dataset):
         return self.count
 
     def report(self, index: int) -> str:
-        """The report of study ``index``, without rendering its images."""
+        """A study's report, without rendering its images.
+
+        Args:
+            index: the study.
+        """
         if self.texts is not None:
             return self.texts[index]
         return SyntheticReports.write(self.findings[index], np.random.default_rng((self.seed, index, 1)))
@@ -475,8 +519,14 @@ class SyntheticDataset(Dataset):
         return np.stack([SyntheticReports.labels(f) for f in self.findings])
 
     def render(self, index: int) -> np.ndarray:
-        """The views of study ``index`` as `render_study` draws them (grey 0.5 when
-        ``blank``): ``(V, S, S)`` float32 in [0, 1]."""
+        """A study's views as `render_study` draws them (grey 0.5 when ``blank``).
+
+        Args:
+            index: the study.
+
+        Returns:
+            ``(V, S, S)`` float32 in [0, 1].
+        """
         size, views = self.config.image_size, self.config.num_views
         if self.blank:
             return np.full((views, size, size), 0.5, dtype=np.float32)

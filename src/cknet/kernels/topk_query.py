@@ -91,8 +91,12 @@ BACKENDS = ("auto", "torch", "triton")
 
 
 def triton_available(device: torch.device | None = None) -> bool:
-    """Whether the Triton kernel can run for tensors on ``device``: on CUDA when Triton
-    imports, or anywhere under ``TRITON_INTERPRET=1`` (its CPU interpreter)."""
+    """Whether the Triton kernel can run for tensors on a device: on CUDA when Triton
+    imports, or anywhere under ``TRITON_INTERPRET=1`` (its CPU interpreter).
+
+    Args:
+        device: the tensors' device.
+    """
     try:
         import triton  # noqa: F401
     except ImportError:
@@ -164,8 +168,17 @@ class _TritonKnowledgeQuery(torch.autograd.Function):
 def knowledge_weights(
     queries: torch.Tensor, keys: torch.Tensor, top_k: int, weighting: str = "softmax"
 ) -> torch.Tensor:
-    """The weights of equation (6) spread over all N knowledge vectors (zero for those
-    not among a query's top ``top_k``): ``(B, H, L, N)``. Shapes as `knowledge_query`."""
+    """The weights of equation (6) spread over all N knowledge vectors.
+
+    Args:
+        queries: ``(B, H, L, d)``.
+        keys: ``(B, H, N, d)``, or ``(H, N, d)`` shared by the batch.
+        top_k: gamma, the vectors each query keeps.
+        weighting: ``"softmax"`` or ``"sum"``, as in `knowledge_query`.
+
+    Returns:
+        ``(B, H, L, N)``: each query's weights, zero outside its top ``top_k``.
+    """
     scores = queries @ keys.transpose(-1, -2) / math.sqrt(queries.shape[-1])  # (B, H, L, N)
     # A stable descending sort: among equal scores the lower index is kept, as in the
     # Triton kernel (torch.topk leaves ties unspecified).

@@ -97,6 +97,9 @@ class CheXpertLabeler:
     def label(self, reports: Iterable[str]) -> np.ndarray:
         """Label report texts.
 
+        Args:
+            reports: raw report texts.
+
         Returns:
             ``(num_reports, 14)`` float array of 1, 0, -1 and NaN, columns in the order
             of `observations`.

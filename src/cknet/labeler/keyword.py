@@ -76,7 +76,14 @@ class KeywordLabeler:
 
     @classmethod
     def openi40(cls, graph: KnowledgeGraph | None = None) -> KeywordLabeler:
-        """The labeler tuned for the built-in openi40 graph on the IU X-Ray train split."""
+        """The labeler tuned for the built-in openi40 graph on the IU X-Ray train split.
+
+        Args:
+            graph: the openi40 graph (default `KnowledgeGraph.openi40()`).
+
+        Returns:
+            The labeler.
+        """
         graph = graph if graph is not None else KnowledgeGraph.openi40()
         path = resources.files("cknet") / "resources" / "labeler" / "openi40_patterns.json"
         spec = json.loads(path.read_text("utf-8"))
@@ -90,6 +97,9 @@ class KeywordLabeler:
     def label(self, reports: Iterable[str]) -> np.ndarray:
         """Label report texts.
 
+        Args:
+            reports: raw report texts.
+
         Returns:
             ``(num_reports, num_nodes)`` float array: 1 positive, 0 negative,
             -1 uncertain, NaN not mentioned.
@@ -102,5 +112,13 @@ class KeywordLabeler:
         return labels
 
     def label_binary(self, reports: Iterable[str], uncertain: float = 0.0) -> np.ndarray:
-        """`label`, then `binarize`: NaN -> 0 and -1 -> ``uncertain``; int64 0/1."""
+        """`label`, then `binarize`.
+
+        Args:
+            reports: raw report texts.
+            uncertain: what an uncertain mention counts as, 0 or 1.
+
+        Returns:
+            ``(num_reports, num_nodes)`` int64 0/1 labels.
+        """
         return binarize(self.label(reports), uncertain)

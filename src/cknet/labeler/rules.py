@@ -109,7 +109,14 @@ class Finding:
             raise ValueError(f"finding {self.name!r} has an invalid pattern: {err}") from None
 
     def mentions(self, clause: str) -> list[tuple[int, int]]:
-        """Character spans of this finding's mentions in ``clause``."""
+        """Where this finding is mentioned.
+
+        Args:
+            clause: lower-cased text.
+
+        Returns:
+            ``(start, end)`` character spans of the mentions.
+        """
         spans = [m.span() for m in self._mention.finditer(clause)]
         if self._exclude is None or not spans:
             return spans
@@ -149,7 +156,14 @@ class RuleLabeler:
 
     @staticmethod
     def clauses(report: str) -> list[str]:
-        """Lower-cased sentences of ``report``, each cut into clauses."""
+        """Split a report for labelling.
+
+        Args:
+            report: raw report text.
+
+        Returns:
+            Its lower-cased sentences, each a list of clauses.
+        """
         text = " ".join(report.lower().split())
         pieces = []
         for sentence in _SENTENCE_SPLIT.split(text):
@@ -157,7 +171,16 @@ class RuleLabeler:
         return [p for p in pieces if p]
 
     def classify(self, clause: str, start: int, end: int) -> float:
-        """Status of the mention ``clause[start:end]``: 1, 0 or -1."""
+        """Status of one mention: positive, negated or uncertain.
+
+        Args:
+            clause: the lower-cased clause.
+            start: where the mention starts in ``clause``.
+            end: where it ends.
+
+        Returns:
+            1 (positive), 0 (negated) or -1 (uncertain).
+        """
         before = self._pseudo.sub(" ", clause[:start])
         after = clause[end: end + self.post_window]
         last_breaker = max((m.end() for m in self._breakers.finditer(before)), default=0)
@@ -172,7 +195,14 @@ class RuleLabeler:
         return POSITIVE
 
     def label_one(self, report: str) -> np.ndarray:
-        """``(num_findings,)`` labels of one report."""
+        """Label one report.
+
+        Args:
+            report: raw report text.
+
+        Returns:
+            ``(num_findings,)`` float array of 1, 0, -1 and NaN.
+        """
         out = np.full(len(self.findings), np.nan)
         for clause in self.clauses(report):
             for column, finding in enumerate(self.findings):
@@ -185,6 +215,9 @@ class RuleLabeler:
 
     def label(self, reports: Iterable[str]) -> np.ndarray:
         """Label reports.
+
+        Args:
+            reports: raw report texts.
 
         Returns:
             ``(num_reports, num_findings)`` float array of 1, 0, -1 and NaN.
@@ -206,7 +239,14 @@ _RANK = {NEGATIVE: 0, UNCERTAIN: 1, POSITIVE: 2}
 
 
 def binarize(labels: np.ndarray, uncertain: float = 0.0) -> np.ndarray:
-    """Turn 1 / 0 / -1 / NaN labels into 0/1: NaN -> 0, -1 -> ``uncertain`` (0 or 1).
+    """Turn 1 / 0 / -1 / NaN labels into 0/1.
+
+    Args:
+        labels: an array of 1, 0, -1 and NaN.
+        uncertain: what -1 becomes, 0 or 1 (NaN always becomes 0).
+
+    Returns:
+        An int64 array of 0 and 1 of the same shape.
 
     Raises:
         ValueError: if ``uncertain`` is not 0 or 1.

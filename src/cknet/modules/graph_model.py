@@ -76,7 +76,14 @@ class KnowledgeGraphModel(nn.Module):
         return self.encoder(self.backbone(images))
 
     def set_static_knowledge(self, matrix: torch.Tensor) -> None:
-        """Store the dataset-level knowledge matrix ``(N + 1, d_knowledge)``."""
+        """Store the dataset-level knowledge matrix.
+
+        Args:
+            matrix: ``(N + 1, d_knowledge)``, e.g. mean node embeddings over a training split.
+
+        Raises:
+            ValueError: for another shape.
+        """
         if tuple(matrix.shape) != tuple(self.static_knowledge.shape):
             raise ValueError(
                 f"static knowledge must have shape {tuple(self.static_knowledge.shape)}, "
@@ -86,7 +93,12 @@ class KnowledgeGraphModel(nn.Module):
         self.has_static_knowledge = True
 
     def save_pretrained(self, directory: str | os.PathLike[str], overwrite: bool = False) -> None:
-        """Write ``graph_model.json``, ``graph_model.safetensors`` and ``graph.json``.
+        """Write ``graph_model.json``, ``graph_model.safetensors`` and ``graph.json``
+        (each atomically).
+
+        Args:
+            directory: the folder to write (created if needed).
+            overwrite: replace a graph model already saved there.
 
         Raises:
             FileExistsError: if the directory already holds a graph model and
@@ -112,6 +124,13 @@ class KnowledgeGraphModel(nn.Module):
         cls, directory: str | os.PathLike[str], map_location: str | torch.device = "cpu"
     ) -> KnowledgeGraphModel:
         """Load a graph model written by `save_pretrained` (strict; no pickle).
+
+        Args:
+            directory: the folder `save_pretrained` wrote.
+            map_location: the device to load the weights to.
+
+        Returns:
+            The graph model.
 
         Raises:
             FileNotFoundError: if a file is missing.

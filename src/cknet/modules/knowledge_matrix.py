@@ -120,8 +120,16 @@ class CrossModalKnowledgeMatrix(nn.Module):
     def attention(
         self, features: torch.Tensor, knowledge: torch.Tensor | KnowledgeProjection
     ) -> torch.Tensor:
-        """How much each input row draws on each knowledge vector: the top-gamma weights
-        of equation (6), ``(B, H, L, M)``, zero outside each row's top gamma."""
+        """How much each input row draws on each knowledge vector.
+
+        Args:
+            features: ``(B, L, d_model)`` patches or tokens.
+            knowledge: ``(B, M, d_knowledge)`` or ``(M, d_knowledge)``, or its projection.
+
+        Returns:
+            ``(B, H, L, M)``: the top-gamma weights of equation (6), zero outside each
+            row's top gamma.
+        """
         if not isinstance(knowledge, KnowledgeProjection):
             knowledge = self.project_knowledge(knowledge)
         queries = self._split_heads(self.query_proj(features))

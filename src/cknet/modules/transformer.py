@@ -206,8 +206,16 @@ class DecoderCache:
     def append(
         self, layer: int, keys: torch.Tensor, values: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store the new tokens' ``(B, H, T_new, d_head)`` keys/values of ``layer`` and
-        return views of all tokens so far, ``(B, H, length + T_new, d_head)``."""
+        """Store the new tokens' keys and values of one layer.
+
+        Args:
+            layer: the decoder layer's index.
+            keys: ``(B, H, T_new, d_head)``.
+            values: ``(B, H, T_new, d_head)``.
+
+        Returns:
+            Views of the keys and values of all tokens so far, ``(B, H, length + T_new, d_head)``.
+        """
         end = self.length + keys.shape[2]
         if layer == len(self.self_keys):
             shape = (*keys.shape[:2], max(self.capacity, end), keys.shape[3])
@@ -233,7 +241,11 @@ class DecoderCache:
         return self.self_keys[layer][:, :, :end], self.self_values[layer][:, :, :end]
 
     def advance(self, new_tokens: int) -> None:
-        """Count ``new_tokens`` as decoded (after every layer has appended them)."""
+        """Count tokens as decoded (after every layer has appended them).
+
+        Args:
+            new_tokens: how many.
+        """
         self.length += new_tokens
 
     def _gather_tokens(self, index: torch.Tensor) -> None:
@@ -250,9 +262,11 @@ class DecoderCache:
                 spares[layer] = old if old.shape == shape else None
 
     def select(self, index: torch.Tensor) -> None:
-        """Keep (and reorder) the batch rows ``index`` ``(B',)`` of every cached tensor.
+        """Keep (and reorder) batch rows of every cached tensor.
 
-        With group > 1, ``index`` must keep whole groups (studies) in slot order."""
+        Args:
+            index: ``(B',)`` the rows to keep; with group > 1 it must keep whole groups
+                (studies) in slot order."""
         self._gather_tokens(index)
         for store in (self.memory_keys, self.memory_values):
             store[:] = [t.index_select(0, index) for t in store]
@@ -260,11 +274,14 @@ class DecoderCache:
             self.ancestry = self.ancestry.index_select(0, index)
 
     def reorder_tokens(self, index: torch.Tensor) -> None:
-        """Row r continues the history of row ``index[r]``, e.g. beams of one study.
+        """Let row r continue the history of row ``index[r]``, e.g. beams of one study.
 
         With group > 1 (``index[r]`` in r's own group) only the ancestry table moves;
         otherwise the self-attention keys/values are gathered (the memory projections,
-        identical within a study, stay)."""
+        identical within a study, stay).
+
+        Args:
+            index: ``(B,)`` the row each row continues."""
         if self.group > 1:
             if self.ancestry is not None:
                 self.ancestry = self.ancestry.index_select(0, index)
@@ -326,7 +343,8 @@ class CKNetTransformer(nn.Module):
         d_model: hidden size.
         num_heads: attention heads.
         d_ff: feed-forward inner size.
-        num_encoder_layers, num_decoder_layers: depth.
+        num_encoder_layers: encoder depth.
+        num_decoder_layers: decoder depth.
         dropout: dropout probability.
         norm_first: pre-LayerNorm (True) or post-LayerNorm (False) sub-layers.
 
@@ -361,7 +379,14 @@ class CKNetTransformer(nn.Module):
         self.input_dropout = nn.Dropout(dropout)
 
     def encode(self, source: torch.Tensor) -> torch.Tensor:
-        """Equation (10): ``(B, S, d_model)`` knowledge-fused patches -> memory ``(B, S, d_model)``."""
+        """Equation (10): the encoder over the knowledge-fused patches.
+
+        Args:
+            source: ``(B, S, d_model)``.
+
+        Returns:
+            The memory, ``(B, S, d_model)``.
+        """
         positions = torch.arange(source.shape[1], device=source.device)
         x = self.input_dropout(source + sinusoidal_positions(positions, self.d_model).to(source.dtype))
         for layer in self.encoder_layers:
@@ -369,8 +394,16 @@ class CKNetTransformer(nn.Module):
         return self.encoder_norm(x)
 
     def init_cache(self, memory: torch.Tensor, capacity: int = 0) -> DecoderCache:
-        """A `DecoderCache` holding every layer's cross-attention keys/values of ``memory``
-        ``(B, S, d_model)``, with ``capacity`` token slots reserved."""
+        """A cache for incremental decoding.
+
+        Args:
+            memory: ``(B, S, d_model)`` encoder output.
+            capacity: token slots to reserve.
+
+        Returns:
+            A `DecoderCache` holding every layer's cross-attention keys and values of
+            ``memory``.
+        """
         cache = DecoderCache(capacity)
         for layer in self.decoder_layers:
             keys, values = layer.cross_attn.project_key_value(memory)

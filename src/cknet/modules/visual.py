@@ -120,8 +120,14 @@ class VisualExtractor(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def project(self, maps: torch.Tensor) -> torch.Tensor:
-        """Patch features ``(B, V*h*w, d_model)`` from backbone maps ``(B, V, C, h, w)``
-        (e.g. maps cached once with the backbone frozen)."""
+        """Patch features from backbone maps (e.g. maps cached once with the backbone frozen).
+
+        Args:
+            maps: ``(B, V, C, h, w)``.
+
+        Returns:
+            ``(B, V*h*w, d_model)``, view-major.
+        """
         patches = maps.flatten(3).transpose(2, 3).flatten(1, 2)  # (B, V*h*w, C)
         return self.dropout(self.projection(patches))
 

@@ -30,7 +30,8 @@ class TrainingConfig:
         lr_visual: learning rate of the visual extractor.
         lr_rest: learning rate of every other trainable parameter.
         lr_decay: factor applied to both learning rates after every epoch.
-        weight_decay, amsgrad: Adam settings.
+        weight_decay: Adam's weight decay.
+        amsgrad: use the AMSGrad variant of Adam.
         batch_size: studies per step (per process under DDP).
         epochs: maximum number of epochs.
         patience: stop after this many epochs without a better validation score.
@@ -88,13 +89,29 @@ class TrainingConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingConfig:
-        """Build from a dict; unknown keys and ill-typed values raise a `ValueError`."""
+        """Build from a dict such as `to_dict` returns; missing keys take their defaults.
+
+        Args:
+            data: ``{field: value}``.
+
+        Returns:
+            The config.
+
+        Raises:
+            ValueError: naming an unknown key or an ill-typed value.
+        """
         check_known_keys(cls, data)
         return cls(**data)
 
 
 def load_recipe(name_or_path: str | os.PathLike[str]) -> tuple[CKNetConfig, TrainingConfig]:
     """Read a recipe: a built-in name (``"iu_xray"``, ``"mimic_cxr"``) or a JSON file.
+
+    Args:
+        name_or_path: the recipe's name or file (``{"model": {...}, "training": {...}}``).
+
+    Returns:
+        The model and training configs.
 
     Raises:
         FileNotFoundError: for an unknown name or a missing file.
@@ -120,7 +137,15 @@ def load_recipe(name_or_path: str | os.PathLike[str]) -> tuple[CKNetConfig, Trai
 def apply_overrides(
     model: CKNetConfig, training: TrainingConfig, overrides: dict[str, Any]
 ) -> tuple[CKNetConfig, TrainingConfig]:
-    """Set fields of either config by name (``{"d_model": 256, "epochs": 5}``).
+    """Set fields of either config by name.
+
+    Args:
+        model: the model config.
+        training: the training config.
+        overrides: ``{field: value}`` for fields of either, e.g. ``{"d_model": 256, "epochs": 5}``.
+
+    Returns:
+        New model and training configs.
 
     Raises:
         ValueError: naming a key that is a field of neither config.

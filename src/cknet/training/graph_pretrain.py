@@ -36,7 +36,15 @@ def _pair(item: Any) -> tuple[Any, Any]:
 
 @dataclass
 class EpochRecord:
-    """Metrics of one epoch: mean training loss, validation loss and per-node AUC."""
+    """Metrics of one epoch.
+
+    Attributes:
+        epoch: its number, from 1.
+        train_loss: mean training loss.
+        val_loss: validation loss.
+        node_auc: per-node validation ROC AUC (NaN where a node has one class only).
+        mean_auc: their mean over the defined ones.
+    """
 
     epoch: int
     train_loss: float
@@ -47,7 +55,12 @@ class EpochRecord:
 
 @dataclass
 class PretrainResult:
-    """What `GraphPretrainer.fit` returns: every epoch's record and the epoch kept."""
+    """What `GraphPretrainer.fit` returns.
+
+    Attributes:
+        history: every epoch's `EpochRecord`.
+        best_epoch: the epoch kept.
+    """
 
     history: list[EpochRecord] = field(default_factory=list)
     best_epoch: int = 0
@@ -124,7 +137,14 @@ class GraphPretrainer:
         return labels
 
     def positive_weights(self, labels: np.ndarray) -> torch.Tensor:
-        """Per-node BCE positive weights: negatives / positives, in [1, max_positive_weight]."""
+        """Per-node BCE positive weights.
+
+        Args:
+            labels: ``(num_studies, N)`` 0/1 training labels.
+
+        Returns:
+            ``(N,)`` negatives / positives, clipped to [1, max_positive_weight].
+        """
         positives = labels.sum(axis=0)
         negatives = len(labels) - positives
         weights = np.where(positives > 0, negatives / np.maximum(positives, 1), 1.0)
@@ -132,7 +152,15 @@ class GraphPretrainer:
 
     @torch.no_grad()
     def evaluate(self, data: Dataset, criterion: nn.Module | None = None) -> tuple[float, np.ndarray]:
-        """Validation loss (NaN without a criterion) and per-node AUC on ``data``."""
+        """Loss and per-node AUC on a split.
+
+        Args:
+            data: the studies.
+            criterion: the loss (None: the loss is NaN).
+
+        Returns:
+            The mean loss and the ``(N,)`` per-node ROC AUC.
+        """
         self.model.eval()
         logits, labels, losses = [], [], []
         for batch in self._loader(data, shuffle=False):
@@ -149,7 +177,14 @@ class GraphPretrainer:
 
     @torch.no_grad()
     def static_knowledge(self, data: Dataset) -> torch.Tensor:
-        """Mean node embeddings ``(N + 1, d_knowledge)`` over the studies of ``data``."""
+        """Mean node embeddings over a set of studies.
+
+        Args:
+            data: the studies.
+
+        Returns:
+            ``(N + 1, d_knowledge)``.
+        """
         self.model.eval()
         total, count = None, 0
         for batch in self._loader(data, shuffle=False):
@@ -164,6 +199,14 @@ class GraphPretrainer:
         """Train, keep the epoch with the best mean validation AUC, store the static
         knowledge matrix (over ``static_data``, default ``train``; give the training
         split with the evaluation transform when ``train`` augments).
+
+        Args:
+            train: the training studies.
+            val: the validation studies.
+            static_data: the studies the static knowledge matrix is averaged over.
+
+        Returns:
+            The history and the epoch kept (the model holds its weights).
 
         Raises:
             ValueError: for labels that are not 0/1 or do not match the graph.

@@ -64,6 +64,20 @@ def train(
     The tokenizer is built from the train split (R2Gen rules and threshold), the graph
     is the graph model's, the given one, or openi40.
 
+    Args:
+        model_config: the model config.
+        training: the training config.
+        annotation: the R2Gen ``annotation.json``.
+        run_dir: the run folder.
+        image_dir: the image root (default: ``images/`` beside the annotation).
+        graph: the knowledge graph (default: the graph model's, else openi40).
+        graph_model: a pretrained graph stage's folder (`cknet pretrain-graph`).
+        device: default CUDA when available.
+        progress: show progress bars.
+
+    Returns:
+        The `TrainResult`.
+
     Raises:
         FileExistsError: if ``run_dir`` already holds a run (use `resume`).
     """
@@ -100,6 +114,15 @@ def resume(
 ) -> TrainResult:
     """Continue a run from its last checkpoint (``overrides`` may change training
     fields such as ``epochs``).
+
+    Args:
+        run_dir: the run folder.
+        overrides: training fields to change, e.g. ``{"epochs": 150}``.
+        device: default CUDA when available.
+        progress: show progress bars.
+
+    Returns:
+        The `TrainResult`.
 
     Raises:
         FileNotFoundError: if the folder holds no run or no checkpoint.

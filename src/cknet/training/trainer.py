@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from cknet.io import write_atomic, write_text_atomic
 from cknet.model import CKNet
+from cknet.tokenizer import ReportTokenizer
 from cknet.training.config import TrainingConfig
 
 CHECKPOINT = "checkpoint.pt"
@@ -54,7 +55,11 @@ def _world() -> int:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and PyTorch's generators."""
+    """Seed Python's, NumPy's and PyTorch's generators.
+
+    Args:
+        seed: the seed.
+    """
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -90,8 +95,16 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def collate_studies(tokenizer) -> Callable[[Sequence[dict]], dict]:
-    """A collate function: stacks images (or cached features) and encodes the reports."""
+def collate_studies(tokenizer: ReportTokenizer) -> Callable[[Sequence[dict]], dict]:
+    """A collate function: stacks images (or cached features) and encodes the reports.
+
+    Args:
+        tokenizer: the `ReportTokenizer` that encodes the reports.
+
+    Returns:
+        A function from a list of study dicts to a batch dict (``ids``, ``reports``,
+        ``input_ids`` ``(B, T)``, and ``images`` or ``maps`` and ``knowledge``).
+    """
 
     def collate(items: Sequence[dict]) -> dict:
         batch: dict[str, Any] = {"ids": [i["id"] for i in items], "reports": [i["report"] for i in items]}
@@ -143,7 +156,15 @@ class FeatureCache(Dataset):
 
 @dataclass
 class TrainResult:
-    """What `Trainer.fit` returns."""
+    """What `Trainer.fit` returns.
+
+    Attributes:
+        history: one record per epoch (losses, validation BLEU-4, learning rates).
+        best_epoch: the epoch kept.
+        best_bleu4: its validation BLEU-4.
+        best_score: its selection score (BLEU-4, or minus the validation loss).
+        test: the test metrics of the kept model, when a test split was given.
+    """
 
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
@@ -158,9 +179,10 @@ class Trainer:
     Args:
         model: the model (its tokenizer encodes the reports).
         config: the `TrainingConfig`.
-        train_data, val_data: datasets of study dicts (``id``, ``images``, ``report``),
-            such as `cknet.data.AnnotationDataset`; with ``cache_features`` the
-            training data should use the evaluation transform.
+        train_data: a dataset of study dicts (``id``, ``images``, ``report``), such as
+            `cknet.data.AnnotationDataset`; with ``cache_features`` it should use the
+            evaluation transform.
+        val_data: the validation studies, in the same form.
         run_dir: where checkpoints, metrics and the best model go.
         test_data: evaluated once, at the end, with the best model.
         device: default CUDA when available (under DDP: the local rank's GPU).
@@ -211,7 +233,11 @@ class Trainer:
 
     # ------------------------------------------------------------ checkpoints
     def save_checkpoint(self, epoch: int) -> None:
-        """Write ``checkpoint.pt`` atomically (rank 0)."""
+        """Write ``checkpoint.pt`` atomically (rank 0).
+
+        Args:
+            epoch: the epoch just finished.
+        """
         state = {
             "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "rng": _rng_state(),
@@ -223,6 +249,9 @@ class Trainer:
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore a checkpoint written by `save_checkpoint` (``weights_only`` loading).
+
+        Args:
+            path: the checkpoint file.
 
         Raises:
             ValueError: naming the file when it is not a cknet checkpoint for this model.
@@ -259,7 +288,14 @@ class Trainer:
         return out.loss
 
     def train_epoch(self, epoch: int) -> float:
-        """One pass over the training data; returns the mean loss."""
+        """One pass over the training data.
+
+        Args:
+            epoch: the epoch's number (seeds its shuffle order).
+
+        Returns:
+            The mean training loss.
+        """
         from tqdm.auto import tqdm
 
         generator = torch.Generator().manual_seed(self.config.seed + epoch)
@@ -288,8 +324,16 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, data: Dataset, full: bool = False, limit: int = 0) -> dict:
-        """Teacher-forced loss and generated reports' BLEU-4 (``full``: every NLG metric
-        and CE) on ``data`` (its first ``limit`` studies when > 0)."""
+        """Teacher-forced loss and the BLEU-4 of generated reports.
+
+        Args:
+            data: the studies.
+            full: also every NLG metric and CE.
+            limit: use the first ``limit`` studies only (0: all).
+
+        Returns:
+            ``{"loss", "bleu4", "predictions"}`` (and ``"nlg"``, ``"ce"`` when ``full``).
+        """
         from cknet.metrics import bleu_4, ce_scores, nlg_scores
 
         if limit:
