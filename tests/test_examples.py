@@ -6,15 +6,18 @@ import pytest
 from conftest import REPO, SHARED, require
 
 
+def run_example(name, *args, timeout=600):
+    """Run ``examples/NAME`` with this interpreter; return its standard output."""
+    out = subprocess.run([sys.executable, str(REPO / "examples" / name), *map(str, args)],
+                         capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
 @pytest.mark.slow
 def test_quickstart_fits_and_reproduces_the_sample_reports():
     data = require(SHARED / "data")
-    out = subprocess.run(
-        [sys.executable, str(REPO / "examples" / "quickstart.py"), "--data-dir", str(data)],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
+    lines = run_example("quickstart.py", "--data-dir", data).splitlines()
     references = [line.removeprefix("reference: ") for line in lines if line.startswith("reference: ")]
     generated = [line.removeprefix("generated: ") for line in lines if line.startswith("generated: ")]
     assert len(references) == 2 and generated == references
@@ -22,37 +25,23 @@ def test_quickstart_fits_and_reproduces_the_sample_reports():
 
 @pytest.mark.slow
 def test_quickstart_without_shared_data(tmp_path):
-    out = subprocess.run(
-        [sys.executable, str(REPO / "examples" / "quickstart.py"), "--data-dir", str(tmp_path),
-         "--steps", "5"],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert out.returncode == 0, out.stderr
-    assert "generated images" in out.stdout and out.stdout.count("generated: ") == 2
+    stdout = run_example("quickstart.py", "--data-dir", tmp_path, "--steps", 5)
+    assert "generated images" in stdout and stdout.count("generated: ") == 2
 
 
 @pytest.mark.slow
 def test_custom_graph_example(tmp_path):
-    out = subprocess.run(
-        [sys.executable, str(REPO / "examples" / "custom_graph.py"), "--output", str(tmp_path)],
-        capture_output=True, text=True, timeout=900,
-    )
-    assert out.returncode == 0, out.stderr
-    auc = float(out.stdout.split("mean validation AUC ")[1].split()[0])
+    stdout = run_example("custom_graph.py", "--output", tmp_path, timeout=900)
+    auc = float(stdout.split("mean validation AUC ")[1].split()[0])
     assert auc >= 0.9
-    assert "saved and reloaded" in out.stdout
+    assert "saved and reloaded" in stdout
     assert (tmp_path / "graph_model" / "graph_model.safetensors").is_file()
 
 
 @pytest.mark.slow
 def test_evaluate_reports_example_scores_the_baselines():
     data = require(SHARED / "data")
-    out = subprocess.run(
-        [sys.executable, str(REPO / "examples" / "evaluate_reports.py"), "--data-dir", str(data)],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert out.returncode == 0, out.stderr
-    sections = out.stdout.split("== ")[1:]
+    sections = run_example("evaluate_reports.py", "--data-dir", data).split("== ")[1:]
     assert [s.splitlines()[0] for s in sections] == ["most frequent training report",
                                                      "another study's report"]
     # The constant normal report predicts "No Finding" for all 590 studies and nothing else.

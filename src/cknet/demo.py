@@ -133,8 +133,8 @@ def run_demo(
         FileExistsError: if ``output_dir`` is a non-empty folder that no demo wrote.
     """
     from cknet import CKNet, CKNetConfig, ReportTokenizer
-    from cknet.io import write_text_atomic
     from cknet.data.synthetic import FINDINGS, SyntheticDataset, SyntheticReports, synthetic_graph
+    from cknet.io import write_text_atomic
     from cknet.metrics import ce_scores, nlg_scores
     from cknet.modules.graph_model import KnowledgeGraphModel
     from cknet.training import GraphPretrainer, Trainer, TrainingConfig
