@@ -158,3 +158,25 @@ def test_train_command_under_torchrun(tmp_path):
     history = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert [r["epoch"] for r in history] == [1, 2]  # written once, by rank 0
     assert CKNet.from_pretrained(tmp_path / "run" / "best").config.d_model == 32
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("select_by, kept", [("loss", 2), ("bleu4", 3)])
+def test_selection_keeps_the_epoch_with_the_best_validation_score(tmp_path, monkeypatch, select_by, kept):
+    from cknet.training.trainer import Trainer
+
+    scores = iter([(3.0, 0.1), (1.0, 0.2), (2.0, 0.5), (4.0, 0.3)])  # (val loss, val BLEU-4) per epoch
+
+    def scripted_evaluate(self, data, full=False, limit=0):
+        loss, bleu4 = next(scores)
+        return {"loss": loss, "bleu4": bleu4, "predictions": []}
+
+    monkeypatch.setattr(Trainer, "evaluate", scripted_evaluate)
+    annotation = dataset_without_test(tmp_path / "data", count=8)
+    model, training = tiny(epochs=4, select_by=select_by)
+    result = train(model, training, annotation, tmp_path / "run", device="cpu", progress=False)
+    assert result.best_epoch == kept
+    assert result.best_bleu4 == [0.1, 0.2, 0.5, 0.3][kept - 1]
+    card = (tmp_path / "run" / "best" / "README.md").read_text()
+    expected = "lowest validation loss 1.0000" if select_by == "loss" else "best validation BLEU-4 0.5000"
+    assert f"epoch {kept} of 4, {expected}" in card

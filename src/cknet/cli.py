@@ -318,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Render synthetic radiographs with known findings, pretrain the knowledge graph, "
                     "train a small CKNet, write and score reports for held-out studies (and for "
                     "blank images, as a control), save the model and a picture of one study. "
-                    "About 10 minutes on 2 CPU cores; --quick under 2.",
+                    "About 6 minutes on 2 CPU cores; --quick under 2.",
     )
     demo.add_argument("--quick", action="store_true", help="smaller data and model (under 2 minutes)")
     demo.add_argument("--output", type=Path, default=Path("cknet-demo"),
