@@ -126,17 +126,20 @@ class FeatureCache(Dataset):
             holds one view of each study, without augmentation).
         batch_size: studies per forward pass while filling the cache.
         dtype: storage type of the cached tensors.
+        progress: show a progress bar while filling the cache.
     """
 
     def __init__(self, model: CKNet, data: Dataset, batch_size: int = 16,
-                 dtype: torch.dtype = torch.float16) -> None:
+                 dtype: torch.dtype = torch.float16, progress: bool = False) -> None:
+        from tqdm.auto import tqdm
+
         self.items: list[dict] = []
         device = model.device
         loader = DataLoader(data, batch_size=batch_size, collate_fn=list)
         was_training = model.training
         model.eval()
         with torch.no_grad():
-            for items in loader:
+            for items in tqdm(loader, desc="caching features", disable=not progress, leave=False):
                 images = torch.stack([i["images"] for i in items]).to(device)
                 maps = model.visual_extractor.backbone(images).to("cpu", dtype)
                 knowledge = model.knowledge(images) if model.graph_model is not None else None
@@ -208,7 +211,7 @@ class Trainer:
         self.collate = collate_studies(model.tokenizer)
         if config.cache_features:
             self.model.visual_extractor.backbone.requires_grad_(False)
-            train_data = FeatureCache(self.model, train_data, config.eval_batch_size)
+            train_data = FeatureCache(self.model, train_data, config.eval_batch_size, progress=self.progress)
         self.train_data, self.val_data, self.test_data = train_data, val_data, test_data
         visual = [p for p in model.visual_extractor.parameters() if p.requires_grad]
         visual_ids = {id(p) for p in visual}
