@@ -64,6 +64,7 @@ def load_splits(data_dir: Path, config: CKNetConfig, limit: int = 0) -> dict[str
         splits[split] = SyntheticDataset.from_studies(
             [findings_from_mesh(mesh[e["id"]]) for e in entries], [e["report"] for e in entries],
             config, seed={"train": 0, "val": 1, "test": 2}[split], ids=[e["id"] for e in entries],
+            keep_rendered=True,
         )
     return splits
 

@@ -108,3 +108,23 @@ def test_synthetic_graph_covers_the_findings():
     adjacency = graph.adjacency()
     left, right = FINDINGS.index("left pleural effusion"), FINDINGS.index("right pleural effusion")
     assert adjacency[left, right] == 1 and adjacency.sum(axis=1).min() >= 1  # no isolated node
+
+
+def test_keep_rendered_draws_each_study_once(monkeypatch):
+    import cknet.data.synthetic as synthetic
+
+    config = CKNetConfig.iu_xray(image_size=32)
+    calls = []
+
+    def counting_render(*args, **kwargs):
+        calls.append(kwargs["seed"])
+        return render_study(*args, **kwargs)
+
+    monkeypatch.setattr(synthetic, "render_study", counting_render)
+    kept = SyntheticDataset(5, config, seed=2, keep_rendered=True)
+    first = [kept[i]["images"] for i in range(5)]
+    second = [kept[i]["images"] for i in range(5)]
+    assert len(calls) == 5 and all(torch.equal(a, b) for a, b in zip(first, second))
+    fresh = SyntheticDataset(5, config, seed=2)
+    assert all(torch.equal(a, fresh[i]["images"]) for i, a in enumerate(first))
+    assert len(calls) == 10 and not fresh.rendered  # drawn again, nothing kept

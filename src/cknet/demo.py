@@ -154,9 +154,10 @@ def run_demo(
         num_encoder_layers=settings.layers, num_decoder_layers=settings.layers,
         d_knowledge=settings.d_knowledge, top_k=settings.top_k, dropout=0.0, knowledge_source="image",
     )
-    train = SyntheticDataset(settings.train_studies, config, seed=3 * seed)
-    val = SyntheticDataset(settings.val_studies, config, seed=3 * seed + 1)
-    test = SyntheticDataset(settings.test_studies, config, seed=3 * seed + 2)
+    # Drawn once, kept: the graph stage reads them every epoch, the feature cache once more.
+    train = SyntheticDataset(settings.train_studies, config, seed=3 * seed, keep_rendered=True)
+    val = SyntheticDataset(settings.val_studies, config, seed=3 * seed + 1, keep_rendered=True)
+    test = SyntheticDataset(settings.test_studies, config, seed=3 * seed + 2, keep_rendered=True)
     blank = SyntheticDataset(settings.test_studies, config, seed=3 * seed + 2, blank=True)
     say(f"[1/4] Synthetic radiographs: {len(train)} training, {len(val)} validation, {len(test)} test "
         f"studies at {settings.image_size} px, {len(FINDINGS)} findings (drawn when first read)")

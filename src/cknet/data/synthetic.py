@@ -451,11 +451,15 @@ class SyntheticDataset(Dataset):
         blank: draw empty images (the same reports): a control for "does the model read
             the images".
         reports: the finding sampler and report writer (default `SyntheticReports()`).
+        keep_rendered: keep each study's views in memory once drawn (``V * S * S * 4``
+            bytes per study), so that later epochs do not draw them again.
     """
 
     def __init__(self, count: int, config: CKNetConfig, seed: int = 0, blank: bool = False,
-                 reports: SyntheticReports | None = None) -> None:
+                 reports: SyntheticReports | None = None, keep_rendered: bool = False) -> None:
         self.count, self.config, self.seed, self.blank = count, config, seed, blank
+        self.keep_rendered = keep_rendered
+        self.rendered: dict[int, np.ndarray] = {}
         self.reports = reports if reports is not None else SyntheticReports()
         self.findings = [self.reports.sample(np.random.default_rng((seed, i, 0))) for i in range(count)]
         self.texts: list[str] | None = None
@@ -470,6 +474,7 @@ class SyntheticDataset(Dataset):
         seed: int = 0,
         ids: Sequence[str] | None = None,
         blank: bool = False,
+        keep_rendered: bool = False,
     ) -> SyntheticDataset:
         """Render given studies beside given reports, e.g. real reports with
         `findings_from_mesh` of their indexing.
@@ -481,6 +486,7 @@ class SyntheticDataset(Dataset):
             seed: seeds the rendering (study i with ``seed * 1_000_003 + i``).
             ids: per study, its id (default ``synthetic-SEED-I``).
             blank: draw empty images instead.
+            keep_rendered: keep each study's views in memory once drawn.
 
         Returns:
             The dataset.
@@ -496,7 +502,7 @@ class SyntheticDataset(Dataset):
         unknown = sorted({f for study in findings for f in study} - set(FINDINGS))
         if unknown:
             raise ValueError(f"unknown findings {unknown}; known: {', '.join(FINDINGS)}")
-        data = cls(0, config, seed, blank)
+        data = cls(0, config, seed, blank, keep_rendered=keep_rendered)
         data.count, data.findings, data.texts = len(reports), [list(f) for f in findings], list(reports)
         data.ids = None if ids is None else list(ids)
         return data
@@ -527,10 +533,17 @@ class SyntheticDataset(Dataset):
         Returns:
             ``(V, S, S)`` float32 in [0, 1].
         """
+        if index in self.rendered:
+            return self.rendered[index]
         size, views = self.config.image_size, self.config.num_views
         if self.blank:
-            return np.full((views, size, size), 0.5, dtype=np.float32)
-        return render_study(self.findings[index], seed=self.seed * 1_000_003 + index, size=size, views=views)
+            pixels = np.full((views, size, size), 0.5, dtype=np.float32)
+        else:
+            pixels = render_study(self.findings[index], seed=self.seed * 1_000_003 + index, size=size,
+                                  views=views)
+        if self.keep_rendered:
+            self.rendered[index] = pixels
+        return pixels
 
     def __getitem__(self, index: int) -> dict:
         pixels = self.render(index)
