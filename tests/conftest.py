@@ -38,6 +38,17 @@ def iu_tokenizer(iu_annotation):
     return ReportTokenizer.from_reports([e["report"] for e in iu_annotation["train"]])
 
 
+@pytest.fixture(scope="session")
+def tiny_bert_dir(iu_annotation, tmp_path_factory):
+    """A small random BERT with a WordPiece vocabulary trained on the IU train reports,
+    saved like a downloaded BioClinicalBERT folder."""
+    from cknet.testing import make_tiny_bert
+
+    reports = [e["report"] for e in iu_annotation["train"]]
+    return make_tiny_bert(reports, tmp_path_factory.mktemp("tiny_bert"), vocab_size=800,
+                          hidden_size=32, num_layers=2, num_heads=2)
+
+
 def small_config(**overrides):
     """A CKNet config small enough for CPU tests."""
     from cknet import CKNetConfig

@@ -14,6 +14,7 @@ __version__ = "0.1.0.dev0"
 _EXPORTS = {
     "CKNetConfig": "cknet.config",
     "ReportTokenizer": "cknet.tokenizer",
+    "PretrainedReportTokenizer": "cknet.pretrained_tokenizer",
     "KnowledgeGraph": "cknet.graph",
     "CKNet": "cknet.model",
     "CKNetOutput": "cknet.model",
@@ -22,6 +23,7 @@ _EXPORTS = {
     "CrossModalKnowledgeMatrix": "cknet.modules.knowledge_matrix",
     "CKNetTransformer": "cknet.modules.transformer",
     "TokenEmbedding": "cknet.modules.text",
+    "PretrainedTextEncoder": "cknet.modules.language_model",
     "knowledge_query": "cknet.kernels.topk_query",
     "load_image": "cknet.data.images",
     "prepare_images": "cknet.data.images",
@@ -35,6 +37,8 @@ __all__ = [
     "CrossModalKnowledgeMatrix",
     "KnowledgeGraph",
     "KnowledgeGraphEncoder",
+    "PretrainedReportTokenizer",
+    "PretrainedTextEncoder",
     "ReportTokenizer",
     "TokenEmbedding",
     "VisualExtractor",
@@ -52,9 +56,11 @@ if TYPE_CHECKING:
     from cknet.model import CKNet, CKNetOutput
     from cknet.modules.graph_encoder import KnowledgeGraphEncoder
     from cknet.modules.knowledge_matrix import CrossModalKnowledgeMatrix
+    from cknet.modules.language_model import PretrainedTextEncoder
     from cknet.modules.text import TokenEmbedding
     from cknet.modules.transformer import CKNetTransformer
     from cknet.modules.visual import VisualExtractor
+    from cknet.pretrained_tokenizer import PretrainedReportTokenizer
     from cknet.tokenizer import ReportTokenizer
 
 

@@ -74,6 +74,14 @@ class CKNetConfig:
             overrides it.
         num_gcn_layers: GCN layers of the knowledge-graph encoder.
         num_beams: default beam width of `CKNet.generate` (3).
+        text_encoder: where the textual features v_t come from: ``"embedding"`` (learned
+            token embeddings with sinusoidal positions, the fast default) or a Hugging
+            Face language model, by hub id or local folder
+            (``"emilyalsentzer/Bio_ClinicalBERT"`` is the paper's, Section III.B), run
+            causally and projected to d_model; it then needs a
+            `cknet.PretrainedReportTokenizer` from the same model.
+        train_text_encoder: fine-tune the pretrained text encoder (its own learning rate,
+            ``TrainingConfig.lr_text_encoder``); False keeps it frozen.
     """
 
     dataset: Dataset = "iu_xray"
@@ -100,6 +108,8 @@ class CKNetConfig:
     kernel: KernelBackend = "auto"
     num_gcn_layers: int = 2
     num_beams: int = 3
+    text_encoder: str = "embedding"
+    train_text_encoder: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.image_mean, list):
@@ -111,6 +121,11 @@ class CKNetConfig:
         self.validate()
 
     # ------------------------------------------------------------------ presets
+    @property
+    def pretrained_text_encoder(self) -> bool:
+        """Whether v_t comes from a pretrained language model (not ``"embedding"``)."""
+        return self.text_encoder != "embedding"
+
     @classmethod
     def iu_xray(cls, **overrides: Any) -> CKNetConfig:
         """The paper's IU X-Ray setting: two views, reports of at most 60 tokens."""
@@ -149,6 +164,16 @@ class CKNetConfig:
             raise ValueError(
                 f"CKNetConfig.d_model ({self.d_model}) must be divisible by "
                 f"num_heads ({self.num_heads})"
+            )
+        if not self.text_encoder.strip():
+            raise ValueError(
+                "CKNetConfig.text_encoder must be 'embedding' or a language model's hub id or "
+                "folder, got an empty string"
+            )
+        if self.train_text_encoder and self.text_encoder == "embedding":
+            raise ValueError(
+                "CKNetConfig.train_text_encoder applies to a pretrained text_encoder; the "
+                "'embedding' text encoder is always trained"
             )
         if any(s <= 0 for s in self.image_std):
             raise ValueError(f"CKNetConfig.image_std must be positive, got {self.image_std}")

@@ -143,8 +143,7 @@ def _next_token_logprobs(
     logits = model.decode(step_input, encoding, cache)[:, -1].float()
     logprobs = logits.log_softmax(dim=-1)
     tok = model.tokenizer
-    logprobs[:, tok.pad_id] = NEG_INF
-    logprobs[:, tok.bos_id] = NEG_INF
+    logprobs[:, list(tok.non_report_ids)] = NEG_INF  # <pad>, <bos> and other special tokens
     if step < settings.min_new_tokens:
         logprobs[:, tok.eos_id] = NEG_INF
     return _ban_repeated_ngrams(logprobs, tokens, settings.no_repeat_ngram_size)

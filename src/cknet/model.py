@@ -7,7 +7,9 @@ The model composes (Fig. 2 of the paper):
    `KnowledgeGraphModel`, per study (``knowledge_source="image"``) or averaged over the
    training split (``"static"``), a trainable random matrix of the same shape
    (``"random"``, the +MEN ablation) or nothing (``"none"``, the Base ablation);
-3. `TokenEmbedding` -- textual features v_t;
+3. `TokenEmbedding` -- textual features v_t (learned embeddings), or
+   `PretrainedTextEncoder` -- v_t from a pretrained language model such as the paper's
+   BioClinicalBERT, run causally (``config.text_encoder``);
 4. `CrossModalKnowledgeMatrix` -- one instance shared by both modalities, giving k_s and
    k_t, equations (4)-(9);
 5. `CKNetTransformer` -- encoder over k_s and decoder over k_t, equations (10)-(11),
@@ -36,10 +38,13 @@ from cknet.io import check_state_dict, write_atomic, write_text_atomic
 from cknet.model_card import model_card
 from cknet.modules.graph_model import KnowledgeGraphModel
 from cknet.modules.knowledge_matrix import CrossModalKnowledgeMatrix, KnowledgeProjection
+from cknet.modules.language_model import PretrainedTextEncoder
 from cknet.modules.text import TokenEmbedding
 from cknet.modules.transformer import CKNetTransformer, DecoderCache
 from cknet.modules.visual import VisualExtractor
-from cknet.tokenizer import ReportTokenizer
+from cknet.pretrained_tokenizer import FILES_DIR as TEXT_ENCODER_DIR
+from cknet.pretrained_tokenizer import PretrainedReportTokenizer
+from cknet.tokenizer import ReportTokenizer, ReportTokenizerBase, load_tokenizer
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -121,7 +126,7 @@ class GeneratedReport:
     score: float
 
 
-def _strip(ids: list[int], tokenizer: ReportTokenizer) -> list[int]:
+def _strip(ids: list[int], tokenizer: ReportTokenizerBase) -> list[int]:
     """Ids after ``<bos>`` up to and including the first ``<eos>``."""
     body = ids[1:]
     return body[: body.index(tokenizer.eos_id) + 1] if tokenizer.eos_id in body else body
@@ -132,7 +137,9 @@ class CKNet(nn.Module):
 
     Args:
         config: hyper-parameters; ``config.vocab_size == 0`` takes the tokenizer's size.
-        tokenizer: the report tokenizer; its vocabulary defines the output layer.
+        tokenizer: the report tokenizer; its vocabulary defines the output layer. A
+            `ReportTokenizer` for ``text_encoder="embedding"``, else a
+            `PretrainedReportTokenizer` of the same language model.
         graph: the knowledge graph (default: the graph model's, else
             `KnowledgeGraph.openi40()`); it sets the number of knowledge vectors (N + 1
             with the global node) also for the ``"random"`` source.
@@ -140,10 +147,16 @@ class CKNet(nn.Module):
             its directory) for the ``"image"`` and ``"static"`` sources; it is frozen.
             Without it those sources start from an untrained graph model (a warning
             says so), which only makes sense for tests or when loading a saved CKNet.
+        text_encoder: a `PretrainedTextEncoder` built beforehand, used instead of loading
+            ``config.text_encoder`` (`from_pretrained` passes one built from the saved
+            architecture, whose weights then come from ``model.safetensors``).
 
     Raises:
         ValueError: if the config and the tokenizer disagree (vocabulary size, dataset,
-            maximum length), or the graph model does not fit the config or the graph.
+            maximum length, kind of tokenizer), the graph model does not fit the config
+            or the graph, or the text encoder does not fit the tokenizer.
+        OSError: when ``config.text_encoder`` names a language model that is neither a
+            local folder nor downloadable.
 
     Example:
         >>> model = CKNet(CKNetConfig.iu_xray(), tokenizer=tok)        # doctest: +SKIP
@@ -155,16 +168,28 @@ class CKNet(nn.Module):
     def __init__(
         self,
         config: CKNetConfig,
-        tokenizer: ReportTokenizer,
+        tokenizer: ReportTokenizerBase,
         graph: KnowledgeGraph | None = None,
         graph_model: KnowledgeGraphModel | str | os.PathLike[str] | None = None,
+        text_encoder: PretrainedTextEncoder | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(config, CKNetConfig):
             raise ValueError(f"config must be a CKNetConfig, got {type(config).__name__}")
-        if not isinstance(tokenizer, ReportTokenizer):
-            raise ValueError(f"tokenizer must be a ReportTokenizer, got {type(tokenizer).__name__}")
         config.validate()
+        if config.pretrained_text_encoder and not isinstance(tokenizer, PretrainedReportTokenizer):
+            raise ValueError(
+                f"config.text_encoder is the language model {config.text_encoder!r}: the tokenizer "
+                f"must be its own, PretrainedReportTokenizer.from_pretrained({config.text_encoder!r}), "
+                f"not a {type(tokenizer).__name__}"
+            )
+        if not config.pretrained_text_encoder and not isinstance(tokenizer, ReportTokenizer):
+            raise ValueError(
+                f"tokenizer must be a ReportTokenizer for text_encoder='embedding', got "
+                f"{type(tokenizer).__name__} (set config.text_encoder to use a language model's tokenizer)"
+            )
+        if text_encoder is not None and not config.pretrained_text_encoder:
+            raise ValueError("a text_encoder module was given but config.text_encoder is 'embedding'")
         if config.vocab_size == 0:
             config = dataclasses.replace(config, vocab_size=tokenizer.vocab_size)
         if config.vocab_size != tokenizer.vocab_size:
@@ -248,9 +273,19 @@ class CKNet(nn.Module):
                 config.d_model, config.d_knowledge, config.num_heads, config.top_k,
                 config.knowledge_weighting, config.kernel,
             )
-        self.text_embedding = TokenEmbedding(
-            config.vocab_size, config.d_model, config.dropout, tokenizer.pad_id
-        )
+        # The textual features v_t: learned embeddings, or a pretrained language model.
+        self.text_embedding: TokenEmbedding | PretrainedTextEncoder
+        if config.pretrained_text_encoder:
+            if text_encoder is None:
+                text_encoder = PretrainedTextEncoder.from_pretrained(
+                    config.text_encoder, config.d_model, config.dropout, config.train_text_encoder
+                )
+            _check_text_encoder(text_encoder, config, tokenizer)
+            self.text_embedding = text_encoder
+        else:
+            self.text_embedding = TokenEmbedding(
+                config.vocab_size, config.d_model, config.dropout, tokenizer.pad_id
+            )
         self.transformer = CKNetTransformer(
             config.d_model, config.num_heads, config.d_ff, config.num_encoder_layers,
             config.num_decoder_layers, config.dropout, config.norm_first,
@@ -348,6 +383,36 @@ class CKNet(nn.Module):
             self.graph_model.eval()
         return self
 
+    def language_model_parameters(self) -> list[nn.Parameter]:
+        """The pretrained text encoder's own parameters (its projection excluded), which
+        train at ``TrainingConfig.lr_text_encoder``; empty with the token embedding.
+
+        Returns:
+            The parameters.
+        """
+        if isinstance(self.text_embedding, PretrainedTextEncoder):
+            return list(self.text_embedding.language_model.parameters())
+        return []
+
+    def text_features(self, input_ids: torch.Tensor, cache: DecoderCache | None = None) -> torch.Tensor:
+        """The textual features v_t (Section III.B).
+
+        Args:
+            input_ids: ``(B, T)`` the whole prefix from ``<bos>`` (no cache), or the
+                tokens after those already in ``cache``.
+            cache: the decoding cache; it also holds the text encoder's own cache.
+
+        Returns:
+            ``(B, T, d_model)``; position t depends on tokens up to t only.
+        """
+        if isinstance(self.text_embedding, TokenEmbedding):
+            return self.text_embedding(input_ids, cache.length if cache is not None else 0)
+        if cache is None:
+            return self.text_embedding(input_ids)
+        if cache.text_cache is None:
+            cache.text_cache = self.text_embedding.new_cache(cache.capacity)
+        return self.text_embedding(input_ids, cache.text_cache)
+
     def knowledge(self, images: torch.Tensor) -> torch.Tensor | None:
         """The knowledge matrix G for a batch of images.
 
@@ -429,8 +494,7 @@ class CKNet(nn.Module):
         Returns:
             ``(B, T, vocab_size)`` logits.
         """
-        start = cache.length if cache is not None else 0
-        target = self.text_embedding(input_ids, start)  # v_t
+        target = self.text_features(input_ids, cache)  # v_t
         if self.knowledge_matrix is not None and encoding.knowledge is not None:
             target = self.knowledge_matrix(target, encoding.knowledge)  # k_t, eq. (9)
         hidden = self.transformer.decode(target, encoding.memory, cache)
@@ -468,7 +532,7 @@ class CKNet(nn.Module):
         token_weights = None
         if input_ids is not None:
             self.check_input_ids(input_ids, images.shape[0])
-            tokens = self.text_embedding(input_ids.to(self.device), 0)  # v_t
+            tokens = self.text_features(input_ids.to(self.device))  # v_t
             token_weights = self.knowledge_matrix.attention(tokens, projection).mean(dim=1)
         return patch_weights, token_weights
 
@@ -665,7 +729,12 @@ class CKNet(nn.Module):
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         write_atomic(folder / WEIGHTS_FILE, lambda p: save_file(state, p, metadata={"format": "pt"}))
-        write_atomic(folder / TOKENIZER_FILE, self.tokenizer.save)
+        if isinstance(self.text_embedding, PretrainedTextEncoder):
+            # text_encoder/: the tokenizer files and the language model's architecture
+            # (its weights are in model.safetensors), so the model reloads offline.
+            self.tokenizer.save(folder / TOKENIZER_FILE, self.text_embedding.language_model.config)
+        else:
+            self.tokenizer.save(folder / TOKENIZER_FILE)
         write_atomic(folder / GRAPH_FILE, self.graph.to_json)
         write_atomic(folder / CONFIG_FILE, self.config.to_json_file)
         card = model_card(self.config.to_dict(), self.graph.name, self.graph.num_nodes,
@@ -708,8 +777,13 @@ class CKNet(nn.Module):
         from safetensors.torch import load_file
 
         config = CKNetConfig.from_json_file(folder / CONFIG_FILE)
-        tokenizer = ReportTokenizer.load(folder / TOKENIZER_FILE)
+        tokenizer = load_tokenizer(folder / TOKENIZER_FILE)
         graph = KnowledgeGraph.from_json(folder / GRAPH_FILE)
+        text_encoder = None
+        if config.pretrained_text_encoder:
+            text_encoder = PretrainedTextEncoder.from_config(
+                folder / TEXT_ENCODER_DIR, config.d_model, config.dropout, config.train_text_encoder
+            )
         # The saved weights replace every initial weight: build empty modules (never
         # fetch backbone weights), with a placeholder graph model for the frozen stage.
         placeholder = None
@@ -718,7 +792,8 @@ class CKNet(nn.Module):
                 graph, config.graph_backbone or config.backbone, config.d_knowledge, config.num_gcn_layers
             )
             placeholder.has_static_knowledge = True
-        model = cls(dataclasses.replace(config, backbone_weights=None), tokenizer, graph, placeholder)
+        model = cls(dataclasses.replace(config, backbone_weights=None), tokenizer, graph, placeholder,
+                    text_encoder)
         model.config = config
         try:
             state = load_file(folder / WEIGHTS_FILE, device=str(map_location))
@@ -743,7 +818,8 @@ def _resolve_model_dir(name_or_path: str | os.PathLike[str], revision: str | Non
     try:
         return Path(snapshot_download(
             name, revision=revision,
-            allow_patterns=[CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, GRAPH_FILE, CARD_FILE],
+            allow_patterns=[CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, GRAPH_FILE, CARD_FILE,
+                            f"{TEXT_ENCODER_DIR}/*"],
         ))
     except Exception as err:
         raise OSError(
@@ -752,3 +828,25 @@ def _resolve_model_dir(name_or_path: str | os.PathLike[str], revision: str | Non
             f"(config.json, model.safetensors, tokenizer.json, graph.json) to a local directory "
             f"and pass that path: CKNet.from_pretrained('/path/to/model')"
         ) from err
+
+
+def _check_text_encoder(
+    encoder: PretrainedTextEncoder, config: CKNetConfig, tokenizer: ReportTokenizerBase
+) -> None:
+    """Raise a `ValueError` if a pretrained text encoder does not fit the tokenizer or config."""
+    rows = encoder.language_model.config.vocab_size
+    if tokenizer.vocab_size > rows:
+        raise ValueError(
+            f"the tokenizer has {tokenizer.vocab_size} ids but the text encoder embeds {rows}: "
+            f"load both from the same language model ({config.text_encoder!r})"
+        )
+    if encoder.max_positions and config.max_length > encoder.max_positions:
+        raise ValueError(
+            f"config.max_length ({config.max_length}) exceeds the text encoder's "
+            f"{encoder.max_positions} positions"
+        )
+    if encoder.projection.out_features != config.d_model:
+        raise ValueError(
+            f"the text encoder projects to {encoder.projection.out_features} features but "
+            f"config.d_model is {config.d_model}"
+        )

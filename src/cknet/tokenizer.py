@@ -85,7 +85,136 @@ def clean_report(report: str, dataset: str = "iu_xray") -> str:
     return " . ".join(sentences) + " ."
 
 
-class ReportTokenizer:
+class ReportTokenizerBase:
+    """What `CKNet` needs from a report tokenizer; `ReportTokenizer` (word level) and
+    `cknet.PretrainedReportTokenizer` (a language model's own, e.g. WordPiece) implement it.
+
+    Attributes:
+        dataset: cleaning rules, ``"iu_xray"`` or ``"mimic_cxr"``.
+        max_length: longest encoded report, ``<bos>`` and ``<eos>`` included.
+        pad_id: the padding id.
+        bos_id: the id every encoded report starts with.
+        eos_id: the id every encoded report ends with.
+        unk_id: the id of text outside the vocabulary.
+    """
+
+    dataset: str
+    max_length: int
+    pad_id: int
+    bos_id: int
+    eos_id: int
+    unk_id: int
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids, special tokens included."""
+        raise NotImplementedError
+
+    @property
+    def non_report_ids(self) -> tuple[int, ...]:
+        """Ids that never occur inside a report (generation never emits them)."""
+        return (self.pad_id, self.bos_id)
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+    def clean(self, report: str) -> str:
+        """`clean_report` with this tokenizer's dataset rules.
+
+        Args:
+            report: raw report text.
+
+        Returns:
+            The cleaned text, words separated by spaces.
+        """
+        return clean_report(report, self.dataset)
+
+    def encode(self, report: str, max_length: int | None = None) -> list[int]:
+        """Clean and encode one report as ``[<bos>, tokens..., <eos>]``.
+
+        Args:
+            report: raw report text.
+            max_length: longest output, BOS and EOS included (default: the tokenizer's).
+                Longer reports are cut to ``max_length - 2`` tokens and keep their EOS.
+
+        Raises:
+            ValueError: if the report is empty once cleaned.
+        """
+        limit = self.max_length if max_length is None else int(max_length)
+        if limit < 3:
+            raise ValueError(f"max_length must be at least 3, got {limit}")
+        cleaned = self.clean(report)
+        if not cleaned:
+            raise ValueError(f"report is empty once cleaned: {report!r}")
+        return [self.bos_id] + self.tokenize(cleaned)[: limit - 2] + [self.eos_id]
+
+    def tokenize(self, cleaned: str) -> list[int]:
+        """The ids of a cleaned report, without ``<bos>`` and ``<eos>``.
+
+        Args:
+            cleaned: a report cleaned by `clean`.
+
+        Returns:
+            Its token ids.
+        """
+        raise NotImplementedError
+
+    def decode(self, ids: Iterable[int] | torch.Tensor) -> str:
+        """Turn ids back into text (words joined by spaces), stopping at the first ``<eos>``.
+
+        Args:
+            ids: token ids, a list or a 1-D tensor.
+
+        Returns:
+            The report text.
+        """
+        raise NotImplementedError
+
+    def encode_batch(
+        self, reports: Sequence[str], max_length: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode reports and right-pad them with ``<pad>``.
+
+        Args:
+            reports: raw report texts.
+            max_length: as in `encode`.
+
+        Returns:
+            ``input_ids`` ``(B, T)`` int64 and ``attention_mask`` ``(B, T)`` bool (True
+            on real tokens), T the longest encoded report.
+        """
+        if isinstance(reports, str):
+            raise ValueError("reports must be a sequence of strings, got a single str")
+        encoded = [self.encode(r, max_length) for r in reports]
+        if not encoded:
+            raise ValueError("reports is empty")
+        longest = max(len(e) for e in encoded)
+        input_ids = torch.full((len(encoded), longest), self.pad_id, dtype=torch.long)
+        for row, ids in enumerate(encoded):
+            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        return input_ids, input_ids != self.pad_id
+
+    def decode_batch(self, ids: torch.Tensor | Sequence[Sequence[int]]) -> list[str]:
+        """`decode` each row of a batch.
+
+        Args:
+            ids: a ``(B, T)`` tensor or a list of id lists.
+
+        Returns:
+            ``B`` texts.
+        """
+        return [self.decode(row) for row in ids]
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the tokenizer to ``path`` (a JSON file; `load_tokenizer` reads it back).
+
+        Args:
+            path: the JSON file to write.
+        """
+        raise NotImplementedError
+
+
+class ReportTokenizer(ReportTokenizerBase):
     """Word-level tokenizer for radiology reports.
 
     Ids: ``<pad>`` 0, ``<bos>`` 1, ``<eos>`` 2, ``<unk>`` 3, then the vocabulary words in
@@ -217,44 +346,21 @@ class ReportTokenizer:
         """The vocabulary words, special tokens excluded, in id order."""
         return self.id_to_token[len(SPECIAL_TOKENS):]
 
-    def __len__(self) -> int:
-        return self.vocab_size
-
     def __repr__(self) -> str:
         return (f"ReportTokenizer(dataset={self.dataset!r}, vocab_size={self.vocab_size}, "
                 f"max_length={self.max_length})")
 
     # ------------------------------------------------------------ encode/decode
-    def clean(self, report: str) -> str:
-        """`clean_report` with this tokenizer's dataset rules.
+    def tokenize(self, cleaned: str) -> list[int]:
+        """The word ids of a cleaned report (``<unk>`` for words outside the vocabulary).
 
         Args:
-            report: raw report text.
+            cleaned: a report cleaned by `clean`.
 
         Returns:
-            The cleaned text, words separated by spaces.
+            One id per word.
         """
-        return clean_report(report, self.dataset)
-
-    def encode(self, report: str, max_length: int | None = None) -> list[int]:
-        """Clean and encode one report as ``[<bos>, words..., <eos>]``.
-
-        Args:
-            report: raw report text.
-            max_length: longest output, BOS and EOS included (default: the tokenizer's).
-                Longer reports are cut to ``max_length - 2`` words and keep their EOS.
-
-        Raises:
-            ValueError: if the report is empty once cleaned.
-        """
-        limit = self.max_length if max_length is None else int(max_length)
-        if limit < 3:
-            raise ValueError(f"max_length must be at least 3, got {limit}")
-        cleaned = self.clean(report)
-        if not cleaned:
-            raise ValueError(f"report is empty once cleaned: {report!r}")
-        ids = [self.token_to_id.get(w, self.unk_id) for w in cleaned.split()]
-        return [self.bos_id] + ids[: limit - 2] + [self.eos_id]
+        return [self.token_to_id.get(w, self.unk_id) for w in cleaned.split()]
 
     def decode(self, ids: Iterable[int] | torch.Tensor) -> str:
         """Turn ids back into text, stopping at the first ``<eos>``.
@@ -282,41 +388,6 @@ class ReportTokenizer:
                 continue
             words.append(self.id_to_token[i])
         return " ".join(words)
-
-    def encode_batch(
-        self, reports: Sequence[str], max_length: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode reports and right-pad them with ``<pad>``.
-
-        Args:
-            reports: raw report texts.
-            max_length: as in `encode`.
-
-        Returns:
-            ``input_ids`` ``(B, T)`` int64 and ``attention_mask`` ``(B, T)`` bool (True
-            on real tokens), T the longest encoded report.
-        """
-        if isinstance(reports, str):
-            raise ValueError("reports must be a sequence of strings, got a single str")
-        encoded = [self.encode(r, max_length) for r in reports]
-        if not encoded:
-            raise ValueError("reports is empty")
-        longest = max(len(e) for e in encoded)
-        input_ids = torch.full((len(encoded), longest), self.pad_id, dtype=torch.long)
-        for row, ids in enumerate(encoded):
-            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        return input_ids, input_ids != self.pad_id
-
-    def decode_batch(self, ids: torch.Tensor | Sequence[Sequence[int]]) -> list[str]:
-        """`decode` each row of a batch.
-
-        Args:
-            ids: a ``(B, T)`` tensor or a list of id lists.
-
-        Returns:
-            ``B`` texts.
-        """
-        return [self.decode(row) for row in ids]
 
     # ------------------------------------------------------------ persistence
     def to_dict(self) -> dict:
@@ -377,3 +448,28 @@ class ReportTokenizer:
                 return cls.from_dict(json.load(fh))
         except (json.JSONDecodeError, KeyError, ValueError) as err:
             raise ValueError(f"{os.fspath(path)} is not a ReportTokenizer file: {err}") from None
+
+
+def load_tokenizer(path: str | os.PathLike[str]) -> ReportTokenizerBase:
+    """Read a tokenizer saved by either tokenizer's ``save``: a `ReportTokenizer`, or a
+    `cknet.PretrainedReportTokenizer` (whose language-model files sit beside the JSON).
+
+    Args:
+        path: the JSON file written by ``save``.
+
+    Returns:
+        The tokenizer.
+
+    Raises:
+        ValueError: naming the file if it is neither kind of tokenizer file.
+    """
+    try:
+        with open(path, encoding="utf-8") as fh:
+            kind = json.load(fh).get("type")
+    except (json.JSONDecodeError, AttributeError) as err:
+        raise ValueError(f"{os.fspath(path)} is not a tokenizer file: {err}") from None
+    if kind == "PretrainedReportTokenizer":
+        from cknet.pretrained_tokenizer import PretrainedReportTokenizer
+
+        return PretrainedReportTokenizer.load(path)
+    return ReportTokenizer.load(path)

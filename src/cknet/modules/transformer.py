@@ -14,6 +14,7 @@ the cross-attention keys and values of the encoder memory computed on the first 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -189,6 +190,9 @@ class DecoderCache:
         memory_keys, memory_values: per decoder layer ``(B, H, S, d_head)``, the encoder
             memory projected for cross-attention.
         ancestry: ``(B, capacity)`` slots within the group (only when group > 1).
+        text_cache: the key/value cache of a pretrained text encoder (a ``transformers``
+            cache, see `cknet.PretrainedTextEncoder`), kept row for row with this one;
+            None for the learned token embedding.
     """
 
     def __init__(self, capacity: int = 0, group: int = 1) -> None:
@@ -196,6 +200,7 @@ class DecoderCache:
         self.group = group
         self.length = 0
         self.ancestry: torch.Tensor | None = None
+        self.text_cache: Any | None = None
         self.self_keys: list[torch.Tensor] = []
         self.self_values: list[torch.Tensor] = []
         self.memory_keys: list[torch.Tensor] = []
@@ -272,16 +277,20 @@ class DecoderCache:
             store[:] = [t.index_select(0, index) for t in store]
         if self.ancestry is not None:
             self.ancestry = self.ancestry.index_select(0, index)
+        if self.text_cache is not None:
+            self.text_cache.reorder_cache(index)
 
     def reorder_tokens(self, index: torch.Tensor) -> None:
         """Let row r continue the history of row ``index[r]``, e.g. beams of one study.
 
         With group > 1 (``index[r]`` in r's own group) only the ancestry table moves;
         otherwise the self-attention keys/values are gathered (the memory projections,
-        identical within a study, stay).
+        identical within a study, stay). A text encoder's cache is always gathered.
 
         Args:
             index: ``(B,)`` the row each row continues."""
+        if self.text_cache is not None:
+            self.text_cache.reorder_cache(index)
         if self.group > 1:
             if self.ancestry is not None:
                 self.ancestry = self.ancestry.index_select(0, index)

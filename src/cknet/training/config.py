@@ -29,7 +29,9 @@ class TrainingConfig:
     Attributes:
         lr_visual: learning rate of the visual extractor.
         lr_rest: learning rate of every other trainable parameter.
-        lr_decay: factor applied to both learning rates after every epoch.
+        lr_text_encoder: learning rate of a pretrained text encoder being fine-tuned
+            (``CKNetConfig.train_text_encoder``).
+        lr_decay: factor applied to every learning rate after every epoch.
         weight_decay: Adam's weight decay.
         amsgrad: use the AMSGrad variant of Adam.
         batch_size: studies per step (per process under DDP).
@@ -54,6 +56,7 @@ class TrainingConfig:
 
     lr_visual: float = 1e-3
     lr_rest: float = 5e-4
+    lr_text_encoder: float = 2e-5
     lr_decay: float = 0.8
     weight_decay: float = 5e-5
     amsgrad: bool = True
@@ -75,8 +78,8 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         check_field_types(self)
-        for name in ("lr_visual", "lr_rest", "lr_decay", "batch_size", "epochs", "patience",
-                     "eval_num_beams", "eval_batch_size"):
+        for name in ("lr_visual", "lr_rest", "lr_text_encoder", "lr_decay", "batch_size", "epochs",
+                     "patience", "eval_num_beams", "eval_batch_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"TrainingConfig.{name} must be positive, got {getattr(self, name)}")
         for name in ("weight_decay", "grad_clip", "num_workers", "max_eval_studies"):

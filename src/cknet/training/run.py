@@ -1,7 +1,8 @@
 """Training runs from an R2Gen-format folder: `train` starts one, `resume` continues it.
 
 A run folder holds ``run.json`` (both configs and where the data is), ``tokenizer.json``
-and ``graph.json`` (built once, from the train split), ``checkpoint.pt`` (every epoch),
+(built once, from the train split; with a pretrained text encoder, the language model's
+tokenizer, its files in ``text_encoder/``) and ``graph.json``, ``checkpoint.pt`` (every epoch),
 ``metrics.json`` / ``metrics.csv`` (one row per epoch), ``best/`` (the model with the
 best validation BLEU-4, loadable with `CKNet.from_pretrained`) and, at the end,
 ``test_metrics.json`` and ``test_predictions.json``.
@@ -19,7 +20,8 @@ from cknet.data.annotation import AnnotationDataset, read_annotation
 from cknet.graph import KnowledgeGraph
 from cknet.io import write_text_atomic
 from cknet.model import CKNet
-from cknet.tokenizer import ReportTokenizer
+from cknet.pretrained_tokenizer import PretrainedReportTokenizer
+from cknet.tokenizer import ReportTokenizer, ReportTokenizerBase, load_tokenizer
 from cknet.training.config import TrainingConfig
 from cknet.training.trainer import CHECKPOINT, Trainer, TrainResult, _rank, seed_everything
 
@@ -30,7 +32,7 @@ def _build(run_dir: Path, settings: dict[str, Any], device: str | None, progress
     data = settings["data"]
     seed_everything(training.seed)
     annotation = read_annotation(data["annotation"])
-    tokenizer = ReportTokenizer.load(run_dir / "tokenizer.json")
+    tokenizer = load_tokenizer(run_dir / "tokenizer.json")
     graph = KnowledgeGraph.from_json(run_dir / "graph.json")
     model = CKNet(model_config, tokenizer, graph, graph_model=data.get("graph_model"))
 
@@ -61,8 +63,9 @@ def train(
 ) -> TrainResult:
     """Start a training run in a new (or empty) ``run_dir``.
 
-    The tokenizer is built from the train split (R2Gen rules and threshold), the graph
-    is the graph model's, the given one, or openi40.
+    The tokenizer is built from the train split (R2Gen rules and threshold), or is the
+    language model's own with a pretrained ``model_config.text_encoder``; the graph is
+    the graph model's, the given one, or openi40.
 
     Args:
         model_config: the model config.
@@ -93,8 +96,14 @@ def train(
     graph = graph if graph is not None else KnowledgeGraph.openi40()
     if _rank() == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
-        tokenizer = ReportTokenizer.from_annotation(annotation, model_config.dataset,
-                                                    max_length=model_config.max_length)
+        tokenizer: ReportTokenizerBase
+        if model_config.pretrained_text_encoder:
+            tokenizer = PretrainedReportTokenizer.from_pretrained(
+                model_config.text_encoder, model_config.dataset, model_config.max_length
+            )
+        else:
+            tokenizer = ReportTokenizer.from_annotation(annotation, model_config.dataset,
+                                                        max_length=model_config.max_length)
         tokenizer.save(run_dir / "tokenizer.json")
         graph.to_json(run_dir / "graph.json")
         data = {"annotation": str(annotation.resolve()), "image_dir": str(image_dir.resolve()),

@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from cknet.io import write_atomic, write_text_atomic
 from cknet.model import CKNet
-from cknet.tokenizer import ReportTokenizer
+from cknet.tokenizer import ReportTokenizerBase
 from cknet.training.config import TrainingConfig
 
 CHECKPOINT = "checkpoint.pt"
@@ -95,11 +95,11 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def collate_studies(tokenizer: ReportTokenizer) -> Callable[[Sequence[dict]], dict]:
+def collate_studies(tokenizer: ReportTokenizerBase) -> Callable[[Sequence[dict]], dict]:
     """A collate function: stacks images (or cached features) and encodes the reports.
 
     Args:
-        tokenizer: the `ReportTokenizer` that encodes the reports.
+        tokenizer: the tokenizer that encodes the reports.
 
     Returns:
         A function from a list of study dicts to a batch dict (``ids``, ``reports``,
@@ -214,12 +214,13 @@ class Trainer:
             train_data = FeatureCache(self.model, train_data, config.eval_batch_size, progress=self.progress)
         self.train_data, self.val_data, self.test_data = train_data, val_data, test_data
         visual = [p for p in model.visual_extractor.parameters() if p.requires_grad]
-        visual_ids = {id(p) for p in visual}
-        rest = [p for p in model.parameters() if p.requires_grad and id(p) not in visual_ids]
-        self.optimizer = torch.optim.Adam(
-            [{"params": visual, "lr": config.lr_visual}, {"params": rest, "lr": config.lr_rest}],
-            weight_decay=config.weight_decay, amsgrad=config.amsgrad,
-        )
+        language = [p for p in model.language_model_parameters() if p.requires_grad]
+        grouped = {id(p) for p in visual + language}
+        rest = [p for p in model.parameters() if p.requires_grad and id(p) not in grouped]
+        groups = [{"params": visual, "lr": config.lr_visual}, {"params": rest, "lr": config.lr_rest}]
+        if language:  # a pretrained text encoder being fine-tuned
+            groups.append({"params": language, "lr": config.lr_text_encoder})
+        self.optimizer = torch.optim.Adam(groups, weight_decay=config.weight_decay, amsgrad=config.amsgrad)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=1, gamma=config.lr_decay)
         self.network: torch.nn.Module = self.model
         if _world() > 1:
@@ -393,8 +394,11 @@ class Trainer:
             if _rank() == 0:
                 val = self.evaluate(self.val_data, limit=self.config.max_eval_studies)
                 lrs = self.scheduler.get_last_lr()
-                self._log({"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"],
-                           "val_bleu4": val["bleu4"], "lr_visual": lrs[0], "lr_rest": lrs[1]})
+                record = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"],
+                          "val_bleu4": val["bleu4"], "lr_visual": lrs[0], "lr_rest": lrs[1]}
+                if len(lrs) > 2:
+                    record["lr_text_encoder"] = lrs[2]
+                self._log(record)
                 score = val["bleu4"] if self.config.select_by == "bleu4" else -val["loss"]
                 if score > self.result.best_score:
                     self.result.best_score, self.result.best_epoch = score, epoch
