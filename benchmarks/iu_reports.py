@@ -7,9 +7,14 @@ gets a frontal radiograph rendered from its human MeSH indexing (``mesh_tags.csv
 
 1. the knowledge-graph stage (ResNet-18 + GCN on the 17-node `synthetic_graph`) is
    trained on the training split's MeSH findings, best epoch by validation AUC;
-2. three report models with identical budgets and the same frozen CNN (the graph
-   stage's, features cached): Base (``knowledge_source="none"``), +MEN (``"random"``),
-   +CKNet (``"image"``); each keeps its epoch with the best validation BLEU-4 (beam 3)
+2. report models with identical budgets and the same frozen CNN (the graph stage's,
+   features cached): Base (``knowledge_source="none"``), +MEN (``"random"``), +CKNet
+   (``"image"``), and +CKNet with a pretrained-text-encoder path: a *tiny local BERT*
+   (random weights, 2 layers, hidden d_model, frozen; a WordPiece vocabulary of at most
+   4,000 pieces trained on the training reports with `cknet.testing.make_tiny_bert`).
+   That row checks the BioClinicalBERT code path end to end; it says nothing about
+   BioClinicalBERT itself, which cannot be downloaded here. Each model keeps its epoch
+   with the best validation BLEU-4 (beam 3)
    and is scored once on the test split (beam 3): BLEU-1..4, METEOR, ROUGE-L, CIDEr
    (pycocoevalcap on R2Gen-cleaned references) and CE (the built-in CheXpert labeler
    on reference and generated reports, micro average over the 14 observations).
@@ -33,16 +38,19 @@ from pathlib import Path
 
 import torch
 
-from cknet import CKNet, CKNetConfig, ReportTokenizer
+from cknet import CKNet, CKNetConfig, PretrainedReportTokenizer, ReportTokenizer
 from cknet.data.synthetic import SyntheticDataset, findings_from_mesh, synthetic_graph
 from cknet.metrics import ce_scores, nlg_scores
 from cknet.modules.graph_model import KnowledgeGraphModel
+from cknet.testing import make_tiny_bert
 from cknet.tokenizer import clean_report
 from cknet.training import GraphPretrainer, Trainer, TrainingConfig
 from cknet.training.trainer import seed_everything
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray"
-VARIANTS = {"Base": "none", "+MEN": "random", "+CKNet": "image"}
+# name: (knowledge source, text encoder)
+VARIANTS = {"Base": ("none", "embedding"), "+MEN": ("random", "embedding"), "+CKNet": ("image", "embedding"),
+            "+CKNet, tiny local BERT": ("image", "tiny-bert")}
 METRICS = ("BLEU_1", "BLEU_2", "BLEU_3", "BLEU_4", "METEOR", "ROUGE_L", "CIDEr", "CE_F1", "CE_F1_findings")
 NLG = METRICS[:7]
 
@@ -116,8 +124,11 @@ def main() -> None:
     )
     splits = load_splits(args.data_dir, config, args.limit)
     train = splits["train"]
-    tokenizer = ReportTokenizer.from_reports([train.report(i) for i in range(len(train))])
+    train_reports = [train.report(i) for i in range(len(train))]
+    tokenizer = ReportTokenizer.from_reports(train_reports)
     args.output.mkdir(parents=True, exist_ok=True)
+    tiny_bert = make_tiny_bert(train_reports, args.output / "tiny_bert", vocab_size=4000,
+                               hidden_size=args.d_model, num_layers=2, num_heads=4)
     results: dict[str, list[dict]] = {name: [] for name in args.variants}
     results["most frequent training report"] = [most_frequent_report(splits, config)]
     times: dict[str, list[float]] = collections.defaultdict(list)
@@ -132,9 +143,13 @@ def main() -> None:
               f"({times['graph stage'][-1]:.0f} s)", flush=True)
         for name in args.variants:
             seed_everything(seed)
-            source = VARIANTS[name]
-            variant = CKNetConfig.from_dict({**config.to_dict(), "knowledge_source": source})
-            model = CKNet(variant, tokenizer, graph_model=graph_model if source == "image" else None)
+            source, text = VARIANTS[name]
+            text_encoder = str(tiny_bert) if text == "tiny-bert" else "embedding"
+            variant = CKNetConfig.from_dict({**config.to_dict(), "knowledge_source": source,
+                                             "text_encoder": text_encoder})
+            report_tokenizer = (PretrainedReportTokenizer.from_pretrained(tiny_bert)
+                                if variant.pretrained_text_encoder else tokenizer)
+            model = CKNet(variant, report_tokenizer, graph_model=graph_model if source == "image" else None)
             model.visual_extractor.backbone.load_state_dict(graph_model.backbone.state_dict())
             recipe = TrainingConfig(
                 epochs=args.epochs, batch_size=32, lr_visual=args.lr, lr_rest=args.lr,
@@ -142,7 +157,7 @@ def main() -> None:
                 cache_features=True, patience=args.epochs,
             )
             start = time.perf_counter()
-            run_dir = args.output / f"seed{seed}" / source
+            run_dir = args.output / f"seed{seed}" / (source if text == "embedding" else f"{source}-{text}")
             trainer = Trainer(model, recipe, train, splits["val"], run_dir, test_data=splits["test"],
                               device=args.device, progress=False)
             result = trainer.fit()
@@ -151,7 +166,7 @@ def main() -> None:
             scores.update(seed=seed, best_epoch=result.best_epoch, seconds=time.perf_counter() - start)
             results[name].append(scores)
             times[name].append(scores["seconds"])
-            print(f"  {name:7s} ({source}): " + " ".join(f"{k} {scores[k]:.4f}" for k in METRICS)
+            print(f"  {name:7s} ({source}, {text}): " + " ".join(f"{k} {scores[k]:.4f}" for k in METRICS)
                   + f"  best epoch {result.best_epoch}, {scores['seconds']:.0f} s", flush=True)
 
     machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "

@@ -60,6 +60,8 @@ def test_tokenizer_specials_truncation_and_batches(bert_tokenizer):
     assert batch.shape[0] == 2 and (batch[0, mask[0].sum():] == tok.pad_id).all()
     with pytest.raises(ValueError, match="outside"):
         tok.decode([tok.vocab_size])
+    longer = PretrainedReportTokenizer(hf, max_length=90)  # counts word pieces...
+    assert longer.reference_length == 60  # ...but references are cut as the peers cut them
 
 
 def test_tokenizer_saves_and_loads_offline(bert_tokenizer, iu_annotation, tmp_path):
@@ -120,6 +122,9 @@ def test_incremental_features_with_the_cache_equal_the_full_prefix(model, bert_t
         assert again.text_cache is None
     torch.testing.assert_close(torch.cat(steps, 1), full, rtol=1e-5, atol=1e-5)
     assert cache.text_cache.get_seq_length() == ids.shape[1]
+    if capacity:
+        with pytest.raises(ValueError, match="cache holds 40 tokens"):
+            model.text_features(torch.ones(1, capacity, dtype=torch.long), cache)
 
 
 # ---------------------------------------------------------------- generation
@@ -199,6 +204,8 @@ def test_saved_model_reloads_offline_with_identical_outputs(
     assert loaded.config.text_encoder == str(local)
     descriptor = json.loads((tmp_path / "saved" / "tokenizer.json").read_text())
     assert descriptor["type"] == "PretrainedReportTokenizer"
+    card = (tmp_path / "saved" / "README.md").read_text()
+    assert f"the language model `{local}` run causally, frozen" in card
 
 
 def test_fine_tuning_uses_its_own_learning_rate(tmp_path, tiny_bert_dir):
@@ -239,3 +246,26 @@ def test_unreachable_hub_id_says_how_to_work_offline(monkeypatch):
     assert "pass its path instead of the hub id" in str(err.value)
     with pytest.raises(OSError, match="no-such-clinical-bert"):
         PretrainedReportTokenizer.from_pretrained("cknet-tests/no-such-clinical-bert")
+
+
+def test_a_failed_folder_write_leaves_the_old_folder_whole(tmp_path):
+    from cknet.io import write_dir_atomic
+
+    def write(folder, text):
+        (folder / "a.txt").write_text(text)
+        (folder / "b.txt").write_text(text)
+
+    target = tmp_path / "text_encoder"
+    write_dir_atomic(target, lambda folder: write(folder, "old"))
+
+    def interrupted(folder):
+        (folder / "a.txt").write_text("new")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_dir_atomic(target, interrupted)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["text_encoder"]  # no leftovers
+    assert [(target / n).read_text() for n in ("a.txt", "b.txt")] == ["old", "old"]
+    write_dir_atomic(target, lambda folder: write(folder, "new"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["text_encoder"]
+    assert [(target / n).read_text() for n in ("a.txt", "b.txt")] == ["new", "new"]

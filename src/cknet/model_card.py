@@ -45,6 +45,7 @@ def model_card(config: Mapping[str, Any], graph_name: str, graph_nodes: int, voc
         f"- knowledge: `{config['knowledge_source']}` source over the `{graph_name}` graph "
         f"({graph_nodes} nodes + a global node), top-{config['top_k']} "
         f"`{config['knowledge_weighting']}` query",
+        f"- text features: {_text_features(config)}",
         f"- vocabulary: {vocab_size} tokens", "",
         "## Training and evaluation", "",
     ]
@@ -64,3 +65,12 @@ def model_card(config: Mapping[str, Any], graph_name: str, graph_nodes: int, voc
         "The full configuration is in `config.json`.", "",
     ]
     return "\n".join(lines)
+
+
+def _text_features(config: Mapping[str, Any]) -> str:
+    source = config.get("text_encoder", "embedding")
+    if source == "embedding":
+        return "learned token embedding with sinusoidal positions"
+    state = "fine-tuned" if config.get("train_text_encoder") else "frozen"
+    return (f"the language model `{source}` run causally, {state}, projected to d_model "
+            f"(its tokenizer and architecture in `text_encoder/`)")

@@ -126,6 +126,13 @@ class PretrainedReportTokenizer(ReportTokenizerBase):
         """Every special id but the end and unknown tokens."""
         return tuple(sorted(self._special - {self.eos_id, self.unk_id}))
 
+    @property
+    def reference_length(self) -> int:
+        """References are cut to the peers' word limit for the dataset (60 for IU X-Ray,
+        100 for MIMIC-CXR), whatever ``max_length`` counts in word pieces, so that scores
+        compare with published ones."""
+        return DEFAULT_MAX_LENGTHS[self.dataset]
+
     def __repr__(self) -> str:
         return (f"PretrainedReportTokenizer(source={self.source!r}, dataset={self.dataset!r}, "
                 f"vocab_size={self.vocab_size}, max_length={self.max_length})")

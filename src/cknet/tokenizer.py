@@ -115,6 +115,12 @@ class ReportTokenizerBase:
         """Ids that never occur inside a report (generation never emits them)."""
         return (self.pad_id, self.bos_id)
 
+    @property
+    def reference_length(self) -> int:
+        """The ``max_length`` (in words, BOS and EOS counted) that references are cut to
+        for scoring, as the R2Gen family cuts them."""
+        return self.max_length
+
     def __len__(self) -> int:
         return self.vocab_size
 

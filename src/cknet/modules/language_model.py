@@ -184,13 +184,20 @@ class PretrainedTextEncoder(nn.Module):
 
         Raises:
             ValueError: when the positions would exceed the model's
-                ``max_position_embeddings``.
+                ``max_position_embeddings`` or a preallocated cache's slots.
         """
         start = cache.get_seq_length() if cache is not None else 0
-        if self.max_positions and start + input_ids.shape[1] > self.max_positions:
+        end = start + input_ids.shape[1]
+        if self.max_positions and end > self.max_positions:
             raise ValueError(
                 f"the text encoder handles {self.max_positions} positions, asked for "
-                f"{start + input_ids.shape[1]}: lower max_length / max_new_tokens"
+                f"{end}: lower max_length / max_new_tokens"
+            )
+        slots = cache.get_max_length() if cache is not None else -1
+        if slots is not None and 0 <= slots < end:
+            raise ValueError(
+                f"the text encoder's cache holds {slots} tokens, asked for {end}: reserve more "
+                f"(DecoderCache capacity, or 0 to let it grow)"
             )
         with torch.set_grad_enabled(self.trainable and torch.is_grad_enabled()):
             hidden = self.language_model(

@@ -358,11 +358,11 @@ class Trainer:
         metrics: dict[str, Any] = {"loss": total / max(count, 1)}
         if full:
             nlg = nlg_scores(references, predictions, dataset=dataset,
-                             max_length=self.model.config.max_length)
+                             max_length=self.model.tokenizer.reference_length)
             metrics.update(nlg=nlg.to_dict(), ce=ce_scores(references, predictions).to_dict())
             metrics["bleu4"] = nlg["BLEU_4"]
         else:
-            metrics["bleu4"] = bleu_4(references, predictions, dataset, self.model.config.max_length)
+            metrics["bleu4"] = bleu_4(references, predictions, dataset, self.model.tokenizer.reference_length)
         metrics["predictions"] = [{"id": i, "prediction": p, "reference": r}
                                   for i, p, r in zip(ids, predictions, references)]
         return metrics
