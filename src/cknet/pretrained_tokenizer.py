@@ -165,16 +165,7 @@ class PretrainedReportTokenizer(ReportTokenizerBase):
         Raises:
             ValueError: for an id outside ``[0, vocab_size)``.
         """
-        if isinstance(ids, torch.Tensor):
-            ids = ids.tolist()
-        kept = []
-        for i in ids:
-            if not 0 <= i < self.vocab_size:
-                raise ValueError(f"token id {i} is outside [0, {self.vocab_size})")
-            if i == self.eos_id:
-                break
-            if i not in self._special or i == self.unk_id:
-                kept.append(i)
+        kept = [i for i in self.report_ids(ids) if i not in self._special or i == self.unk_id]
         if self._continuation is not None:  # WordPiece: "##" marks a piece inside a word
             text = " ".join(self.tokenizer.convert_ids_to_tokens(kept)).replace(" " + self._continuation, "")
         else:

@@ -176,6 +176,29 @@ class ReportTokenizerBase:
         """
         raise NotImplementedError
 
+    def report_ids(self, ids: Iterable[int] | torch.Tensor) -> list[int]:
+        """The ids before the first ``<eos>``, each checked to be a valid id.
+
+        Args:
+            ids: token ids, a list or a 1-D tensor.
+
+        Returns:
+            The ids up to (not including) the first ``<eos>``.
+
+        Raises:
+            ValueError: for an id outside ``[0, vocab_size)``.
+        """
+        if isinstance(ids, torch.Tensor):
+            ids = ids.tolist()
+        kept = []
+        for i in ids:
+            if not 0 <= i < self.vocab_size:
+                raise ValueError(f"token id {i} is outside [0, {self.vocab_size})")
+            if i == self.eos_id:
+                break
+            kept.append(i)
+        return kept
+
     def encode_batch(
         self, reports: Sequence[str], max_length: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -382,18 +405,8 @@ class ReportTokenizer(ReportTokenizerBase):
         Raises:
             ValueError: for an id outside ``[0, vocab_size)``.
         """
-        if isinstance(ids, torch.Tensor):
-            ids = ids.tolist()
-        words = []
-        for i in ids:
-            if not 0 <= i < self.vocab_size:
-                raise ValueError(f"token id {i} is outside [0, {self.vocab_size})")
-            if i == self.eos_id:
-                break
-            if i in (self.bos_id, self.pad_id):
-                continue
-            words.append(self.id_to_token[i])
-        return " ".join(words)
+        return " ".join(self.id_to_token[i] for i in self.report_ids(ids)
+                        if i not in (self.bos_id, self.pad_id))
 
     # ------------------------------------------------------------ persistence
     def to_dict(self) -> dict:
