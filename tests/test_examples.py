@@ -39,6 +39,18 @@ def test_custom_graph_example(tmp_path):
 
 
 @pytest.mark.slow
+def test_text_encoder_example_fits_saves_and_reloads_offline(tmp_path, tiny_bert_dir):
+    for folder in ([], ["--text-encoder", tiny_bert_dir]):  # its own tiny BERT, then a given folder
+        lines = run_example("text_encoder.py", "--output", tmp_path / "model", "--steps", 60,
+                            *folder).splitlines()
+        references = [line.removeprefix("reference: ") for line in lines if line.startswith("reference: ")]
+        generated = [line.removeprefix("generated: ") for line in lines if line.startswith("generated: ")]
+        assert lines[-1].endswith("reloaded from that folder alone: same reports")
+        assert (tmp_path / "model" / "text_encoder" / "config.json").is_file()
+    assert len(references) == 2 and generated == references  # fitted with the IU-trained vocabulary
+
+
+@pytest.mark.slow
 def test_evaluate_reports_example_scores_the_baselines():
     data = require(SHARED / "data")
     sections = run_example("evaluate_reports.py", "--data-dir", data).split("== ")[1:]
