@@ -237,9 +237,9 @@ def test_mismatched_tokenizers_are_refused(tiny_bert_dir, bert_tokenizer, iu_tok
 
 
 def test_unreachable_hub_id_says_how_to_work_offline(monkeypatch):
-    import huggingface_hub
+    import huggingface_hub.constants
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no retries against an unreachable network
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(OSError, match="local-dir") as err:
         PretrainedTextEncoder.from_pretrained("cknet-tests/no-such-clinical-bert", d_model=32)
@@ -269,3 +269,27 @@ def test_a_failed_folder_write_leaves_the_old_folder_whole(tmp_path):
     write_dir_atomic(target, lambda folder: write(folder, "new"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["text_encoder"]
     assert [(target / n).read_text() for n in ("a.txt", "b.txt")] == ["new", "new"]
+
+
+def test_a_folder_laid_out_like_the_hub_repository_loads(tiny_bert_dir, bert_tokenizer, tmp_path):
+    """emilyalsentzer/Bio_ClinicalBERT ships vocab.txt, config.json and pytorch_model.bin
+    (no tokenizer.json, no safetensors): the same folder layout must load, the weights
+    through torch.load(weights_only=True)."""
+    from transformers import AutoConfig
+
+    hub = tmp_path / "Bio_ClinicalBERT"
+    hub.mkdir()
+    vocabulary = sorted(bert_tokenizer.tokenizer.get_vocab().items(), key=lambda item: item[1])
+    (hub / "vocab.txt").write_text("".join(f"{token}\n" for token, _ in vocabulary))
+    AutoConfig.from_pretrained(tiny_bert_dir).save_pretrained(hub)
+    weights = load_file(tiny_bert_dir / "model.safetensors")
+    torch.save(weights, hub / "pytorch_model.bin")
+
+    tok = PretrainedReportTokenizer.from_pretrained(hub)
+    report = "The t-spine is normal. No right-sided effusion."
+    assert tok.encode(report) == bert_tokenizer.encode(report)
+    assert tok.decode(tok.encode(report)) == clean_report(report)
+    encoder = PretrainedTextEncoder.from_pretrained(hub, d_model=32)
+    loaded = encoder.language_model.state_dict()
+    assert all(torch.equal(weights[k], loaded[k]) for k in weights if k in loaded)
+    assert len([k for k in weights if k in loaded]) == len(loaded)
