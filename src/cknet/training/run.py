@@ -85,7 +85,9 @@ def train(
         FileExistsError: if ``run_dir`` already holds a run (use `resume`).
     """
     run_dir = Path(run_dir)
-    if (run_dir / "run.json").exists():
+    existed = (run_dir / "run.json").exists()
+    _barrier()  # every process looks before rank 0 writes run.json below
+    if existed:
         raise FileExistsError(f"{run_dir} already holds a run: resume it or choose another folder")
     annotation = Path(annotation)
     image_dir = Path(image_dir) if image_dir is not None else annotation.parent / "images"
