@@ -137,15 +137,14 @@ def _ban_repeated_ngrams(logprobs: torch.Tensor, tokens: torch.Tensor, size: int
 
 def _next_token_logprobs(
     model: CKNet, step_input: torch.Tensor, encoding: ImageEncoding, cache, tokens: torch.Tensor,
-    settings: GenerationSettings, step: int,
+    settings: GenerationSettings, step: int, banned: torch.Tensor,
 ) -> torch.Tensor:
-    """``(R, V)`` float32 log-probabilities of the next token, with bans applied."""
+    """``(R, V)`` float32 log-probabilities of the next token, with bans applied; ``banned``
+    holds the ids that never occur in a report (``<pad>``, ``<bos>``, other specials)."""
     logits = model.decode(step_input, encoding, cache)[:, -1].float()
-    logprobs = logits.log_softmax(dim=-1)
-    tok = model.tokenizer
-    logprobs[:, list(tok.non_report_ids)] = NEG_INF  # <pad>, <bos> and other special tokens
+    logprobs = logits.log_softmax(dim=-1).index_fill_(1, banned, NEG_INF)
     if step < settings.min_new_tokens:
-        logprobs[:, tok.eos_id] = NEG_INF
+        logprobs[:, model.tokenizer.eos_id] = NEG_INF
     return _ban_repeated_ngrams(logprobs, tokens, settings.no_repeat_ngram_size)
 
 
@@ -196,11 +195,12 @@ def sample_search(
     out_scores = torch.zeros(total, device=device)
     out_lengths = torch.full((total,), steps, dtype=torch.long, device=device)
     active = torch.arange(total, device=device)  # which output rows are still decoding
+    banned = torch.tensor(tok.non_report_ids, device=device)
     step_input = out_tokens[:, :1]
     for step in range(steps):
         history = out_tokens.index_select(0, active)[:, : step + 1] \
             if settings.no_repeat_ngram_size else step_input
-        logprobs = _next_token_logprobs(model, step_input, encoding, cache, history, settings, step)
+        logprobs = _next_token_logprobs(model, step_input, encoding, cache, history, settings, step, banned)
         if settings.do_sample:
             probabilities = _filter_for_sampling(logprobs, settings).softmax(dim=-1)
             next_token = torch.multinomial(probabilities, 1, generator=generator)[:, 0]
@@ -259,12 +259,13 @@ def beam_search(model: CKNet, encoding: ImageEncoding, settings: GenerationSetti
     active = torch.arange(batch, device=device)  # studies still searching
     candidates_per_study = 2 * beams
     positions = torch.arange(candidates_per_study, device=device)
+    banned = torch.tensor(tok.non_report_ids, device=device)
 
     for step in range(steps):
         studies = active.numel()
         flat_tokens = running.flatten(0, 1)  # (S*K, t)
         logprobs = _next_token_logprobs(
-            model, flat_tokens[:, -1:], encoding, cache, flat_tokens, settings, step
+            model, flat_tokens[:, -1:], encoding, cache, flat_tokens, settings, step, banned
         )
         vocab = logprobs.shape[1]
         totals = running_scores[:, :, None] + logprobs.view(studies, beams, vocab)

@@ -63,13 +63,8 @@ class PretrainedReportTokenizer(ReportTokenizerBase):
         max_length: int | None = None,
         source: str | None = None,
     ) -> None:
-        if dataset not in DEFAULT_MAX_LENGTHS:
-            raise ValueError(f"dataset must be 'iu_xray' or 'mimic_cxr', got {dataset!r}")
+        super().__init__(dataset, max_length)
         self.tokenizer = tokenizer
-        self.dataset = dataset
-        self.max_length = DEFAULT_MAX_LENGTHS[dataset] if max_length is None else int(max_length)
-        if self.max_length < 3:
-            raise ValueError(f"max_length must be at least 3, got {self.max_length}")
         self.source = source
         ids = {
             "pad": tokenizer.pad_token_id,
@@ -87,6 +82,7 @@ class PretrainedReportTokenizer(ReportTokenizerBase):
             raise ValueError(f"the tokenizer's special tokens share ids: {ids}")
         self.pad_id, self.bos_id, self.eos_id, self.unk_id = ids.values()
         self._special = frozenset(tokenizer.all_special_ids)
+        self._non_report_ids = tuple(sorted(self._special - {self.eos_id, self.unk_id}))
         self._continuation = _wordpiece_prefix(tokenizer)
 
     @classmethod
@@ -124,7 +120,7 @@ class PretrainedReportTokenizer(ReportTokenizerBase):
     @property
     def non_report_ids(self) -> tuple[int, ...]:
         """Every special id but the end and unknown tokens."""
-        return tuple(sorted(self._special - {self.eos_id, self.unk_id}))
+        return self._non_report_ids
 
     @property
     def reference_length(self) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
@@ -85,7 +86,7 @@ def clean_report(report: str, dataset: str = "iu_xray") -> str:
     return " . ".join(sentences) + " ."
 
 
-class ReportTokenizerBase:
+class ReportTokenizerBase(ABC):
     """What `CKNet` needs from a report tokenizer; `ReportTokenizer` (word level) and
     `cknet.PretrainedReportTokenizer` (a language model's own, e.g. WordPiece) implement it.
 
@@ -105,10 +106,18 @@ class ReportTokenizerBase:
     eos_id: int
     unk_id: int
 
+    def __init__(self, dataset: str, max_length: int | None) -> None:
+        if dataset not in DEFAULT_MAX_LENGTHS:
+            raise ValueError(f"dataset must be 'iu_xray' or 'mimic_cxr', got {dataset!r}")
+        self.dataset = dataset
+        self.max_length = DEFAULT_MAX_LENGTHS[dataset] if max_length is None else int(max_length)
+        if self.max_length < 3:
+            raise ValueError(f"max_length must be at least 3, got {self.max_length}")
+
     @property
+    @abstractmethod
     def vocab_size(self) -> int:
         """Number of ids, special tokens included."""
-        raise NotImplementedError
 
     @property
     def non_report_ids(self) -> tuple[int, ...]:
@@ -154,6 +163,7 @@ class ReportTokenizerBase:
             raise ValueError(f"report is empty once cleaned: {report!r}")
         return [self.bos_id] + self.tokenize(cleaned)[: limit - 2] + [self.eos_id]
 
+    @abstractmethod
     def tokenize(self, cleaned: str) -> list[int]:
         """The ids of a cleaned report, without ``<bos>`` and ``<eos>``.
 
@@ -163,8 +173,8 @@ class ReportTokenizerBase:
         Returns:
             Its token ids.
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def decode(self, ids: Iterable[int] | torch.Tensor) -> str:
         """Turn ids back into text (words joined by spaces), stopping at the first ``<eos>``.
 
@@ -174,7 +184,6 @@ class ReportTokenizerBase:
         Returns:
             The report text.
         """
-        raise NotImplementedError
 
     def report_ids(self, ids: Iterable[int] | torch.Tensor) -> list[int]:
         """The ids before the first ``<eos>``, each checked to be a valid id.
@@ -234,13 +243,13 @@ class ReportTokenizerBase:
         """
         return [self.decode(row) for row in ids]
 
+    @abstractmethod
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the tokenizer to ``path`` (a JSON file; `load_tokenizer` reads it back).
 
         Args:
             path: the JSON file to write.
         """
-        raise NotImplementedError
 
 
 class ReportTokenizer(ReportTokenizerBase):
@@ -268,8 +277,7 @@ class ReportTokenizer(ReportTokenizerBase):
         max_length: int | None = None,
         threshold: int | None = None,
     ) -> None:
-        if dataset not in DEFAULT_THRESHOLDS:
-            raise ValueError(f"dataset must be 'iu_xray' or 'mimic_cxr', got {dataset!r}")
+        super().__init__(dataset, max_length)
         words = list(words)
         clashes = sorted(set(words) & set(SPECIAL_TOKENS))
         if clashes:
@@ -280,10 +288,6 @@ class ReportTokenizer(ReportTokenizerBase):
         bad = [w for w in words if not isinstance(w, str) or not w or w != w.strip() or " " in w]
         if bad:
             raise ValueError(f"words must be non-empty strings without spaces, got {bad[:10]!r}")
-        self.dataset = dataset
-        self.max_length = DEFAULT_MAX_LENGTHS[dataset] if max_length is None else int(max_length)
-        if self.max_length < 3:
-            raise ValueError(f"max_length must be at least 3, got {self.max_length}")
         self.threshold = threshold
         self.id_to_token: list[str] = list(SPECIAL_TOKENS) + sorted(words)
         self.token_to_id: dict[str, int] = {t: i for i, t in enumerate(self.id_to_token)}
