@@ -1,5 +1,4 @@
 import json
-import time
 
 import numpy as np
 import pytest
@@ -17,12 +16,9 @@ QUICK_MARGIN = 0.3  # CE F1 on images minus CE F1 on blank images, `cknet demo -
 @pytest.mark.slow
 def test_quick_demo_reads_the_images(tmp_path, capsys):
     out = tmp_path / "demo"
-    start = time.perf_counter()
     status = main(["demo", "--quick", "--output", str(out), "--min-ce-margin", str(QUICK_MARGIN)])
-    seconds = time.perf_counter() - start
     printed = capsys.readouterr().out
     assert status == 0, printed[-2000:]
-    assert seconds < 120, f"cknet demo --quick took {seconds:.0f} s"
     summary = json.loads((out / SUMMARY_FILE).read_text())
     assert summary["ce"]["scores"]["f1"] - summary["ce_blank"]["scores"]["f1"] >= QUICK_MARGIN
     assert "REFERENCE" in printed and "CE F1 with blank images" in printed
