@@ -24,16 +24,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from machine import describe
 
 import cknet
-from cknet.generation import GenerationSettings, beam_search, sample_search
+from cknet.generation import GenerationConfig, run_search
 
 IU_ANNOTATION = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray" / "annotation.json"
 
@@ -109,22 +109,22 @@ def main() -> None:
             return out
         return timed(call, args.repeats)
 
-    encode_s, encoding = run(lambda: model.encode_images(images))
+    encode_s, encoding = run(lambda: model.encode(images))
     rows = [("image encoding (backbone, graph, encoder)", encode_s, None)]
 
-    def decode(settings):
-        search = beam_search if settings.num_beams > 1 else sample_search
-        seconds, found = run(lambda: search(model, encoding, settings))
+    def decode(options: GenerationConfig):
+        resolved = options.resolve(config.max_length, config.num_beams)
+        seconds, found = run(lambda: run_search(model, encoding, args.batch, model.tokenizer, resolved))
         return seconds, found.tokens.shape[-1] - 1
 
     natural = {}
     for beams in (3, 1):
-        seconds, steps = decode(GenerationSettings(max_new_tokens=config.max_length - 1, num_beams=beams))
+        seconds, steps = decode(GenerationConfig(num_beams=beams))
         natural[beams] = seconds
         rows.append((f"decoding, beam {beams}" if beams > 1 else "decoding, greedy", seconds, steps))
     forced = {}
     for length in (30, 60, 120):
-        seconds, steps = decode(GenerationSettings(max_new_tokens=length, min_new_tokens=length, num_beams=3))
+        seconds, steps = decode(GenerationConfig(max_new_tokens=length, min_new_tokens=length, num_beams=3))
         forced[length] = seconds
         rows.append((f"decoding, beam 3, forced length {length}", seconds, steps))
 
@@ -140,10 +140,11 @@ def main() -> None:
 
     model.decode = timed_step  # time each call of the decoder (text encoder included)
     length = config.max_length - 1
+    forced_full = GenerationConfig(max_new_tokens=length, min_new_tokens=length, num_beams=3).resolve(
+        config.max_length, config.num_beams)
     for _ in range(args.repeats):
         with torch.inference_mode():
-            beam_search(model, encoding, GenerationSettings(max_new_tokens=length, min_new_tokens=length,
-                                                            num_beams=3))
+            run_search(model, encoding, args.batch, model.tokenizer, forced_full)
     del model.decode
     steps_by_position = torch.tensor(step_seconds).view(args.repeats, length).median(dim=0).values
     early, late = steps_by_position[1:11].median().item(), steps_by_position[-10:].median().item()
@@ -151,9 +152,8 @@ def main() -> None:
     rows.append((f"one beam-3 step, prefix {length - 9}-{length}", late, None))
 
     print(f"cknet {cknet.__version__} generate benchmark: {args.backbone}, knowledge "
-          f"{args.knowledge_source}, text encoder {args.text_encoder}, batch {args.batch}, "
-          f"{args.device} ({platform.processor() or platform.machine()}), {args.threads} threads, "
-          f"torch {torch.__version__}, {args.dtype}")
+          f"{args.knowledge_source}, text encoder {args.text_encoder}, batch {args.batch}, {args.dtype}; "
+          f"{describe(args.device)}")
     print(f"| {'stage':<44} | {'seconds':>8} | {'tokens':>6} | {'ms/token':>8} |")
     print(f"|{'-' * 46}|{'-' * 10}|{'-' * 8}|{'-' * 10}|")
     for name, seconds, steps in rows:

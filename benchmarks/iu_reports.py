@@ -31,21 +31,21 @@ import argparse
 import collections
 import csv
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from machine import describe
 
 from cknet import CKNet, CKNetConfig, PretrainedReportTokenizer, ReportTokenizer
 from cknet.data.synthetic import SyntheticDataset, findings_from_mesh, synthetic_graph
 from cknet.metrics import ce_scores, nlg_scores
 from cknet.modules.graph_model import KnowledgeGraphModel
 from cknet.testing import make_tiny_bert
-from cknet.tokenizer import clean_report
+from cknet.tokenizers import clean_report
 from cknet.training import GraphPretrainer, Trainer, TrainingConfig
-from cknet.training.trainer import seed_everything
+from cknet.training.seeding import seed_everything
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray"
 # name: (knowledge source, text encoder)
@@ -120,7 +120,7 @@ def main() -> None:
     config = CKNetConfig.iu_xray(
         backbone="resnet18", graph_backbone="resnet18", image_size=args.image_size, num_views=1,
         d_model=args.d_model, d_ff=2 * args.d_model, num_heads=4, num_encoder_layers=args.layers,
-        num_decoder_layers=args.layers, d_knowledge=64, top_k=8, dropout=0.1,
+        num_decoder_layers=args.layers, d_knowledge=64, gamma=8, dropout=0.1,
     )
     splits = load_splits(args.data_dir, config, args.limit)
     train = splits["train"]
@@ -169,8 +169,7 @@ def main() -> None:
             print(f"  {name:7s} ({source}, {text}): " + " ".join(f"{k} {scores[k]:.4f}" for k in METRICS)
                   + f"  best epoch {result.best_epoch}, {scores['seconds']:.0f} s", flush=True)
 
-    machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-               f"{args.device}, torch {torch.__version__}")
+    machine = describe(args.device)
     table = format_table(results, args.seeds)
     print(f"\nIU X-Ray test split ({len(splits['test'])} studies), rendered frontal views; "
           f"{machine}\n{table}")

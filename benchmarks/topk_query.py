@@ -18,8 +18,7 @@ import time
 
 import torch
 
-from cknet.kernels import knowledge_query
-from cknet.kernels.topk_query import triton_available
+from cknet.kernels import knowledge_query, triton_available
 
 
 def measure(fn, repeats: int, sync) -> float:

@@ -12,12 +12,12 @@ backbone maps and node embeddings computed once (the cache fill is timed separat
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from machine import describe
 
 import cknet
 from cknet.training import TrainingConfig
@@ -77,8 +77,8 @@ def main() -> None:
     model.visual_extractor.backbone.requires_grad_(False)
     start = time.perf_counter()
     with torch.no_grad():
-        maps = model.visual_extractor.backbone(images)
-        knowledge = model.knowledge(images)
+        maps = model.visual_extractor.maps(images)
+        knowledge = model.knowledge_matrix(images)
     sync()
     fill = (time.perf_counter() - start) / args.batch
     cached_optimizer = optimizer()
@@ -90,8 +90,7 @@ def main() -> None:
 
     cached = time_steps(cached_step)
     print(f"cknet {cknet.__version__} training benchmark: {args.backbone}, batch {args.batch} x 2 views at "
-          f"224 px, reports of 60 tokens, {args.device} ({platform.machine()}), {args.threads} threads, "
-          f"torch {torch.__version__}")
+          f"224 px, reports of 60 tokens; {describe(args.device)}")
     print()
     print("| mode | seconds per step | studies/s |")
     print("| --- | ---: | ---: |")

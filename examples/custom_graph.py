@@ -78,7 +78,7 @@ def main() -> None:
     tokenizer = cknet.ReportTokenizer.from_reports(train_reports, threshold=1)
     config = cknet.CKNetConfig.iu_xray(
         num_views=1, image_size=64, backbone="resnet18", d_model=64, d_ff=128, num_heads=4,
-        num_encoder_layers=1, num_decoder_layers=1, d_knowledge=64, top_k=4, dropout=0.0,
+        num_encoder_layers=1, num_decoder_layers=1, d_knowledge=64, gamma=4, dropout=0.0,
     )
     model = cknet.CKNet(config, tokenizer, graph_model=args.output / "graph_model")
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)

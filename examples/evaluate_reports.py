@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from cknet.metrics import ce_scores, nlg_scores
-from cknet.tokenizer import clean_report
+from cknet.tokenizers import clean_report
 
 
 def read_predictions(path: Path) -> tuple[list[str], list[str]]:

@@ -54,7 +54,7 @@ def main() -> None:
     config = cknet.CKNetConfig.from_dict({**config.to_dict(), "text_encoder": str(language_model)})
     tokenizer = cknet.PretrainedReportTokenizer.from_pretrained(language_model, max_length=config.max_length)
     model = cknet.CKNet(config, tokenizer)
-    frozen = sum(p.numel() for p in model.language_model_parameters())
+    frozen = sum(p.numel() for p in list(model.text_encoder.language_model.parameters()))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(f"CKNet: {trainable / 1e6:.1f}M trainable parameters, language model frozen "
           f"({frozen / 1e6:.2f}M parameters, vocabulary {tokenizer.vocab_size})")

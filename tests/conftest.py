@@ -55,7 +55,7 @@ def small_config(**overrides):
 
     values = dict(
         backbone="resnet18", image_size=64, d_model=64, num_heads=4, d_ff=128,
-        num_encoder_layers=2, num_decoder_layers=2, d_knowledge=32, top_k=4, dropout=0.0,
+        num_encoder_layers=2, num_decoder_layers=2, d_knowledge=32, gamma=4, dropout=0.0,
         num_gcn_layers=2,
     )
     values.update(overrides)

@@ -8,7 +8,7 @@ from cknet import CKNetConfig
 def test_paper_defaults():
     cfg = CKNetConfig()
     assert (cfg.d_model, cfg.num_encoder_layers, cfg.num_decoder_layers, cfg.num_heads) == (512, 3, 3, 8)
-    assert (cfg.d_ff, cfg.dropout, cfg.top_k, cfg.d_knowledge, cfg.num_beams) == (512, 0.1, 8, 512, 3)
+    assert (cfg.d_ff, cfg.dropout, cfg.gamma, cfg.d_knowledge, cfg.num_beams) == (512, 0.1, 8, 512, 3)
     assert cfg.backbone == "densenet121"
     assert CKNetConfig.iu_xray().max_length == 60 and CKNetConfig.iu_xray().num_views == 2
     mimic = CKNetConfig.mimic_cxr()
@@ -35,7 +35,7 @@ def test_unknown_key_is_named():
     "key, value",
     [("d_model", "512"), ("d_model", 1.5), ("dropout", "0.1"), ("norm_first", 1),
      ("knowledge_source", "graphs"), ("backbone_weights", 3), ("image_mean", [0.5, 0.5]),
-     ("top_k", True)],
+     ("gamma", True)],
 )
 def test_ill_typed_value_is_named(key, value):
     with pytest.raises(ValueError, match=key):
@@ -45,7 +45,7 @@ def test_ill_typed_value_is_named(key, value):
 @pytest.mark.parametrize(
     "overrides, name",
     [({"d_model": 100, "num_heads": 8}, "d_model"), ({"dropout": 1.0}, "dropout"),
-     ({"top_k": 0}, "top_k"), ({"max_length": 2}, "max_length"), ({"num_views": 0}, "num_views")],
+     ({"gamma": 0}, "gamma"), ({"max_length": 2}, "max_length"), ({"num_views": 0}, "num_views")],
 )
 def test_out_of_range_value_is_named(overrides, name):
     with pytest.raises(ValueError, match=name):

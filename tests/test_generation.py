@@ -9,7 +9,8 @@ from conftest import SAMPLES, require, small_config
 from PIL import Image
 
 from cknet import CKNet, ReportTokenizer
-from cknet.generation import GenerationSettings, beam_search, sample_search
+from cknet.generation import BanTokens
+from cknet.generation.search import Specials, beam_search, sample_search
 
 
 @pytest.fixture(scope="module")
@@ -63,11 +64,12 @@ def test_wide_beam_equals_exhaustive_enumeration(tiny, length_penalty):
 
 def test_one_beam_equals_greedy(model):
     images = torch.randn(4, 2, 3, 64, 64)
-    settings = GenerationSettings(max_new_tokens=12)
+    tok = model.tokenizer
+    specials, processors = Specials(tok.bos_id, tok.eos_id, tok.pad_id), [BanTokens(tok.non_report_ids)]
     with torch.no_grad():
-        encoding = model.encode_images(images)
-        greedy = sample_search(model, encoding, settings)
-        beam = beam_search(model, encoding, settings)
+        encoding = model.encode(images)
+        greedy = sample_search(model, encoding, 4, specials, 12, processors)
+        beam = beam_search(model, encoding, 4, specials, 12, 1, processors)
     assert torch.equal(greedy.tokens, beam.tokens)
     torch.testing.assert_close(greedy.scores, beam.scores)
 

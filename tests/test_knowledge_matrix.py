@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cknet import CrossModalKnowledgeMatrix, knowledge_query
-from cknet.kernels.topk_query import SUM_EPS
+from cknet.kernels.reference import SUM_EPS
 
 
 def reference(module, features, knowledge):
@@ -20,7 +20,7 @@ def reference(module, features, knowledge):
     v_all = features.detach().double().numpy()
     G_all = knowledge.detach().double().numpy()
     B, L, d_model = v_all.shape
-    H, gamma = module.num_heads, module.top_k
+    H, gamma = module.num_heads, module.gamma
     d = d_model // H
     out = np.zeros((B, L, d_model))
     for b in range(B):

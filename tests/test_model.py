@@ -6,7 +6,8 @@ import torch
 from conftest import small_config
 
 from cknet import CKNet, KnowledgeGraph
-from cknet.modules.transformer import DecoderCache
+from cknet.explain import knowledge_attention
+from cknet.modules.cache import DecoderCache
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +34,14 @@ def test_forward_shapes_and_loss(iu_tokenizer, source):
     torch.testing.assert_close(out.loss, expected)
     out.loss.backward()
     assert model.lm_head.weight.grad is not None
-    assert (model.knowledge_matrix is None) == (source == "none")
+    assert (model.cross_modal is None) == (source == "none")
 
 
 @pytest.mark.parametrize("source", ["image", "static"])
 def test_knowledge_stage_is_frozen(iu_tokenizer, source):
     model = CKNet(small_config(knowledge_source=source), iu_tokenizer).train()
-    frozen = model.graph_model if source == "image" else model
-    prefix = "" if source == "image" else "knowledge_bank"
+    frozen = model.knowledge.graph_model if source == "image" else model
+    prefix = "" if source == "image" else "knowledge.matrix"
     before = {k: v.clone() for k, v in frozen.state_dict().items() if k.startswith(prefix)}
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     ids, _ = iu_tokenizer.encode_batch(["no effusion.", "heart is normal."])
@@ -51,8 +52,8 @@ def test_knowledge_stage_is_frozen(iu_tokenizer, source):
     after = frozen.state_dict()
     assert before and all(torch.equal(before[k], after[k]) for k in before)
     if source == "image":
-        assert not any(p.requires_grad for p in model.graph_model.parameters())
-        assert not model.graph_model.training  # e.g. batch norm statistics never move
+        assert not any(p.requires_grad for p in model.knowledge.graph_model.parameters())
+        assert not model.knowledge.graph_model.training  # e.g. batch norm statistics never move
 
 
 def test_decoder_is_causal(model, iu_tokenizer):
@@ -77,7 +78,7 @@ def test_cached_decoding_equals_full_recomputation(iu_tokenizer, source, norm_fi
     images = images_for(model.config, 3)
     with torch.no_grad():
         full = model(images, ids).logits
-        encoding = model.encode_images(images)
+        encoding = model.encode(images)
         cache = DecoderCache()
         steps = [model.decode(ids[:, :4], encoding, cache)]  # a prefix at once, then one by one
         for t in range(4, 12):
@@ -107,7 +108,8 @@ def test_save_load_identical_logits(tmp_path, iu_tokenizer):
     model = CKNet(small_config(knowledge_weighting="sum"), iu_tokenizer, graph).eval()
     model.save_pretrained(tmp_path / "m")
     names = sorted(p.name for p in (tmp_path / "m").iterdir())
-    assert names == ["README.md", "config.json", "graph.json", "model.safetensors", "tokenizer.json"]
+    assert names == ["README.md", "cknet.json", "config.json", "graph.json", "model.safetensors",
+                     "tokenizer.json"]
     card = (tmp_path / "m" / "README.md").read_text()
     assert "not a medical device" in card and "Not recorded" in card and "resnet18" in card
     loaded = CKNet.from_pretrained(tmp_path / "m").eval()
@@ -138,7 +140,7 @@ def test_loading_into_incompatible_config_fails_clearly(tmp_path, model):
 
 
 def test_loading_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no such model directory"):
+    with pytest.raises(FileNotFoundError, match="no such folder"):
         CKNet.from_pretrained(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="missing config.json"):
@@ -193,8 +195,8 @@ def test_config_and_tokenizer_must_agree(iu_tokenizer):
         CKNet(small_config(vocab_size=10), iu_tokenizer)
     with pytest.raises(ValueError, match="max_length"):
         CKNet(small_config(max_length=80), iu_tokenizer)
-    with pytest.raises(ValueError, match="top_k"):
-        CKNet(small_config(top_k=7), iu_tokenizer, KnowledgeGraph(["a", "b"]))
+    with pytest.raises(ValueError, match="gamma"):
+        CKNet(small_config(gamma=7), iu_tokenizer, KnowledgeGraph(["a", "b"]))
 
 
 def test_single_view_model_accepts_rank_4(iu_annotation):
@@ -248,16 +250,16 @@ def test_knowledge_attention_matches_a_float64_rederivation(iu_tokenizer, source
     model = CKNet(small_config(knowledge_source=source), iu_tokenizer).eval()
     images = images_for(model.config)
     ids, _ = iu_tokenizer.encode_batch(["the heart is normal .", "no effusion ."])
-    patch_weights, token_weights = model.knowledge_attention(images, ids)
+    patch_weights, token_weights = knowledge_attention(model, images, ids)
 
-    km, cfg = model.knowledge_matrix, model.config
+    km, cfg = model.cross_modal, model.config
     with torch.no_grad():
         maps = model.visual_extractor.backbone(images).double()  # (B, V, C, h, w)
         patches = maps.flatten(3).transpose(2, 3).flatten(1, 2)  # (B, V*h*w, C)
         v_s = patches @ model.visual_extractor.projection.weight.double().T \
             + model.visual_extractor.projection.bias.double()
-        v_t = model.text_embedding(ids, 0).double()
-        knowledge = model.knowledge(images).double()
+        v_t = model.text_encoder(ids, 0).double()
+        knowledge = model.knowledge_matrix(images).double()
     if knowledge.dim() == 2:
         knowledge = knowledge.expand(len(images), -1, -1)
     d_head = cfg.d_model // cfg.num_heads
@@ -269,7 +271,7 @@ def test_knowledge_attention_matches_a_float64_rederivation(iu_tokenizer, source
                 q = features[b] @ km.query_proj.weight.double()[heads].T  # eq. (4)
                 k = knowledge[b] @ km.key_proj.weight.double()[heads].T
                 scores = q @ k.T / d_head**0.5  # eq. (5)
-                top = scores.topk(cfg.top_k, dim=-1)
+                top = scores.topk(cfg.gamma, dim=-1)
                 weights = top.values.softmax(dim=-1)  # eq. (6)
                 expected[b].scatter_add_(-1, top.indices, weights / cfg.num_heads)
         torch.testing.assert_close(got.double(), expected, atol=1e-5, rtol=1e-4)
@@ -280,4 +282,4 @@ def test_knowledge_attention_matches_a_float64_rederivation(iu_tokenizer, source
 def test_knowledge_attention_needs_a_knowledge_matrix(iu_tokenizer):
     model = CKNet(small_config(knowledge_source="none"), iu_tokenizer)
     with pytest.raises(ValueError, match="no knowledge matrix"):
-        model.knowledge_attention(images_for(model.config))
+        knowledge_attention(model, images_for(model.config))

@@ -69,7 +69,7 @@ def test_dataset_items():
 
 
 def test_read_inverts_write_on_raw_and_cleaned_text():
-    from cknet.tokenizer import clean_report
+    from cknet.tokenizers import clean_report
 
     reports = SyntheticReports()
     rng = np.random.default_rng(1)
@@ -99,7 +99,7 @@ def test_synthetic_graph_covers_the_findings():
 
 
 def test_keep_rendered_draws_each_study_once(monkeypatch):
-    import cknet.data.synthetic as synthetic
+    import cknet.data.synthetic.dataset as synthetic
 
     config = CKNetConfig.iu_xray(image_size=32)
     calls = []

@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 from test_generation import sequence_logprob
 
 from cknet import CKNet, PretrainedReportTokenizer, PretrainedTextEncoder, ReportTokenizer
-from cknet.modules.transformer import DecoderCache
-from cknet.tokenizer import clean_report, load_tokenizer
+from cknet.modules.cache import DecoderCache
+from cknet.tokenizers import clean_report, load_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +144,7 @@ def test_greedy_with_the_cache_equals_greedy_by_recomputation(model):
     tok = model.tokenizer
     banned = list(tok.non_report_ids)
     with torch.no_grad():
-        encoding = model.encode_images(images)
+        encoding = model.encode(images)
         ids = torch.full((2, 1), tok.bos_id)
         for _ in range(10):
             logits = model.decode(ids, encoding)[:, -1]
@@ -161,10 +161,10 @@ def test_greedy_with_the_cache_equals_greedy_by_recomputation(model):
 # ---------------------------------------------------------------- training and saving
 def test_frozen_encoder_is_unchanged_by_training_steps(tiny_bert_dir, bert_tokenizer):
     model = CKNet(bert_config(tiny_bert_dir, dropout=0.1), bert_tokenizer).train()
-    language_model = model.text_embedding.language_model
+    language_model = model.text_encoder.language_model
     assert not language_model.training and not any(p.requires_grad for p in language_model.parameters())
-    assert model.language_model_parameters() and all(
-        not p.requires_grad for p in model.language_model_parameters())
+    assert list(model.text_encoder.language_model.parameters()) and all(
+        not p.requires_grad for p in list(model.text_encoder.language_model.parameters()))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     ids, _ = bert_tokenizer.encode_batch(["The heart is normal.", "No effusion. Clear lungs."])
@@ -174,12 +174,12 @@ def test_frozen_encoder_is_unchanged_by_training_steps(tiny_bert_dir, bert_token
         loss.backward()
         optimizer.step()
     after = model.state_dict()
-    lm_keys = [k for k in after if k.startswith("text_embedding.language_model.")]
+    lm_keys = [k for k in after if k.startswith("text_encoder.language_model.")]
     assert lm_keys and all(torch.equal(before[k], after[k]) for k in lm_keys)
-    projection = "text_embedding.projection.weight"
+    projection = "text_encoder.projection.weight"
     assert not torch.equal(before[projection], after[projection])
     original = load_file(tiny_bert_dir / "model.safetensors")  # the weights as downloaded
-    prefix = "text_embedding.language_model."
+    prefix = "text_encoder.language_model."
     shared = [k for k in original if prefix + k in after]
     assert len(shared) == len(lm_keys) and all(torch.equal(original[k], after[prefix + k]) for k in shared)
 
@@ -220,7 +220,7 @@ def test_fine_tuning_uses_its_own_learning_rate(tmp_path, tiny_bert_dir):
     assert result.history[0]["lr_text_encoder"] == pytest.approx(3e-4 * training.lr_decay)
     best = CKNet.from_pretrained(tmp_path / "run" / "best")
     original = load_file(tiny_bert_dir / "model.safetensors")
-    tuned = best.state_dict()["text_embedding.language_model.embeddings.word_embeddings.weight"]
+    tuned = best.state_dict()["text_encoder.language_model.embeddings.word_embeddings.weight"]
     assert not torch.equal(tuned, original["embeddings.word_embeddings.weight"])
     assert isinstance(load_tokenizer(tmp_path / "run" / "tokenizer.json"), PretrainedReportTokenizer)
 
@@ -246,29 +246,6 @@ def test_unreachable_hub_id_says_how_to_work_offline(monkeypatch):
     assert "pass its path instead of the hub id" in str(err.value)
     with pytest.raises(OSError, match="no-such-clinical-bert"):
         PretrainedReportTokenizer.from_pretrained("cknet-tests/no-such-clinical-bert")
-
-
-def test_a_failed_folder_write_leaves_the_old_folder_whole(tmp_path):
-    from cknet.io import write_dir_atomic
-
-    def write(folder, text):
-        (folder / "a.txt").write_text(text)
-        (folder / "b.txt").write_text(text)
-
-    target = tmp_path / "text_encoder"
-    write_dir_atomic(target, lambda folder: write(folder, "old"))
-
-    def interrupted(folder):
-        (folder / "a.txt").write_text("new")
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        write_dir_atomic(target, interrupted)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["text_encoder"]  # no leftovers
-    assert [(target / n).read_text() for n in ("a.txt", "b.txt")] == ["old", "old"]
-    write_dir_atomic(target, lambda folder: write(folder, "new"))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["text_encoder"]
-    assert [(target / n).read_text() for n in ("a.txt", "b.txt")] == ["new", "new"]
 
 
 def test_a_folder_laid_out_like_the_hub_repository_loads(tiny_bert_dir, bert_tokenizer, tmp_path):

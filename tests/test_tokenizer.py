@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cknet import ReportTokenizer
-from cknet.tokenizer import clean_report
+from cknet.tokenizers import clean_report
 
 
 def r2gen_clean_iu_xray(report: str) -> str:

@@ -8,7 +8,7 @@ from test_annotation import write_dataset
 from cknet import CKNet
 from cknet.training import TrainingConfig, load_recipe, resume, train
 from cknet.training.config import apply_overrides
-from cknet.training.trainer import seed_everything
+from cknet.training.seeding import seed_everything
 
 
 def tiny(**overrides):
@@ -127,7 +127,7 @@ def test_train_command_and_resume(tmp_path, capsys):
     tiny_model = ["--backbone", "resnet18", "--backbone-weights", "null", "--image-size", "64",
                   "--d-model", "32", "--d-ff", "64", "--num-heads", "2", "--num-encoder-layers", "1",
                   "--num-decoder-layers", "1", "--knowledge-source", "random", "--d-knowledge", "16",
-                  "--top-k", "4", "--batch-size", "8", "--num-workers", "0", "--eval-num-beams", "1",
+                  "--gamma", "4", "--batch-size", "8", "--num-workers", "0", "--eval-num-beams", "1",
                   "--epochs", "1"]
     assert main(["train", "--config", "iu_xray", "--annotation", str(annotation), "--output",
                  str(tmp_path / "run"), "--quiet", "--device", "cpu", *tiny_model]) == 0
@@ -148,7 +148,7 @@ def test_train_command_under_torchrun(tmp_path):
     tiny_model = ["--backbone", "resnet18", "--backbone-weights", "null", "--image-size", "64",
                   "--d-model", "32", "--d-ff", "64", "--num-heads", "2", "--num-encoder-layers", "1",
                   "--num-decoder-layers", "1", "--knowledge-source", "random", "--d-knowledge", "16",
-                  "--top-k", "4", "--batch-size", "4", "--num-workers", "0", "--eval-num-beams", "1",
+                  "--gamma", "4", "--batch-size", "4", "--num-workers", "0", "--eval-num-beams", "1",
                   "--epochs", "2"]
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                           "--master_port", "29534", "-m", "cknet.cli", "train", "--annotation",
@@ -161,15 +161,22 @@ def test_train_command_under_torchrun(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("select_by, kept", [("loss", 2), ("bleu4", 3)])
-def test_selection_keeps_the_epoch_with_the_best_validation_score(tmp_path, monkeypatch, select_by, kept):
+@pytest.mark.parametrize("select_by, kept, expected", [
+    ("loss", 2, "lowest validation loss 1.0000"), ("bleu4", 3, "best validation BLEU-4 0.5000"),
+    ("ce_findings", 4, "best validation CE F1 over the findings 0.4000"),
+    ("bleu4+ce_findings", 3, "best validation BLEU-4 + CE F1 over the findings 0.7000"),
+])
+def test_selection_keeps_the_epoch_with_the_best_validation_score(tmp_path, monkeypatch, select_by, kept,
+                                                                  expected):
+    from cknet.evaluation import Evaluation
     from cknet.training.trainer import Trainer
 
-    scores = iter([(3.0, 0.1), (1.0, 0.2), (2.0, 0.5), (4.0, 0.3)])  # (val loss, val BLEU-4) per epoch
+    # (val loss, val BLEU-4, val CE F1 over the findings) per epoch
+    scores = iter([(3.0, 0.1, 0.0), (1.0, 0.2, 0.1), (2.0, 0.5, 0.2), (4.0, 0.3, 0.4)])
 
     def scripted_evaluate(self, data, full=False, limit=0):
-        loss, bleu4 = next(scores)
-        return {"loss": loss, "bleu4": bleu4, "predictions": []}
+        loss, bleu4, ce = next(scores)
+        return Evaluation(loss, {"bleu4": bleu4, "ce_f1": 0.5, "ce_findings_f1": ce})
 
     monkeypatch.setattr(Trainer, "evaluate", scripted_evaluate)
     annotation = dataset_without_test(tmp_path / "data", count=8)
@@ -178,5 +185,6 @@ def test_selection_keeps_the_epoch_with_the_best_validation_score(tmp_path, monk
     assert result.best_epoch == kept
     assert result.best_bleu4 == [0.1, 0.2, 0.5, 0.3][kept - 1]
     card = (tmp_path / "run" / "best" / "README.md").read_text()
-    expected = "lowest validation loss 1.0000" if select_by == "loss" else "best validation BLEU-4 0.5000"
     assert f"epoch {kept} of 4, {expected}" in card
+    history = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert [r["val_ce_findings_f1"] for r in history] == [0.0, 0.1, 0.2, 0.4]

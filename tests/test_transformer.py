@@ -1,7 +1,8 @@
 import torch
 import torch.nn.functional as F
 
-from cknet.modules.transformer import DecoderCache, beam_attention, sinusoidal_positions
+from cknet.modules.attention import beam_attention, sinusoidal_positions
+from cknet.modules.cache import DecoderCache
 
 
 def test_beam_attention_equals_attention_over_gathered_histories():

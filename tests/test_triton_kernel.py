@@ -7,8 +7,7 @@ import torch
 from conftest import small_config
 
 from cknet import CKNet
-from cknet.kernels import knowledge_query
-from cknet.kernels.topk_query import triton_available
+from cknet.kernels import knowledge_query, triton_available
 
 pytestmark = pytest.mark.skipif(
     not triton_available(torch.device("cuda" if torch.cuda.is_available() else "cpu")),
@@ -78,11 +77,11 @@ def test_cknet_forward_and_training_step_agree_across_backends(iu_tokenizer, cap
         images = torch.randn(2, 2, 3, 64, 64)
         ids, _ = iu_tokenizer.encode_batch(["the heart is normal .", "no pleural effusion ."])
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-        with caplog.at_level(logging.DEBUG, logger="cknet.kernels.topk_query"):
+        with caplog.at_level(logging.DEBUG, logger="cknet.kernels.dispatch"):
             loss = model(images, ids, labels=ids).loss
         loss.backward()
         optimizer.step()
-        results[backend] = (loss.detach(), model.knowledge_bank.detach().clone())
+        results[backend] = (loss.detach(), model.knowledge.matrix.detach().clone())
         assert f"{backend} path" in caplog.text
         caplog.clear()
     torch.testing.assert_close(results["triton"][0], results["torch"][0], rtol=1e-5, atol=1e-5)

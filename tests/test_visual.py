@@ -11,18 +11,20 @@ from cknet import VisualExtractor
                                                 ("mobilenet_v3_small", 576)])
 def test_patch_shapes(backbone, channels):
     extractor = VisualExtractor(backbone, d_model=32, dropout=0.0).eval()
-    out = extractor(torch.randn(2, 2, 3, 224, 224))
+    images = torch.randn(2, 2, 3, 224, 224)
+    maps, patches = extractor.maps(images), extractor(images)
     assert extractor.num_channels == channels
-    assert out.maps.shape == (2, 2, channels, 7, 7)
-    assert out.patches.shape == (2, 98, 32)  # two views of 7x7 patches, concatenated
+    assert maps.shape == (2, 2, channels, 7, 7)
+    assert patches.shape == (2, 98, 32)  # two views of 7x7 patches, concatenated
+    torch.testing.assert_close(extractor.project(maps), patches)
 
 
 def test_views_share_one_backbone_and_are_concatenated_in_order():
     extractor = VisualExtractor("resnet18", d_model=16, dropout=0.0).eval()
     frontal, lateral = torch.randn(1, 1, 3, 64, 64), torch.randn(1, 1, 3, 64, 64)
     with torch.no_grad():
-        both = extractor(torch.cat([frontal, lateral], 1)).patches
-        alone = [extractor(v).patches for v in (frontal, lateral)]
+        both = extractor(torch.cat([frontal, lateral], 1))
+        alone = [extractor(v) for v in (frontal, lateral)]
     torch.testing.assert_close(both, torch.cat(alone, 1))
 
 

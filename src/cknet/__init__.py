@@ -9,22 +9,27 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0.dev0"
+from cknet.version import __version__
 
 _EXPORTS = {
     "CKNetConfig": "cknet.config",
-    "ReportTokenizer": "cknet.tokenizer",
-    "PretrainedReportTokenizer": "cknet.pretrained_tokenizer",
+    "ReportTokenizer": "cknet.tokenizers",
+    "PretrainedReportTokenizer": "cknet.tokenizers",
     "KnowledgeGraph": "cknet.graph",
     "CKNet": "cknet.model",
     "CKNetOutput": "cknet.model",
+    "KnowledgeSource": "cknet.knowledge",
+    "register_knowledge_source": "cknet.knowledge",
+    "GenerationConfig": "cknet.generation",
+    "GeneratedReport": "cknet.generation",
+    "LogitsProcessor": "cknet.generation",
     "VisualExtractor": "cknet.modules.visual",
     "KnowledgeGraphEncoder": "cknet.modules.graph_encoder",
     "CrossModalKnowledgeMatrix": "cknet.modules.knowledge_matrix",
     "CKNetTransformer": "cknet.modules.transformer",
     "TokenEmbedding": "cknet.modules.text",
     "PretrainedTextEncoder": "cknet.modules.language_model",
-    "knowledge_query": "cknet.kernels.topk_query",
+    "knowledge_query": "cknet.kernels",
     "load_image": "cknet.data.images",
     "prepare_images": "cknet.data.images",
 }
@@ -35,8 +40,12 @@ __all__ = [
     "CKNetOutput",
     "CKNetTransformer",
     "CrossModalKnowledgeMatrix",
+    "GeneratedReport",
+    "GenerationConfig",
     "KnowledgeGraph",
     "KnowledgeGraphEncoder",
+    "KnowledgeSource",
+    "LogitsProcessor",
     "PretrainedReportTokenizer",
     "PretrainedTextEncoder",
     "ReportTokenizer",
@@ -46,13 +55,16 @@ __all__ = [
     "knowledge_query",
     "load_image",
     "prepare_images",
+    "register_knowledge_source",
 ]
 
 if TYPE_CHECKING:
     from cknet.config import CKNetConfig
     from cknet.data.images import load_image, prepare_images
+    from cknet.generation import GeneratedReport, GenerationConfig, LogitsProcessor
     from cknet.graph import KnowledgeGraph
-    from cknet.kernels.topk_query import knowledge_query
+    from cknet.kernels import knowledge_query
+    from cknet.knowledge import KnowledgeSource, register_knowledge_source
     from cknet.model import CKNet, CKNetOutput
     from cknet.modules.graph_encoder import KnowledgeGraphEncoder
     from cknet.modules.knowledge_matrix import CrossModalKnowledgeMatrix
@@ -60,8 +72,7 @@ if TYPE_CHECKING:
     from cknet.modules.text import TokenEmbedding
     from cknet.modules.transformer import CKNetTransformer
     from cknet.modules.visual import VisualExtractor
-    from cknet.pretrained_tokenizer import PretrainedReportTokenizer
-    from cknet.tokenizer import ReportTokenizer
+    from cknet.tokenizers import PretrainedReportTokenizer, ReportTokenizer
 
 
 def __getattr__(name: str) -> Any:

@@ -10,24 +10,24 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import cknet
 from cknet.io import write_text_atomic
+from cknet.version import __version__
 
 
 def _config(args: argparse.Namespace) -> int:
     from cknet.config import CKNetConfig
 
-    preset = CKNetConfig.iu_xray() if args.dataset == "iu_xray" else CKNetConfig.mimic_cxr()
-    sys.stdout.write(preset.to_json())
+    sys.stdout.write(CKNetConfig.preset(args.dataset).to_json())
     return 0
 
 
 def _studies_from_annotation(args: argparse.Namespace, num_views: int) -> list[dict]:
-    with open(args.annotation, encoding="utf-8") as fh:
-        annotation = json.load(fh)
-    if not isinstance(annotation, dict) or not isinstance(annotation.get(args.split), list):
+    from cknet.data.annotation import read_annotation
+
+    annotation = read_annotation(args.annotation)
+    if args.split not in annotation:
         raise SystemExit(f"error: {args.annotation} has no {args.split!r} split "
-                         f"(expected an R2Gen annotation.json)")
+                         f"(it has {sorted(annotation)})")
     image_dir = Path(args.image_dir) if args.image_dir else Path(args.annotation).parent / "images"
     studies = []
     for entry in annotation[args.split]:
@@ -114,71 +114,19 @@ def _graph_from_argument(value: str):
     return KnowledgeGraph.from_json(value)
 
 
-def _node_labels(args: argparse.Namespace, graph, annotation: dict) -> dict:
-    """``{study id: (N,) 0/1 labels}`` for the studies of the train and val splits."""
-    from cknet.data.labels import load_label_csv, load_mesh_labels
-    from cknet.labeler import KeywordLabeler, binarize
-
-    kind, _, path = args.labels.partition(":")
-    if kind == "keyword":
-        labeler = KeywordLabeler.openi40(graph) if graph.name == "openi40" else KeywordLabeler(graph)
-        entries = [e for split in ("train", "val") for e in annotation.get(split, [])]
-        values = labeler.label_binary([e["report"] for e in entries], uncertain=args.uncertain)
-        return {e["id"]: row for e, row in zip(entries, values)}
-    if kind == "mesh" and path:
-        ids, _, values = load_mesh_labels(path, graph)
-        return dict(zip(ids, values))
-    if kind == "csv" and path:
-        path, _, id_column = path.partition("@")
-        ids, _, values = load_label_csv(path, graph.nodes, id_column or "study_id")
-        return dict(zip(ids, binarize(values, args.uncertain)))
-    raise SystemExit(
-        f"error: --labels must be keyword, mesh:FILE or csv:FILE[@ID_COLUMN], got {args.labels!r}"
-    )
-
-
 def _pretrain_graph(args: argparse.Namespace) -> int:
-    import torch
+    from cknet.training.graph_pretrain import GraphRun, pretrain_graph
 
-    from cknet.config import CKNetConfig
-    from cknet.data.annotation import AnnotationDataset, read_annotation
-    from cknet.modules.graph_model import KnowledgeGraphModel
-    from cknet.training import GraphPretrainer
-
-    output = Path(args.output)
-    if (output / "graph_model.safetensors").exists() and not args.overwrite:
-        raise SystemExit(f"error: {output} already holds a graph model; pass --overwrite")
-    annotation_path = _annotation_path(args)
-    annotation = read_annotation(annotation_path)
-    image_dir = args.image_dir or Path(annotation_path).parent / "images"
-    preset = CKNetConfig.iu_xray if args.dataset == "iu_xray" else CKNetConfig.mimic_cxr
-    config = preset(image_size=args.image_size)
-    graph = _graph_from_argument(args.graph)
-    labels = _node_labels(args, graph, annotation)
-    torch.manual_seed(args.seed)
-    datasets = {
-        name: AnnotationDataset(annotation, image_dir, split, config, train=train, labels=labels,
-                                skip_invalid=args.skip_invalid)
-        for name, split, train in (("train", "train", True), ("val", "val", False),
-                                   ("static", "train", False))
-    }
-    for name in ("train", "val"):
-        if datasets[name].skipped:
-            print(f"skipped {len(datasets[name].skipped)} {name} studies with missing or unreadable images")
-    model = KnowledgeGraphModel(graph, args.backbone, args.d_knowledge, args.gcn_layers,
-                                args.backbone_weights)
-    trainer = GraphPretrainer(model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                              device=args.device, seed=args.seed, num_workers=args.num_workers,
-                              progress=not args.quiet)
-    result = trainer.fit(datasets["train"], datasets["val"], static_data=datasets["static"])
-    model.save_pretrained(output, overwrite=args.overwrite)
-    history = [vars(record) for record in result.history]
-    write_text_atomic(output / "history.json", json.dumps(
-        {"best_epoch": result.best_epoch, "nodes": graph.nodes, "history": history}, indent=1) + "\n")
-    for record in result.history:
-        print(f"epoch {record.epoch}: train loss {record.train_loss:.4f}, val loss "
-              f"{record.val_loss:.4f}, mean val AUC {record.mean_auc:.4f}")
-    print(f"kept epoch {result.best_epoch} (mean val AUC {result.best.mean_auc:.4f}); saved to {output}")
+    settings = GraphRun(
+        dataset=args.dataset, backbone=args.backbone, backbone_weights=args.backbone_weights,
+        image_size=args.image_size, d_knowledge=args.d_knowledge, gcn_layers=args.gcn_layers,
+        epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, uncertain=args.uncertain, seed=args.seed,
+        num_workers=args.num_workers, skip_invalid=args.skip_invalid,
+    )
+    pretrain_graph(_annotation_path(args), args.output, _graph_from_argument(args.graph), args.labels,
+                   settings, image_dir=args.image_dir, device=args.device, overwrite=args.overwrite,
+                   progress=not args.quiet)
     return 0
 
 
@@ -201,8 +149,8 @@ def _read_records(path: Path, fields: tuple[str, ...]) -> list[dict]:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from cknet.evaluation import score_reports
     from cknet.labeler import OBSERVATIONS, CheXpertLabeler
-    from cknet.metrics import ce_scores, nlg_scores
 
     output = Path(args.output) if args.output else None
     for path in (output, args.per_report):
@@ -219,18 +167,23 @@ def _evaluate(args: argparse.Namespace) -> int:
         records = _read_records(args.predictions, ("id", "prediction", "reference"))
         pairs = [(str(r["id"]), r["reference"], r["prediction"]) for r in records]
     ids, references, predictions_text = (list(x) for x in zip(*pairs))
-    nlg = nlg_scores(references, predictions_text, args.reference_form, args.dataset)
-    labeler = CheXpertLabeler()
-    reference_labels, predicted_labels = labeler.label(references), labeler.label(predictions_text)
-    ce = ce_scores(reference_labels, predicted_labels, args.average, args.uncertain)
-    print(f"NLG ({len(pairs)} reports) -- {nlg}")
-    print(f"CE, built-in CheXpert labeler -- {ce}")
+    result = score_reports(references, predictions_text, args.dataset, labeler=CheXpertLabeler(),
+                           average=args.average, uncertain=args.uncertain, reference_form=args.reference_form)
+    reference_labels, predicted_labels = result.reference_labels, result.predicted_labels
+    print(f"NLG ({len(pairs)} reports, {args.reference_form} references) -- " +
+          ", ".join(f"{k}: {'n/a' if v is None else f'{v:.4f}'}" for k, v in result.nlg["scores"].items()))
+    for note in result.nlg["notes"]:
+        print(f"  note: {note}")
+    ce = result.ce
+    print("CE, built-in CheXpert labeler -- " + ", ".join(f"{k}: {v}" for k, v in ce["settings"].items()))
+    print("  " + ", ".join(f"{k} {v:.4f}" for k, v in ce["scores"].items() if v is not None)
+          + f", findings F1 {result.scores['ce_findings_f1']:.4f}")
     print(f"  {'observation':<27} {'support':>7} {'pred':>5} {'P':>6} {'R':>6} {'F1':>6}")
-    for row in ce.table:
+    for row in ce["table"]:
         print(f"  {row['observation']:<27} {row['support']:>7} {row['predicted']:>5} "
               f"{row['precision']:6.3f} {row['recall']:6.3f} {row['f1']:6.3f}")
     if output is not None:
-        write_text_atomic(output, json.dumps({"nlg": nlg.to_dict(), "ce": ce.to_dict()}, indent=1) + "\n")
+        write_text_atomic(output, json.dumps({"nlg": result.nlg, "ce": ce}, indent=1) + "\n")
     if args.per_report is not None:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
@@ -280,15 +233,23 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
                 raise SystemExit("error: give --output RUN_DIR")
             model_config, training = apply_overrides(*load_recipe(args.config), overrides)
             annotation = _annotation_path(args)
-            graph = None if args.graph_model else _graph_from_argument(args.graph)
-            result = train(model_config, training, annotation, args.output, image_dir=args.image_dir,
-                           graph=graph, graph_model=args.graph_model, device=device,
-                           progress=not args.quiet)
+            if args.init:
+                model_fields = sorted(set(overrides) & set(model_config.to_dict()))
+                if model_fields or args.graph_model:
+                    raise SystemExit(f"error: with --init the model comes from {args.init}; only training "
+                                     f"settings can be set (got {model_fields or ['--graph-model']})")
+                result = train(None, training, annotation, args.output, image_dir=args.image_dir,
+                               device=device, progress=not args.quiet, init=args.init)
+            else:
+                graph = None if args.graph_model else _graph_from_argument(args.graph)
+                result = train(model_config, training, annotation, args.output, image_dir=args.image_dir,
+                               graph=graph, graph_model=args.graph_model, device=device,
+                               progress=not args.quiet)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
     if result.best_epoch:
-        print(f"best validation BLEU-4 {result.best_bleu4:.4f} at epoch {result.best_epoch}")
+        print(f"kept epoch {result.best_epoch}: {result.criterion}")
     if result.test is not None:
         print(f"test: BLEU-4 {result.test['bleu4']:.4f}, loss {result.test['loss']:.4f}")
     return 0
@@ -307,10 +268,13 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``cknet`` argument parser, with one sub-command per job."""
+    from cknet.config import DATASETS
+
     parser = argparse.ArgumentParser(
         prog="cknet", description="CKNet radiology report generation (Kang et al., BIBM 2023)."
     )
-    parser.add_argument("--version", action="version", version=f"cknet {cknet.__version__}")
+    parser.add_argument("--version", action="version", version=f"cknet {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = commands.add_parser(
@@ -318,9 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Render synthetic radiographs with known findings, pretrain the knowledge graph, "
                     "train a small CKNet, write and score reports for held-out studies (and for "
                     "blank images, as a control), save the model and a picture of one study. "
-                    "About 6 minutes on 2 CPU cores; --quick under 2.",
+                    "It takes 6 to 16 minutes on 2 CPU cores, depending on the CPU; --quick a quarter "
+                    "of that.",
     )
-    demo.add_argument("--quick", action="store_true", help="smaller data and model (under 2 minutes)")
+    demo.add_argument("--quick", action="store_true", help="smaller images, fewer studies and epochs")
     demo.add_argument("--output", type=Path, default=Path("cknet-demo"),
                       help="folder for the model, the picture and cknet-demo.json (default: cknet-demo)")
     demo.add_argument("--seed", type=int, default=0)
@@ -331,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
 
     config = commands.add_parser("config", help="print the paper's default config for a dataset as JSON")
-    config.add_argument("dataset", choices=["iu_xray", "mimic_cxr"])
+    config.add_argument("dataset", choices=sorted(DATASETS))
     config.set_defaults(handler=_config)
 
     gen = commands.add_parser(
@@ -367,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "it (with the static knowledge matrix) for CKNet(graph_model=OUTPUT).",
     )
     _add_data_arguments(pre)
-    pre.add_argument("--dataset", choices=["iu_xray", "mimic_cxr"], default="iu_xray")
+    pre.add_argument("--dataset", choices=sorted(DATASETS), default="iu_xray")
     pre.add_argument("--labels", default="keyword",
                      help="keyword (label the reports), mesh:FILE (IU X-Ray mesh_tags.csv) or "
                           "csv:FILE[@ID_COLUMN] (columns named like the graph's nodes)")
@@ -401,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="JSON or CSV: id, reference (else read from --predictions)")
     ev.add_argument("--reference-form", choices=["cleaned", "raw"], default="cleaned",
                     help="score against R2Gen-cleaned, truncated references (the peers' way) or raw text")
-    ev.add_argument("--dataset", choices=["iu_xray", "mimic_cxr"], default="iu_xray")
+    ev.add_argument("--dataset", choices=sorted(DATASETS), default="iu_xray")
     ev.add_argument("--average", choices=["micro", "macro", "example"], default="micro")
     ev.add_argument("--uncertain", type=int, choices=[0, 1], default=0, help="what -1 counts as")
     ev.add_argument("--output", help="write every score and setting as JSON here")
@@ -418,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--config", default="iu_xray", help="recipe: iu_xray, mimic_cxr or a JSON file")
     _add_data_arguments(tr)
     tr.add_argument("--graph-model", type=Path, help="pretrained graph stage (cknet pretrain-graph)")
+    tr.add_argument("--init", type=Path, metavar="MODEL_DIR",
+                    help="start from a saved model, e.g. --stage scst --init RUN/best (its config, "
+                         "tokenizer, graph and weights)")
     tr.add_argument("--output", type=Path, help="the run folder")
     tr.add_argument("--resume", type=Path, metavar="RUN_DIR")
     tr.add_argument("--device", default=None)

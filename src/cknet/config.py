@@ -3,9 +3,12 @@
 The defaults follow Section IV.C of the paper (Kang et al., BIBM 2023): a Transformer
 with 3 encoder and 3 decoder layers, 8 heads and hidden size 512; the top gamma = 8
 knowledge vectors of a 512-dimensional knowledge matrix; beam size 3; a DenseNet-121
-visual extractor. The presets `CKNetConfig.iu_xray()` and `CKNetConfig.mimic_cxr()` set
-what differs between the two datasets (views, maximum report length, vocabulary
-threshold).
+visual extractor.
+
+What differs between datasets (views per study, longest report, vocabulary threshold,
+report cleaning) is one entry of `DATASETS`; `CKNetConfig.preset(name)` builds a config
+from it (`CKNetConfig.iu_xray()` and `CKNetConfig.mimic_cxr()` are the two built in).
+Adding a dataset is adding one `DatasetPreset` to that table.
 
 A config round-trips through `to_dict` / `from_dict` and `to_json_file` /
 `from_json_file`; unknown keys and values of the wrong type raise a `ValueError` that
@@ -16,14 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import types
 import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Dataset = Literal["iu_xray", "mimic_cxr"]
-KnowledgeSource = Literal["image", "static", "random", "none", "graph"]
 KnowledgeWeighting = Literal["softmax", "sum"]
 KernelBackend = Literal["auto", "torch", "triton"]
 
@@ -31,12 +33,60 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+@dataclass(frozen=True)
+class DatasetPreset:
+    """What differs between datasets, in one place.
+
+    Attributes:
+        num_views: images per study (IU X-Ray: frontal and lateral).
+        max_length: longest report in tokens, ``<bos>`` and ``<eos>`` included (R2Gen's).
+        vocab_threshold: a word enters the vocabulary if it occurs this often in the
+            training reports (R2Gen's).
+        fold_whitespace: report cleaning also folds newlines, underscores and repeated
+            spaces (R2Gen does for MIMIC-CXR).
+    """
+
+    num_views: int
+    max_length: int
+    vocab_threshold: int
+    fold_whitespace: bool = False
+
+
+DATASETS: dict[str, DatasetPreset] = {
+    "iu_xray": DatasetPreset(num_views=2, max_length=60, vocab_threshold=3),
+    "mimic_cxr": DatasetPreset(num_views=1, max_length=100, vocab_threshold=10, fold_whitespace=True),
+}
+
+
+# The names `CKNetConfig.knowledge_source` accepts: the built-in sources, and those that
+# `cknet.register_knowledge_source` adds.
+KNOWLEDGE_SOURCE_NAMES: set[str] = {"image", "static", "random", "none"}
+
+
+def dataset_preset(name: str) -> DatasetPreset:
+    """The `DATASETS` entry of a dataset.
+
+    Args:
+        name: its key, e.g. ``"iu_xray"``.
+
+    Returns:
+        The preset.
+
+    Raises:
+        ValueError: for a name not in `DATASETS` (the message lists them).
+    """
+    if not isinstance(name, str) or name not in DATASETS:
+        raise ValueError(f"dataset must be one of {sorted(DATASETS)} (cknet.config.DATASETS), got {name!r}")
+    return DATASETS[name]
+
+
 @dataclass
 class CKNetConfig:
     """Hyper-parameters of a CKNet model.
 
     Attributes:
-        dataset: which report cleaning rules apply (``"iu_xray"`` or ``"mimic_cxr"``).
+        dataset: a key of `DATASETS`: which report cleaning rules apply (``"iu_xray"``,
+            ``"mimic_cxr"``).
         vocab_size: size of the output vocabulary, special tokens included; ``0`` means
             "take it from the tokenizer" when the model is built.
         max_length: longest report in tokens, BOS and EOS included (60 for IU X-Ray,
@@ -57,16 +107,17 @@ class CKNetConfig:
         dropout: dropout probability in the Transformer and the projections.
         norm_first: pre-LayerNorm sub-layers (as in the R2Gen code base the paper builds
             on) when true; post-LayerNorm (the original Transformer) when false.
-        knowledge_source: what patches and tokens query. ``"image"``: node embeddings
-            computed per study by the frozen, pretrained `KnowledgeGraphModel` (the
-            default; ``"graph"`` is another name for it); ``"static"``: one matrix for
-            the dataset, the mean node embeddings over the training split (the paper's
-            "shared knowledge matrix" read literally); ``"random"``: a trainable random
-            matrix of the same shape (the paper's +MEN ablation); ``"none"``: no
-            knowledge matrix (the paper's Base ablation).
+        knowledge_source: what patches and tokens query (`cknet.knowledge`). ``"image"``:
+            node embeddings computed per study by the frozen, pretrained
+            `KnowledgeGraphModel` (the default; ``"graph"`` is another name for it);
+            ``"static"``: one matrix for the dataset, the mean node embeddings over the
+            training split (the paper's "shared knowledge matrix" read literally);
+            ``"random"``: a trainable random matrix of the same shape (the paper's +MEN
+            ablation); ``"none"``: no knowledge matrix (the paper's Base ablation); or the
+            ``name`` of your own registered `cknet.KnowledgeSource`.
         graph_backbone: CNN of the knowledge-graph stage (default: ``backbone``).
         d_knowledge: dimension of the knowledge-graph node embeddings (512).
-        top_k: gamma, the number of knowledge vectors each query keeps (8).
+        gamma: γ, the number of knowledge vectors each query keeps (top-γ, eq. 6; 8).
         knowledge_weighting: ``"softmax"`` over the selected scores (as R2GenCMN) or
             ``"sum"`` (equation 6 literally: each score over the sum of the selected).
         kernel: path of the top-k knowledge query: ``"auto"`` (the fused Triton kernel
@@ -84,7 +135,7 @@ class CKNetConfig:
             ``TrainingConfig.lr_text_encoder``); False keeps it frozen.
     """
 
-    dataset: Dataset = "iu_xray"
+    dataset: str = "iu_xray"
     vocab_size: int = 0
     max_length: int = 60
     num_views: int = 2
@@ -100,10 +151,10 @@ class CKNetConfig:
     d_ff: int = 512
     dropout: float = 0.1
     norm_first: bool = True
-    knowledge_source: KnowledgeSource = "image"
+    knowledge_source: str = "image"
     graph_backbone: str | None = None
     d_knowledge: int = 512
-    top_k: int = 8
+    gamma: int = 8
     knowledge_weighting: KnowledgeWeighting = "softmax"
     kernel: KernelBackend = "auto"
     num_gcn_layers: int = 2
@@ -127,14 +178,40 @@ class CKNetConfig:
         return self.text_encoder != "embedding"
 
     @classmethod
+    def preset(cls, dataset: str, **overrides: Any) -> CKNetConfig:
+        """The paper's architecture with a dataset's settings from `DATASETS`.
+
+        Args:
+            dataset: a key of `DATASETS`.
+            **overrides: fields to set, e.g. ``d_model=256``.
+
+        Returns:
+            The config.
+
+        Raises:
+            ValueError: for an unknown dataset or an invalid field.
+        """
+        preset = dataset_preset(dataset)
+        return cls(**{"dataset": dataset, "num_views": preset.num_views, "max_length": preset.max_length,
+                      **overrides})
+
+    @classmethod
     def iu_xray(cls, **overrides: Any) -> CKNetConfig:
-        """The paper's IU X-Ray setting: two views, reports of at most 60 tokens."""
-        return cls(**{"dataset": "iu_xray", "num_views": 2, "max_length": 60, **overrides})
+        """The paper's IU X-Ray setting: two views, reports of at most 60 tokens.
+
+        Args:
+            **overrides: fields to set.
+        """
+        return cls.preset("iu_xray", **overrides)
 
     @classmethod
     def mimic_cxr(cls, **overrides: Any) -> CKNetConfig:
-        """The paper's MIMIC-CXR setting: one view, reports of at most 100 tokens."""
-        return cls(**{"dataset": "mimic_cxr", "num_views": 1, "max_length": 100, **overrides})
+        """The paper's MIMIC-CXR setting: one view, reports of at most 100 tokens.
+
+        Args:
+            **overrides: fields to set.
+        """
+        return cls.preset("mimic_cxr", **overrides)
 
     # --------------------------------------------------------------- validation
     def validate(self) -> None:
@@ -145,8 +222,9 @@ class CKNetConfig:
                 of range.
         """
         check_field_types(self)
+        dataset_preset(self.dataset)
         positive = ["max_length", "num_views", "image_size", "d_model", "num_heads", "d_ff",
-                    "num_decoder_layers", "d_knowledge", "top_k", "num_beams"]
+                    "num_decoder_layers", "d_knowledge", "gamma", "num_beams"]
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"CKNetConfig.{name} must be positive, got {getattr(self, name)}")
@@ -175,6 +253,15 @@ class CKNetConfig:
                 "CKNetConfig.train_text_encoder applies to a pretrained text_encoder; the "
                 "'embedding' text encoder is always trained"
             )
+        if self.knowledge_source not in KNOWLEDGE_SOURCE_NAMES:
+            raise ValueError(
+                f"CKNetConfig.knowledge_source {self.knowledge_source!r} is not a built-in source and not "
+                f"registered: use one of {sorted(KNOWLEDGE_SOURCE_NAMES)}, or import the code that defines "
+                f"your own and call cknet.register_knowledge_source on its class"
+            )
+        if not all(math.isfinite(v) for v in (*self.image_mean, *self.image_std)):
+            raise ValueError(f"CKNetConfig.image_mean and image_std must be finite, got {self.image_mean} "
+                             f"and {self.image_std}")
         if any(s <= 0 for s in self.image_std):
             raise ValueError(f"CKNetConfig.image_std must be positive, got {self.image_std}")
 
@@ -251,10 +338,12 @@ class CKNetConfig:
             ValueError: if the file is not valid JSON or holds an invalid config; the
                 message names the file.
         """
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        with open(path, "rb") as fh:
+            raw = fh.read()
         try:
-            return cls.from_json(text)
+            return cls.from_json(raw.decode("utf-8"))
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{os.fspath(path)} is not UTF-8 text: {err}") from None
         except json.JSONDecodeError as err:
             raise ValueError(f"{os.fspath(path)} is not valid JSON: {err}") from None
         except ValueError as err:

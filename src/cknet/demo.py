@@ -50,7 +50,7 @@ class DemoSettings:
         d_knowledge: size of the knowledge vectors (node embeddings).
         layers: encoder and decoder layers (each).
         num_heads: attention and knowledge-query heads.
-        top_k: gamma, the knowledge vectors each query keeps.
+        gamma: γ, the knowledge vectors each query keeps.
         lr: Adam learning rate of CKNet.
         final_lr_factor: the learning rate decays per epoch to this fraction of ``lr``.
     """
@@ -65,7 +65,7 @@ class DemoSettings:
     d_knowledge: int = 64
     layers: int = 2
     num_heads: int = 4
-    top_k: int = 8
+    gamma: int = 8
     lr: float = 1e-3
     final_lr_factor: float = 0.1
 
@@ -122,8 +122,8 @@ def run_demo(
         output_dir: where the model, the picture, the training run and
             ``cknet-demo.json`` go. A folder written by an earlier demo is replaced; any
             other non-empty folder is refused.
-        quick: the small settings (`QUICK`, under 2 minutes on 2 CPU cores) instead of
-            `FULL` (under 10 minutes).
+        quick: the small settings (`QUICK`: smaller images, fewer studies and epochs)
+            instead of `FULL` (see ``docs/demo.md`` for the times measured).
         seed: seeds the rendered studies and the training.
         device: default CUDA when available.
         progress: print the stages and show progress bars.
@@ -132,13 +132,15 @@ def run_demo(
     Raises:
         FileExistsError: if ``output_dir`` is a non-empty folder that no demo wrote.
     """
-    from cknet import CKNet, CKNetConfig, ReportTokenizer
+    from cknet.config import CKNetConfig
     from cknet.data.synthetic import FINDINGS, SyntheticDataset, SyntheticReports, synthetic_graph
+    from cknet.evaluation import score_reports
     from cknet.io import write_text_atomic
-    from cknet.metrics import ce_scores, nlg_scores
+    from cknet.model import CKNet
     from cknet.modules.graph_model import KnowledgeGraphModel
+    from cknet.tokenizers import ReportTokenizer
     from cknet.training import GraphPretrainer, Trainer, TrainingConfig
-    from cknet.training.trainer import seed_everything
+    from cknet.training.seeding import seed_everything
 
     settings = settings or (QUICK if quick else FULL)
     out = _prepare_output(Path(output_dir))
@@ -152,7 +154,7 @@ def run_demo(
         backbone="resnet18", graph_backbone="resnet18", image_size=settings.image_size, num_views=1,
         d_model=settings.d_model, d_ff=2 * settings.d_model, num_heads=settings.num_heads,
         num_encoder_layers=settings.layers, num_decoder_layers=settings.layers,
-        d_knowledge=settings.d_knowledge, top_k=settings.top_k, dropout=0.0, knowledge_source="image",
+        d_knowledge=settings.d_knowledge, gamma=settings.gamma, dropout=0.0, knowledge_source="image",
     )
     # Drawn once, kept: the graph stage reads them every epoch, the feature cache once more.
     train = SyntheticDataset(settings.train_studies, config, seed=3 * seed, keep_rendered=True)
@@ -183,7 +185,7 @@ def run_demo(
         max_eval_studies=50, patience=settings.epochs, select_by="loss",
     )
     say(f"[3/4] CKNet: d_model {settings.d_model}, {settings.layers}+{settings.layers} layers, top-"
-        f"{settings.top_k} knowledge query, {settings.epochs} epochs on cached features")
+        f"{settings.gamma} knowledge query, {settings.epochs} epochs on cached features")
     start = time.perf_counter()
     trainer = Trainer(model, recipe, train, val, out / "run", device=device, progress=progress)
     trainer.fit()
@@ -197,22 +199,24 @@ def run_demo(
     generated = best.generate(images, num_beams=3, batch_size=64, progress=progress)
     blank_images = torch.stack([blank[i]["images"] for i in range(len(blank))])
     generated_blank = best.generate(blank_images, num_beams=3, batch_size=64, progress=progress)
-    truth = test.label_matrix()
-    ce = ce_scores(truth, SyntheticReports.read(generated), observations=FINDINGS)
-    ce_blank = ce_scores(truth, SyntheticReports.read(generated_blank), observations=FINDINGS)
-    nlg = nlg_scores(references, generated, dataset=config.dataset, max_length=config.max_length)
+    scored = score_reports(references, generated, config.dataset, config.max_length,
+                           labeler=SyntheticReports.read, observations=FINDINGS)
+    scored_blank = score_reports(references, generated_blank, config.dataset, config.max_length, full=False,
+                                 labeler=SyntheticReports.read, observations=FINDINGS)
+    ce, ce_blank, nlg = scored.ce, scored_blank.ce, scored.nlg
     seconds["evaluation"] = time.perf_counter() - start
 
     best.save_pretrained(out / "model", training_info={
         "training data": f"{len(train)} synthetic studies (cknet.data.synthetic, seed {3 * seed})",
-        "metrics": {"test CE micro F1": ce["f1"], "blank-image CE micro F1": ce_blank["f1"],
-                    **{name: value for name, value in nlg.scores.items() if value is not None}},
+        "metrics": {"test CE micro F1": ce["scores"]["f1"],
+                    "blank-image CE micro F1": ce_blank["scores"]["f1"],
+                    **{name: value for name, value in nlg["scores"].items() if value is not None}},
         "evaluation": f"{len(test)} held-out synthetic studies, beam 3",
     })
     figure = out / "study.png"
     nodes = draw_study(best, test[0]["images"], generated[0], references[0], figure)
     seconds["total"] = time.perf_counter() - clock
-    result = DemoResult(ce.to_dict(), ce_blank.to_dict(), nlg.to_dict(), graph_auc,
+    result = DemoResult(ce, ce_blank, nlg, graph_auc,
                         list(zip(references, generated))[:4], out / "model", figure, nodes, seconds)
     summary = {**dataclasses.asdict(result), "model_dir": str(result.model_dir),
                "figure": str(figure), "settings": dataclasses.asdict(settings), "seed": seed,
@@ -272,7 +276,7 @@ def format_result(result: DemoResult, width: int = 100) -> str:
     return "\n".join(lines)
 
 
-def draw_study(model: Any, images: torch.Tensor, generated: str, reference: str, path: Path,
+def draw_study(model: Any, images: torch.Tensor, generated: str, reference: str, path: str | Path,
                top: int = 5) -> dict[str, list[tuple[str, float]]]:
     """Save a picture of one study: its views, the generated and the reference report,
     and the knowledge nodes its image patches and report tokens drew on most.
@@ -292,8 +296,11 @@ def draw_study(model: Any, images: torch.Tensor, generated: str, reference: str,
     """
     from PIL import Image, ImageDraw, ImageFont
 
+    from cknet.explain import knowledge_attention
+
+    path = Path(path)
     input_ids, _ = model.tokenizer.encode_batch([generated])
-    patch_weights, token_weights = model.knowledge_attention(images[None], input_ids)
+    patch_weights, token_weights = knowledge_attention(model, images[None], input_ids)
     names = ["(global node)", *model.graph.nodes]
 
     def ranked(weights: torch.Tensor) -> list[tuple[str, float]]:
@@ -301,9 +308,10 @@ def draw_study(model: Any, images: torch.Tensor, generated: str, reference: str,
         return [(names[j], float(mean[j])) for j in mean.argsort(descending=True)[:top].tolist()]
 
     nodes = {"patches": ranked(patch_weights), "tokens": ranked(token_weights)}
-    if model.graph_model is not None:
+    graph_model = getattr(model.knowledge, "graph_model", None)
+    if graph_model is not None:
         with torch.no_grad():
-            probability = model.graph_model(images[None].to(model.device)).logits[0].sigmoid()
+            probability = graph_model(images[None].to(model.device)).logits[0].sigmoid()
         nodes["detected"] = [(model.graph.nodes[j], float(probability[j]))
                              for j in probability.argsort(descending=True)[:top].tolist()]
 

@@ -361,13 +361,17 @@ class KnowledgeGraph:
             "edges": [list(e) for e in self.edges],
         }
 
+    def to_json_string(self) -> str:
+        """The graph as indented JSON text (what `to_json` writes)."""
+        return json.dumps(self.to_dict(), indent=1) + "\n"
+
     def to_json(self, path: str | os.PathLike[str]) -> None:
         """Write the graph as JSON (atomically).
 
         Args:
             path: the JSON file to write.
         """
-        write_text_atomic(path, json.dumps(self.to_dict(), indent=1) + "\n")
+        write_text_atomic(path, self.to_json_string())
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, KnowledgeGraph):

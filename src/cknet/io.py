@@ -1,10 +1,17 @@
-"""Safe persistence helpers: atomic writes and strict, readable state-dict checks."""
+"""Safe file helpers: atomic writes with the umask's modes, weights in safetensors with
+strict, readable checks, and Hugging Face loading that says what to do offline.
+
+An atomic write goes to ``.NAME.PID.RANDOM.tmp`` beside the target and is renamed into
+place, so a reader or a kill never sees half a file; the temporary files of killed
+writers (whose process is gone) are removed by the next write of the same file.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
-import tempfile
+import re
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,44 +20,187 @@ import torch
 from torch import nn
 
 
-def write_atomic(path: Path, write: Callable[[str], object]) -> None:
-    """Call ``write(tmp_path)`` and rename the result to ``path`` atomically."""
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine.
+
+    Args:
+        pid: the process id.
+    """
+    if pid == os.getpid():
+        return True
     try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    write_atomic(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8", newline=""))
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
-def write_dir_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    """Call ``write(tmp_dir)`` on a fresh folder beside ``path``, then put it in place of
-    ``path``: a reader sees the old folder or the complete new one, never a mix."""
+def set_default_mode(path: Path, directory: bool = False) -> None:
+    """Give a file (0o666) or folder (0o777) the mode the umask allows, as ``open`` and
+    ``mkdir`` would (temporary files are created private).
+
+    Args:
+        path: the file or folder.
+        directory: whether it is a folder.
+    """
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
+def temporary_path(path: Path, suffix: str = "tmp") -> Path:
+    """A fresh name beside ``path`` for a temporary file or folder of this process.
+
+    Args:
+        path: the final path.
+        suffix: ``"tmp"`` or ``"old"``.
+    """
+    return path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.{suffix}"
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Delete the temporary files and folders that killed writers of ``path`` left
+    beside it (``.NAME.PID.*.tmp`` or ``.old`` whose process is gone).
+
+    Args:
+        path: the file or folder being written.
+    """
+    import shutil
+
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.[0-9a-f]+\.(?:tmp|old)$")
+    with contextlib.suppress(OSError):
+        for entry in path.parent.iterdir():
+            match = pattern.match(entry.name)
+            if match and not process_alive(int(match.group(1))):
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        entry.unlink()
+
+
+def write_atomic(path: str | os.PathLike[str], write: Callable[[str], object]) -> None:
+    """Call ``write(tmp_path)`` and rename the result to ``path`` atomically.
+
+    Args:
+        path: the final file.
+        write: writes the file at the given path.
+    """
     path = Path(path)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    old = None
+    remove_stale_temporaries(path)
+    tmp = temporary_path(path)
     try:
-        write(tmp)
-        if path.exists():
-            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
-            os.replace(path, old / path.name)
+        write(os.fspath(tmp))
+        set_default_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and (old / path.name).exists() and not path.exists():
-            os.replace(old / path.name, path)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
         raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically.
+
+    Args:
+        path: the file.
+        text: its content.
+    """
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8", newline=""))
+
+
+def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Write a state dict as safetensors (on the CPU, contiguous).
+
+    Args:
+        state: the tensors by name.
+        path: the ``.safetensors`` file.
+    """
+    from safetensors.torch import save_file
+
+    tensors = {name: tensor.detach().contiguous().cpu() for name, tensor in state.items()}
+    write_atomic(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+
+
+def load_weights(path: Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Read a safetensors file and check that every float tensor is finite.
+
+    Args:
+        path: the file.
+        map_location: the device to load to.
+
+    Returns:
+        The tensors by name.
+
+    Raises:
+        ValueError: naming the file when it is not readable safetensors, or the tensors
+            holding NaN or infinite values.
+    """
+    from safetensors.torch import load_file
+
+    device = torch.device(map_location)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"map_location is {device} but CUDA is not available on this machine; use 'cpu'")
+    try:
+        state = load_file(path, device=str(device))
+    except Exception as err:
+        raise ValueError(f"{path} is not a readable safetensors file: {err}") from None
+    check_finite_state(state, path)
+    return state
+
+
+def check_finite_state(state: dict[str, torch.Tensor], source: Any) -> None:
+    """Raise unless every floating-point tensor of a state dict is finite.
+
+    Args:
+        state: the tensors by name.
+        source: where they were read from, for the message.
+
+    Raises:
+        ValueError: naming the first tensors holding NaN or infinite values.
+    """
+    bad = [name for name, tensor in state.items()
+           if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if bad:
+        raise ValueError(f"{source} holds NaN or infinite values in {len(bad)} tensor(s): "
+                         f"{', '.join(bad[:5])}")
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    """Load a state dict strictly, after checking names, shapes and dtypes.
+
+    Args:
+        model: the module.
+        state: the tensors by name.
+        source: where they were read from, for messages.
+
+    Raises:
+        ValueError: listing missing, unexpected, mis-shaped and mis-typed tensors.
+    """
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    common = sorted(set(state) & set(expected))
+    mismatched = [f"{k}: saved {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+                  for k in common if state[k].shape != expected[k].shape]
+    kinds = [f"{k}: saved {state[k].dtype} vs model {expected[k].dtype}" for k in common
+             if state[k].is_floating_point() != expected[k].is_floating_point()]
+    problems = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched),
+                         ("dtype mismatch", kinds)):
+        if items:
+            more = " ..." if len(items) > 5 else ""
+            problems.append(f"{label} ({len(items)}): {'; '.join(items[:5])}{more}")
+    if problems:
+        raise ValueError(f"the weights in {source} do not fit the model described by its config: "
+                         + " | ".join(problems))
+    model.load_state_dict(state, strict=True)
 
 
 def load_hf_pretrained(loader: Any, name_or_path: str | os.PathLike[str], what: str, **kwargs: Any) -> Any:
@@ -82,26 +232,3 @@ def load_hf_pretrained(loader: Any, name_or_path: str | os.PathLike[str], what: 
             f"DIR`, or `AutoModel.from_pretrained(...).save_pretrained(DIR)` together with its "
             f"tokenizer), copy DIR here and pass its path instead of the hub id."
         ) from err
-
-
-def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
-    """Raise a `ValueError` listing missing, unexpected and mis-shaped tensors of ``state``
-    (read from ``source``) with respect to ``model``."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = [
-        f"{k}: saved {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in sorted(set(state) & set(expected)) if state[k].shape != expected[k].shape
-    ]
-    if missing or unexpected or mismatched:
-        parts = []
-        for label, items in (("missing", missing), ("unexpected", unexpected),
-                             ("shape mismatch", mismatched)):
-            if items:
-                parts.append(f"{label} ({len(items)}): {'; '.join(items[:5])}"
-                             f"{' ...' if len(items) > 5 else ''}")
-        raise ValueError(
-            f"the weights in {source} do not fit the model described by its config: "
-            + " | ".join(parts)
-        )

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cknet.tokenizer import DEFAULT_MAX_LENGTHS, clean_report
+from cknet.config import dataset_preset
+from cknet.tokenizers.base import clean_report
 
 NLG_METRICS = ("BLEU_1", "BLEU_2", "BLEU_3", "BLEU_4", "METEOR", "ROUGE_L", "CIDEr")
 
@@ -159,7 +160,7 @@ def bleu_4(
         Corpus BLEU-4 (pycocoevalcap)."""
     from pycocoevalcap.bleu.bleu import Bleu
 
-    limit = DEFAULT_MAX_LENGTHS[dataset] if max_length is None else int(max_length)
+    limit = dataset_preset(dataset).max_length if max_length is None else int(max_length)
     gts = {i: [" ".join(clean_report(r, dataset).split()[: limit - 2])] for i, r in enumerate(references)}
     res = {i: [_one_line(clean_report(p, dataset))] for i, p in enumerate(predictions)}
     return float(Bleu(4).compute_score(gts, res, verbose=0)[0][3])
@@ -203,7 +204,7 @@ def nlg_scores(
         raise ValueError("no reports to score")
     settings = {"references": reference_form}
     if reference_form == "cleaned":
-        limit = DEFAULT_MAX_LENGTHS[dataset] if max_length is None else int(max_length)
+        limit = dataset_preset(dataset).max_length if max_length is None else int(max_length)
         settings.update(dataset=dataset, max_length=str(limit))
         references = [" ".join(clean_report(r, dataset).split()[: limit - 2]) for r in references]
         predictions = [clean_report(p, dataset) for p in predictions]

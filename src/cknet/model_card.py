@@ -43,7 +43,7 @@ def model_card(config: Mapping[str, Any], graph_name: str, graph_nodes: int, voc
         f"- visual backbone: `{config['backbone']}`; Transformer {config['num_encoder_layers']} + "
         f"{config['num_decoder_layers']} layers, d_model {config['d_model']}, {config['num_heads']} heads",
         f"- knowledge: `{config['knowledge_source']}` source over the `{graph_name}` graph "
-        f"({graph_nodes} nodes + a global node), top-{config['top_k']} "
+        f"({graph_nodes} nodes + a global node), top-{config['gamma']} (γ) "
         f"`{config['knowledge_weighting']}` query",
         f"- text features: {_text_features(config)}",
         f"- vocabulary: {vocab_size} tokens", "",

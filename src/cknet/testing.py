@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from cknet.tokenizer import clean_report
+from cknet.tokenizers import clean_report
 
 BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 

@@ -5,10 +5,9 @@ The layout of R2Gen, R2GenCMN and the CKNet release: ``{"train": [...], "val": [
 the paths relative to an image root. IU X-Ray studies have two views (frontal, lateral),
 encoded by one shared backbone; MIMIC-CXR studies use their first view.
 
-Transforms follow the R2Gen recipe scaled to the model's image size S: for training,
-resize the shorter side to S * 256 / 224 and take a random S x S crop; for evaluation,
-resize to S x S. No horizontal flip unless asked for (left and right matter in a chest
-radiograph). Both normalise with the config's mean and std.
+Studies are read with `cknet.data.transforms`: the training transform (random crops)
+or the evaluation one. `read_annotation` is the one reader of the file, for the
+datasets, the tokenizer and the command line.
 """
 
 from __future__ import annotations
@@ -21,39 +20,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from cknet.config import CKNetConfig
-from cknet.data.images import evaluation_transform, load_image
-
-
-def training_transform(image: torch.Tensor, config: CKNetConfig, flip: bool = False) -> torch.Tensor:
-    """Resize the shorter side to ``S * 256 / 224``, random ``S x S`` crop, normalise.
-
-    Args:
-        image: ``(3, H, W)`` in [0, 1].
-        config: the image size S and normalisation.
-        flip: also flip horizontally with probability 1/2 (off by default).
-
-    Returns:
-        ``(3, S, S)`` float32.
-    """
-    size = config.image_size
-    short = round(size * 256 / 224)
-    height, width = image.shape[1:]
-    scale = short / min(height, width)
-    new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
-    resized = F.interpolate(image[None], size=(new_h, new_w), mode="bilinear",
-                            align_corners=False, antialias=True)[0]
-    top = int(torch.randint(0, new_h - size + 1, ()))
-    left = int(torch.randint(0, new_w - size + 1, ()))
-    crop = resized[:, top:top + size, left:left + size]
-    if flip and bool(torch.rand(()) < 0.5):
-        crop = crop.flip(-1)
-    mean = torch.tensor(config.image_mean, dtype=torch.float32)[:, None, None]
-    std = torch.tensor(config.image_std, dtype=torch.float32)[:, None, None]
-    return (crop - mean) / std
+from cknet.data.images import load_image
+from cknet.data.transforms import evaluation_transform, training_transform
 
 
 def read_annotation(path: str | os.PathLike[str]) -> dict[str, list[dict[str, Any]]]:
@@ -159,6 +130,14 @@ class AnnotationDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def reports(self) -> list[str]:
+        """The studies' reports, in order (without reading images)."""
+        return [e["report"] for e in self.entries]
+
+    def study_ids(self) -> list[str]:
+        """The studies' ids, in order."""
+        return [e["id"] for e in self.entries]
 
     def label_matrix(self) -> np.ndarray:
         """``(len(self), N)`` labels of the studies, in order (without reading images).

@@ -9,9 +9,8 @@ or a tensor) as a float ``(3, H, W)`` tensor in [0, 1]:
   radiograph stored in 16 bits is not clipped (``Image.convert("RGB")`` would clip it);
 - grey levels are repeated over three channels; an alpha channel is dropped.
 
-`evaluation_transform` resizes to ``(image_size, image_size)`` (bilinear, antialiased)
-and normalises with the config's mean and std, the transform the model was trained
-with. `prepare_images` turns a list of studies into the ``(B, V, 3, S, S)`` batch.
+`prepare_images` turns a list of studies into the ``(B, V, 3, S, S)`` batch with the
+evaluation transform (`cknet.data.transforms`).
 """
 
 from __future__ import annotations
@@ -23,9 +22,9 @@ from typing import Any, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from cknet.config import CKNetConfig
+from cknet.data.transforms import evaluation_transform
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm")
 ImageLike = Union[str, os.PathLike, "PIL.Image.Image", np.ndarray, torch.Tensor]  # noqa: F821
@@ -145,25 +144,6 @@ def load_image(source: ImageLike) -> torch.Tensor:
         f"cannot read an image from {type(source).__name__}; expected a path, a PIL image, "
         f"a numpy array or a tensor"
     )
-
-
-def evaluation_transform(image: torch.Tensor, config: CKNetConfig) -> torch.Tensor:
-    """Resize an image to the model's size and normalise it.
-
-    Args:
-        image: ``(3, H, W)`` in [0, 1].
-        config: the image size and normalisation.
-
-    Returns:
-        ``(3, image_size, image_size)`` float32.
-    """
-    size = config.image_size
-    resized = F.interpolate(
-        image.unsqueeze(0), size=(size, size), mode="bilinear", align_corners=False, antialias=True
-    )[0]
-    mean = torch.tensor(config.image_mean, dtype=torch.float32)[:, None, None]
-    std = torch.tensor(config.image_std, dtype=torch.float32)[:, None, None]
-    return (resized - mean) / std
 
 
 def _study_views(study: Any) -> list[Any]:

@@ -20,13 +20,15 @@ import torch
 from torch import nn
 
 from cknet.graph import KnowledgeGraph
-from cknet.io import check_state_dict, write_atomic, write_text_atomic
+from cknet.hub import read_folder, save_folder
+from cknet.io import load_state, load_weights, save_weights
 from cknet.modules.graph_encoder import GraphEncoding, KnowledgeGraphEncoder
 from cknet.modules.visual import Backbone
 
 CONFIG_FILE = "graph_model.json"
 WEIGHTS_FILE = "graph_model.safetensors"
 GRAPH_FILE = "graph.json"
+HISTORY_FILE = "history.json"
 
 
 class KnowledgeGraphModel(nn.Module):
@@ -92,32 +94,32 @@ class KnowledgeGraphModel(nn.Module):
         self.static_knowledge.copy_(matrix.detach())
         self.has_static_knowledge = True
 
-    def save_pretrained(self, directory: str | os.PathLike[str], overwrite: bool = False) -> None:
-        """Write ``graph_model.json``, ``graph_model.safetensors`` and ``graph.json``
-        (each atomically).
+    def save_pretrained(self, directory: str | os.PathLike[str], overwrite: bool = False,
+                        history: dict[str, Any] | None = None) -> None:
+        """Save as one folder (kind ``"graph_model"``, written whole by `cknet.hub`):
+        ``graph_model.json``, ``graph_model.safetensors``, ``graph.json`` and, when
+        given, ``history.json``.
 
         Args:
             directory: the folder to write (created if needed).
-            overwrite: replace a graph model already saved there.
+            overwrite: replace a graph model saved there.
+            history: how it was trained (epochs, validation AUCs), kept in ``history.json``.
 
         Raises:
-            FileExistsError: if the directory already holds a graph model and
-                ``overwrite`` is False.
+            FileExistsError: if the folder holds a graph model and ``overwrite`` is False,
+                or holds anything else.
         """
-        from safetensors.torch import save_file
-
-        folder = Path(directory)
-        if (folder / WEIGHTS_FILE).exists() and not overwrite:
-            raise FileExistsError(
-                f"{folder} already holds a graph model; pass overwrite=True to replace it"
-            )
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         config = {"type": "KnowledgeGraphModel", **self.settings,
                   "has_static_knowledge": self.has_static_knowledge}
-        write_atomic(folder / WEIGHTS_FILE, lambda p: save_file(state, p, metadata={"format": "pt"}))
-        write_atomic(folder / GRAPH_FILE, self.graph.to_json)
-        write_text_atomic(folder / CONFIG_FILE, json.dumps(config, indent=1) + "\n")
+
+        def write(folder: Path) -> None:
+            save_weights(self.state_dict(), folder / WEIGHTS_FILE)
+            (folder / GRAPH_FILE).write_text(self.graph.to_json_string(), encoding="utf-8")
+            (folder / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+            if history is not None:
+                (folder / HISTORY_FILE).write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
+
+        save_folder(directory, "graph_model", write, overwrite)
 
     @classmethod
     def from_pretrained(
@@ -133,24 +135,37 @@ class KnowledgeGraphModel(nn.Module):
             The graph model.
 
         Raises:
-            FileNotFoundError: if a file is missing.
-            ValueError: if the files do not describe a graph model or do not fit together.
+            FileNotFoundError: for a missing folder or file.
+            ValueError: if the files do not describe a graph model or do not fit
+                together (the message names the file).
         """
-        from safetensors.torch import load_file
-
         folder = Path(directory)
-        missing = [n for n in (CONFIG_FILE, WEIGHTS_FILE, GRAPH_FILE) if not (folder / n).is_file()]
-        if missing:
-            raise FileNotFoundError(
-                f"{folder} is not a saved KnowledgeGraphModel: missing {', '.join(missing)}"
-            )
-        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-        if config.pop("type", None) != "KnowledgeGraphModel":
-            raise ValueError(f"{folder / CONFIG_FILE} does not describe a KnowledgeGraphModel")
-        has_static = bool(config.pop("has_static_knowledge", False))
+        if not folder.is_dir():
+            raise FileNotFoundError(f"no such graph-model folder: {folder}")
+        return read_folder(folder, "graph_model", lambda f: _read(cls, f, map_location))
+
+
+def _read(cls: type[KnowledgeGraphModel], folder: Path,
+          map_location: str | torch.device) -> KnowledgeGraphModel:
+    missing = [n for n in (CONFIG_FILE, WEIGHTS_FILE, GRAPH_FILE) if not (folder / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder} is not a saved KnowledgeGraphModel: missing {', '.join(missing)}")
+    path = folder / CONFIG_FILE
+    try:
+        config = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not a graph-model config: {err}") from None
+    if not isinstance(config, dict) or config.pop("type", None) != "KnowledgeGraphModel":
+        raise ValueError(f"{path} does not describe a KnowledgeGraphModel")
+    has_static = bool(config.pop("has_static_knowledge", False))
+    known = {"backbone", "d_knowledge", "num_gcn_layers"}
+    if set(config) != known:
+        raise ValueError(f"{path} must hold {sorted(known)} (and 'type', 'has_static_knowledge'), "
+                         f"got {sorted(config)}")
+    try:
         model = cls(KnowledgeGraph.from_json(folder / GRAPH_FILE), **config)
-        state = load_file(folder / WEIGHTS_FILE, device=str(map_location))
-        check_state_dict(model, state, folder / WEIGHTS_FILE)
-        model.load_state_dict(state, strict=True)
-        model.has_static_knowledge = has_static
-        return model.to(map_location)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: {err}") from None
+    load_state(model, load_weights(folder / WEIGHTS_FILE, map_location), folder / WEIGHTS_FILE)
+    model.has_static_knowledge = has_static
+    return model.to(map_location)

@@ -11,7 +11,7 @@ weights, which is what ties the two modalities together. For an input row v:
     r = sum_{j in top-gamma} w_j g'_j              (8)  heads concatenated
     k = FCN(Concat(v, r))                          (9)
 
-Equations (5), (6) and (8) run in `cknet.kernels.knowledge_query`.
+Equations (5), (6) and (8) run in `cknet.kernels.knowledge_query` (PyTorch or Triton).
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from cknet.kernels import knowledge_query
-from cknet.kernels.topk_query import BACKENDS, WEIGHTINGS, knowledge_weights
+from cknet.kernels import BACKENDS, WEIGHTINGS, knowledge_query, knowledge_weights
 
 
 class KnowledgeProjection(NamedTuple):
@@ -36,6 +35,20 @@ class KnowledgeProjection(NamedTuple):
     keys: torch.Tensor
     values: torch.Tensor
 
+    def select(self, rows: torch.Tensor) -> KnowledgeProjection:
+        """Rows of a per-study projection (e.g. each study once per beam); a shared one
+        is returned as is.
+
+        Args:
+            rows: ``(R,)`` batch rows.
+
+        Returns:
+            The projection of the R rows.
+        """
+        if self.keys.dim() == 3:
+            return self
+        return KnowledgeProjection(self.keys.index_select(0, rows), self.values.index_select(0, rows))
+
 
 class CrossModalKnowledgeMatrix(nn.Module):
     """Top-gamma multi-head query of a knowledge matrix, fused into the input features.
@@ -44,7 +57,7 @@ class CrossModalKnowledgeMatrix(nn.Module):
         d_model: size of the input features v and of the output k.
         d_knowledge: size of the knowledge vectors g.
         num_heads: heads of the query; ``d_model`` must be divisible by it.
-        top_k: gamma, the number of knowledge vectors kept per query and head.
+        gamma: γ, the number of knowledge vectors kept per query and head (top-γ, eq. 6).
         weighting: ``"softmax"`` (over the selected scores, as R2GenCMN) or ``"sum"``
             (equation 6 literally: each selected score over their sum).
         backend: ``"auto"``, ``"torch"`` or ``"triton"``: the path of
@@ -61,7 +74,7 @@ class CrossModalKnowledgeMatrix(nn.Module):
         d_model: int = 512,
         d_knowledge: int = 512,
         num_heads: int = 8,
-        top_k: int = 8,
+        gamma: int = 8,
         weighting: str = "softmax",
         backend: str = "auto",
     ) -> None:
@@ -70,12 +83,12 @@ class CrossModalKnowledgeMatrix(nn.Module):
             raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
         if weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be 'softmax' or 'sum', got {weighting!r}")
-        if top_k < 1:
-            raise ValueError(f"top_k must be at least 1, got {top_k}")
+        if gamma < 1:
+            raise ValueError(f"gamma must be at least 1, got {gamma}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.num_heads = num_heads
-        self.top_k = top_k
+        self.gamma = gamma
         self.weighting = weighting
         self.backend = backend
         self.query_proj = nn.Linear(d_model, d_model, bias=False)  # W_q, eq. (4)
@@ -99,8 +112,8 @@ class CrossModalKnowledgeMatrix(nn.Module):
                 f"got {tuple(knowledge.shape)}"
             )
         return KnowledgeProjection(
-            self._split_heads(self.key_proj(knowledge)),
-            self._split_heads(self.value_proj(knowledge)),
+            self._split_heads(self.key_proj(knowledge)),  # k_j = g_j W_k, eq. (4)
+            self._split_heads(self.value_proj(knowledge)),  # g'_j = g_j W_g, eq. (7)
         )
 
     def forward(
@@ -110,12 +123,12 @@ class CrossModalKnowledgeMatrix(nn.Module):
             raise ValueError(f"features must have shape (B, L, d_model), got {tuple(features.shape)}")
         if not isinstance(knowledge, KnowledgeProjection):
             knowledge = self.project_knowledge(knowledge)
-        queries = self._split_heads(self.query_proj(features))  # (B, H, L, d_head)
+        queries = self._split_heads(self.query_proj(features))  # q = v W_q, eq. (4); (B, H, L, d_head)
         preserved = knowledge_query(
-            queries, knowledge.keys, knowledge.values, self.top_k, self.weighting, self.backend
-        )  # (B, H, L, d_head)
-        preserved = preserved.transpose(1, 2).flatten(2)  # (B, L, d_model)
-        return self.fuse(torch.cat([features, preserved], dim=-1))
+            queries, knowledge.keys, knowledge.values, self.gamma, self.weighting, self.backend
+        )  # r per head, eqs. (5), (6), (8); (B, H, L, d_head)
+        preserved = preserved.transpose(1, 2).flatten(2)  # heads concatenated, (B, L, d_model)
+        return self.fuse(torch.cat([features, preserved], dim=-1))  # k = FCN(Concat(v, r)), eq. (9)
 
     def attention(
         self, features: torch.Tensor, knowledge: torch.Tensor | KnowledgeProjection
@@ -132,5 +145,5 @@ class CrossModalKnowledgeMatrix(nn.Module):
         """
         if not isinstance(knowledge, KnowledgeProjection):
             knowledge = self.project_knowledge(knowledge)
-        queries = self._split_heads(self.query_proj(features))
-        return knowledge_weights(queries, knowledge.keys, self.top_k, self.weighting)
+        queries = self._split_heads(self.query_proj(features))  # eq. (4)
+        return knowledge_weights(queries, knowledge.keys, self.gamma, self.weighting)  # eqs. (5), (6)

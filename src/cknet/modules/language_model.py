@@ -141,6 +141,15 @@ class PretrainedTextEncoder(nn.Module):
         config = _causal_config(AutoConfig.from_pretrained(Path(directory), local_files_only=True))
         return cls(AutoModel.from_config(config), d_model, dropout, trainable)
 
+    def save_config(self, directory: str | os.PathLike[str]) -> None:
+        """Write the language model's architecture (``config.json``) into a folder, so that
+        `from_config` rebuilds it offline.
+
+        Args:
+            directory: the folder (created if needed).
+        """
+        self.language_model.config.save_pretrained(Path(directory))
+
     def train(self, mode: bool = True) -> PretrainedTextEncoder:
         """Set training mode; a frozen language model stays in evaluation mode.
 

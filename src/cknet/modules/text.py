@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from cknet.modules.transformer import sinusoidal_positions
+from cknet.modules.attention import sinusoidal_positions
 
 
 class TokenEmbedding(nn.Module):

@@ -11,25 +11,12 @@ from __future__ import annotations
 
 import os
 import urllib.error
-from typing import NamedTuple
 
 import torch
 import torchvision
 from torch import nn
 
 _HEAD_CHILDREN = ("avgpool", "fc", "classifier", "head", "heads", "flatten")
-
-
-class VisualFeatures(NamedTuple):
-    """Output of `VisualExtractor`.
-
-    Attributes:
-        patches: ``(B, V * h * w, d_model)`` projected patch features, view-major.
-        maps: ``(B, V, C, h, w)`` the backbone's raw feature maps (for the graph encoder).
-    """
-
-    patches: torch.Tensor
-    maps: torch.Tensor
 
 
 class Backbone(nn.Module):
@@ -102,8 +89,10 @@ class VisualExtractor(nn.Module):
 
     Shapes:
         input: images ``(B, V, 3, H, W)``.
-        output: `VisualFeatures` with patches ``(B, V*h*w, d_model)`` and maps
-        ``(B, V, C, h, w)``.
+        output: patches v_s ``(B, V*h*w, d_model)``, view-major (equation 1).
+
+    `maps` and `project` are the two halves of the forward pass: a model that caches
+    the backbone's maps (a frozen backbone) projects them later.
     """
 
     def __init__(
@@ -119,6 +108,17 @@ class VisualExtractor(nn.Module):
         self.projection = nn.Linear(self.num_channels, d_model)
         self.dropout = nn.Dropout(dropout)
 
+    def maps(self, images: torch.Tensor) -> torch.Tensor:
+        """The backbone's feature maps.
+
+        Args:
+            images: ``(B, V, 3, H, W)``.
+
+        Returns:
+            ``(B, V, C, h, w)``.
+        """
+        return self.backbone(images)
+
     def project(self, maps: torch.Tensor) -> torch.Tensor:
         """Patch features from backbone maps (e.g. maps cached once with the backbone frozen).
 
@@ -128,12 +128,11 @@ class VisualExtractor(nn.Module):
         Returns:
             ``(B, V*h*w, d_model)``, view-major.
         """
-        patches = maps.flatten(3).transpose(2, 3).flatten(1, 2)  # (B, V*h*w, C)
-        return self.dropout(self.projection(patches))
+        patches = maps.flatten(3).transpose(2, 3).flatten(1, 2)  # (B, V*h*w, C), views concatenated
+        return self.dropout(self.projection(patches))  # v_s, eq. (1)
 
-    def forward(self, images: torch.Tensor) -> VisualFeatures:
-        maps = self.backbone(images)  # (B, V, C, h, w)
-        return VisualFeatures(self.project(maps), maps)
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.project(self.maps(images))  # f_img(I), eq. (1)
 
 
 def _build_backbone(name: str, weights: str | os.PathLike[str] | None) -> nn.Module:

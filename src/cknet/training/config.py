@@ -38,8 +38,23 @@ class TrainingConfig:
         epochs: maximum number of epochs.
         patience: stop after this many epochs without a better validation score.
         select_by: the validation score that picks the kept epoch: ``"bleu4"`` (BLEU-4 of
-            generated reports, as R2Gen) or ``"loss"`` (teacher-forced cross-entropy,
-            lower is better; steadier on small validation sets).
+            generated reports, as R2Gen and the paper), ``"loss"`` (teacher-forced
+            cross-entropy, lower is better; steadier on small validation sets),
+            ``"ce_findings"`` (CE micro F1 over the findings, "No Finding" excluded,
+            of the built-in labeler: whether reports state what the images show) or
+            ``"bleu4+ce_findings"`` (their sum: both lie in [0, 1]). Ties go to the
+            higher BLEU-4.
+        label_smoothing: of the cross-entropy (0: none, the paper's).
+        finding_balance: the share of each epoch's studies drawn (with replacement) from
+            training studies whose report states a finding (by the built-in labeler);
+            0 shuffles the split as it is.
+        stage: ``"xe"`` (cross-entropy, the paper's) or ``"scst"`` (self-critical
+            sequence training with the clinical reward of `cknet.training.scst`, beyond
+            the paper; start it from a cross-entropy model).
+        scst_samples: reports sampled per study in the ``"scst"`` stage.
+        scst_temperature: sampling temperature in the ``"scst"`` stage.
+        scst_ce_weight: weight of the CE agreement in the ``"scst"`` reward.
+        scst_nlg_weight: weight of CIDEr-D in the ``"scst"`` reward.
         grad_clip: gradients are clipped to [-grad_clip, grad_clip] (0: off).
         seed: seeds Python, NumPy, PyTorch and the data-loader workers.
         num_workers: data-loader worker processes.
@@ -63,7 +78,14 @@ class TrainingConfig:
     batch_size: int = 16
     epochs: int = 100
     patience: int = 50
-    select_by: Literal["bleu4", "loss"] = "bleu4"
+    select_by: Literal["bleu4", "loss", "ce_findings", "bleu4+ce_findings"] = "bleu4"
+    label_smoothing: float = 0.0
+    finding_balance: float = 0.0
+    stage: Literal["xe", "scst"] = "xe"
+    scst_samples: int = 4
+    scst_temperature: float = 1.0
+    scst_ce_weight: float = 1.0
+    scst_nlg_weight: float = 1.0
     grad_clip: float = 0.1
     seed: int = 9233
     num_workers: int = 2
@@ -79,12 +101,16 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         check_field_types(self)
         for name in ("lr_visual", "lr_rest", "lr_text_encoder", "lr_decay", "batch_size", "epochs",
-                     "patience", "eval_num_beams", "eval_batch_size"):
+                     "patience", "eval_num_beams", "eval_batch_size", "scst_samples", "scst_temperature"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"TrainingConfig.{name} must be positive, got {getattr(self, name)}")
-        for name in ("weight_decay", "grad_clip", "num_workers", "max_eval_studies"):
+        for name in ("weight_decay", "grad_clip", "num_workers", "max_eval_studies", "scst_ce_weight",
+                     "scst_nlg_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainingConfig.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("label_smoothing", "finding_balance"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"TrainingConfig.{name} must be in [0, 1), got {getattr(self, name)}")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
@@ -132,9 +158,9 @@ def load_recipe(name_or_path: str | os.PathLike[str]) -> tuple[CKNetConfig, Trai
     data = json.loads(text)
     if not isinstance(data, dict) or set(data) - {"model", "training"}:
         raise ValueError(f"{name}: a recipe is {{'model': {{...}}, 'training': {{...}}}}")
-    model = data.get("model", {})
-    preset = CKNetConfig.mimic_cxr if model.get("dataset") == "mimic_cxr" else CKNetConfig.iu_xray
-    return preset(**model), TrainingConfig.from_dict(data.get("training", {}))
+    model = dict(data.get("model", {}))
+    return CKNetConfig.preset(model.pop("dataset", "iu_xray"), **model), \
+        TrainingConfig.from_dict(data.get("training", {}))
 
 
 def apply_overrides(

@@ -27,134 +27,31 @@ import csv
 import io
 import json
 import math
-import random
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, WeightedRandomSampler
 
+from cknet.data.collate import collate_studies
+from cknet.evaluation import Evaluation, evaluate
+from cknet.generation import GenerationConfig
+from cknet.hub import check_kind, save_folder
 from cknet.io import write_atomic, write_text_atomic
+from cknet.labeler import CheXpertLabeler
+from cknet.losses import masked_cross_entropy
 from cknet.model import CKNet
-from cknet.tokenizer import ReportTokenizerBase
+from cknet.modules.language_model import PretrainedTextEncoder
 from cknet.training.config import TrainingConfig
+from cknet.training.distributed import rank, world_size
+from cknet.training.feature_cache import FeatureCache
+from cknet.training.rewards import ReportReward
+from cknet.training.scst import scst_loss
+from cknet.training.seeding import rng_state, seed_worker, set_rng_state
 
 CHECKPOINT = "checkpoint.pt"
-
-
-def _rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
-def _world() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and PyTorch's generators.
-
-    Args:
-        seed: the seed.
-    """
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _seed_worker(worker_id: int) -> None:
-    seed = torch.initial_seed() % 2**32
-    random.seed(seed)
-    np.random.seed(seed)
-
-
-def _rng_state() -> dict[str, Any]:
-    numpy_state = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "numpy": {"key": torch.from_numpy(numpy_state[1].astype(np.int64)), "pos": int(numpy_state[2]),
-                  "has_gauss": int(numpy_state[3]), "gauss": float(numpy_state[4])},
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    python = state["python"]
-    random.setstate((python[0], tuple(python[1]), python[2]))
-    numpy = state["numpy"]
-    np.random.set_state(("MT19937", numpy["key"].numpy().astype(np.uint32), numpy["pos"],
-                         numpy["has_gauss"], numpy["gauss"]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def collate_studies(tokenizer: ReportTokenizerBase) -> Callable[[Sequence[dict]], dict]:
-    """A collate function: stacks images (or cached features) and encodes the reports.
-
-    Args:
-        tokenizer: the tokenizer that encodes the reports.
-
-    Returns:
-        A function from a list of study dicts to a batch dict (``ids``, ``reports``,
-        ``input_ids`` ``(B, T)``, and ``images`` or ``maps`` and ``knowledge``).
-    """
-
-    def collate(items: Sequence[dict]) -> dict:
-        batch: dict[str, Any] = {"ids": [i["id"] for i in items], "reports": [i["report"] for i in items]}
-        batch["input_ids"], _ = tokenizer.encode_batch(batch["reports"])
-        for key in ("images", "maps", "knowledge"):
-            if key in items[0] and items[0][key] is not None:
-                batch[key] = torch.stack([i[key] for i in items])
-        return batch
-
-    return collate
-
-
-class FeatureCache(Dataset):
-    """Studies with their backbone maps (and graph-model node embeddings) computed once.
-
-    Args:
-        model: the CKNet whose frozen backbone (and graph model) computes the features.
-        data: a dataset of study dicts with ``images`` (evaluation transform: the cache
-            holds one view of each study, without augmentation).
-        batch_size: studies per forward pass while filling the cache.
-        dtype: storage type of the cached tensors.
-        progress: show a progress bar while filling the cache.
-    """
-
-    def __init__(self, model: CKNet, data: Dataset, batch_size: int = 16,
-                 dtype: torch.dtype = torch.float16, progress: bool = False) -> None:
-        from tqdm.auto import tqdm
-
-        self.items: list[dict] = []
-        device = model.device
-        loader = DataLoader(data, batch_size=batch_size, collate_fn=list)
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            for items in tqdm(loader, desc="caching features", disable=not progress, leave=False):
-                images = torch.stack([i["images"] for i in items]).to(device)
-                maps = model.visual_extractor.backbone(images).to("cpu", dtype)
-                knowledge = model.knowledge(images) if model.graph_model is not None else None
-                for row, item in enumerate(items):
-                    self.items.append({
-                        "id": item["id"], "report": item["report"], "maps": maps[row],
-                        "knowledge": None if knowledge is None else knowledge[row].to("cpu", dtype),
-                    })
-        model.train(was_training)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> dict:
-        return self.items[index]
 
 
 @dataclass
@@ -162,10 +59,11 @@ class TrainResult:
     """What `Trainer.fit` returns.
 
     Attributes:
-        history: one record per epoch (losses, validation BLEU-4, learning rates).
+        history: one record per epoch (losses, validation BLEU-4 and CE, learning rates).
         best_epoch: the epoch kept.
         best_bleu4: its validation BLEU-4.
-        best_score: its selection score (BLEU-4, or minus the validation loss).
+        best_score: its selection score (see `selection_score`).
+        criterion: why it was kept, in words (e.g. ``"best validation BLEU-4 0.1500"``).
         test: the test metrics of the kept model, when a test split was given.
     """
 
@@ -173,6 +71,7 @@ class TrainResult:
     best_epoch: int = 0
     best_bleu4: float = -math.inf
     best_score: float = -math.inf
+    criterion: str = ""
     test: dict | None = None
 
 
@@ -205,16 +104,33 @@ class Trainer:
     ) -> None:
         self.config = config
         self.run_dir = Path(run_dir)
+        if rank() == 0 and check_kind(self.run_dir, "run", writing=True) is None:
+            save_folder(self.run_dir, "run", lambda folder: None)  # an empty run, marked as one
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.progress = progress and _rank() == 0
+        self.progress = progress and rank() == 0
         self.model = model.to(self.device)
         self.collate = collate_studies(model.tokenizer)
-        if config.cache_features:
+        if config.cache_features:  # the backbone is frozen: its maps are computed once
             self.model.visual_extractor.backbone.requires_grad_(False)
             train_data = FeatureCache(self.model, train_data, config.eval_batch_size, progress=self.progress)
+            if rank() == 0:
+                val_data = FeatureCache(self.model, val_data, config.eval_batch_size, progress=self.progress)
         self.train_data, self.val_data, self.test_data = train_data, val_data, test_data
+        self.labeler = CheXpertLabeler()
+        if world_size() > 1 and config.finding_balance:
+            raise ValueError("TrainingConfig.finding_balance is not available under torchrun "
+                             "(several processes)")
+        if config.finding_balance or config.stage == "scst":
+            reports = study_reports(train_data)
+            labels = self.labeler.label(reports)
+            self.train_labels = {study_id: row for study_id, row in zip(study_ids(train_data), labels)}
+            self.abnormal = torch.as_tensor((labels[:, 1:] == 1).any(axis=1))
+            self.reward = ReportReward(reports, self.labeler, model.config.dataset, config.scst_ce_weight,
+                                       config.scst_nlg_weight)
         visual = [p for p in model.visual_extractor.parameters() if p.requires_grad]
-        language = [p for p in model.language_model_parameters() if p.requires_grad]
+        language = []
+        if isinstance(model.text_encoder, PretrainedTextEncoder):  # fine-tuned at its own rate
+            language = [p for p in model.text_encoder.language_model.parameters() if p.requires_grad]
         grouped = {id(p) for p in visual + language}
         rest = [p for p in model.parameters() if p.requires_grad and id(p) not in grouped]
         groups = [{"params": visual, "lr": config.lr_visual}, {"params": rest, "lr": config.lr_rest}]
@@ -223,7 +139,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(groups, weight_decay=config.weight_decay, amsgrad=config.amsgrad)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=1, gamma=config.lr_decay)
         self.network: torch.nn.Module = self.model
-        if _world() > 1:
+        if world_size() > 1:
             if self.device.type == "cuda":  # batch norm statistics over the global batch
                 self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
             self.network = torch.nn.parallel.DistributedDataParallel(
@@ -244,9 +160,9 @@ class Trainer:
         """
         state = {
             "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "rng": _rng_state(),
+            "scheduler": self.scheduler.state_dict(), "rng": rng_state(),
             "best_epoch": self.result.best_epoch, "best_bleu4": self.result.best_bleu4,
-            "best_score": self.result.best_score,
+            "best_score": self.result.best_score, "criterion": self.result.criterion,
             "stale_epochs": self.stale_epochs, "history": json.dumps(self.result.history),
         }
         write_atomic(self.run_dir / CHECKPOINT, lambda tmp: torch.save(state, tmp))
@@ -267,29 +183,39 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
         except (KeyError, RuntimeError, TypeError, ValueError) as err:
             raise ValueError(f"{path} is not a checkpoint of this model: {err}") from None
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         self.start_epoch = int(state["epoch"]) + 1
         self.result.best_epoch = int(state["best_epoch"])
         self.result.best_bleu4 = float(state["best_bleu4"])
         self.result.best_score = float(state["best_score"])
+        self.result.criterion = str(state.get("criterion", ""))
         self.result.history = json.loads(state["history"])
         self.stale_epochs = int(state["stale_epochs"])
 
     # ------------------------------------------------------------ loops
+    def _features(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """The batch's cached ``(maps, knowledge)`` on the device, or None for images."""
+        if "maps" not in batch:
+            return None
+        knowledge = batch.get("knowledge")
+        knowledge = None if knowledge is None else knowledge.to(self.device, torch.float32)
+        return batch["maps"].to(self.device, torch.float32), knowledge
+
     def _batch_loss(self, batch: dict) -> torch.Tensor:
+        features = self._features(batch)
+        images = None if features is not None else batch["images"].to(self.device)
+        if self.config.stage == "scst":
+            labels = np.stack([self.train_labels[i] for i in batch["ids"]])
+            step = scst_loss(self.model, features, images, batch["reports"], labels, self.reward,
+                             self.config.scst_samples, self.config.scst_temperature, self.generator)
+            self.scst_totals += np.array([step.reward, step.baseline, step.ce]) * len(batch["ids"])
+            return step.loss
         input_ids = batch["input_ids"].to(self.device)
         autocast = self.device.type == "cuda" and self.config.mixed_precision == "bf16"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
-            if "maps" in batch:
-                knowledge = batch.get("knowledge")
-                if knowledge is None and self.model.knowledge_bank is not None:
-                    knowledge = self.model.knowledge_bank
-                maps = batch["maps"].to(self.device, torch.float32)
-                knowledge = None if knowledge is None else knowledge.to(self.device, torch.float32)
-                out = self.network(None, input_ids, labels=input_ids, features=(maps, knowledge))
-            else:
-                out = self.network(batch["images"].to(self.device), input_ids, labels=input_ids)
-        return out.loss
+            logits = self.network(images, input_ids, features=features).logits
+        pad_id = self.model.tokenizer.pad_id
+        return masked_cross_entropy(logits, input_ids, pad_id, self.config.label_smoothing)
 
     def train_epoch(self, epoch: int) -> float:
         """One pass over the training data.
@@ -303,13 +229,21 @@ class Trainer:
         from tqdm.auto import tqdm
 
         generator = torch.Generator().manual_seed(self.config.seed + epoch)
+        self.generator = torch.Generator(self.device).manual_seed(self.config.seed + epoch + rank())
+        self.scst_totals = np.zeros(3)
         sampler = None
-        if _world() > 1:
+        if world_size() > 1:
             sampler = DistributedSampler(self.train_data, shuffle=True, seed=self.config.seed)
             sampler.set_epoch(epoch)
+        elif self.config.finding_balance:
+            share = float(self.abnormal.float().mean())
+            weights = torch.where(self.abnormal, self.config.finding_balance / max(share, 1e-9),
+                                  (1 - self.config.finding_balance) / max(1 - share, 1e-9))
+            sampler = WeightedRandomSampler(weights.double(), len(weights), replacement=True,
+                                            generator=generator)
         loader = DataLoader(self.train_data, batch_size=self.config.batch_size, shuffle=sampler is None,
                             sampler=sampler, generator=generator, collate_fn=self.collate,
-                            num_workers=self.config.num_workers, worker_init_fn=_seed_worker)
+                            num_workers=self.config.num_workers, worker_init_fn=seed_worker)
         self.network.train()
         total, count = 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch}/{self.config.epochs}", disable=not self.progress)
@@ -317,6 +251,11 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss = self._batch_loss(batch)
             loss.backward()
+            if self.config.stage == "scst" and world_size() > 1:  # the loss ran outside DDP
+                for parameter in self.model.parameters():
+                    if parameter.grad is not None:
+                        dist.all_reduce(parameter.grad)
+                        parameter.grad /= world_size()
             if self.config.grad_clip > 0:
                 torch.nn.utils.clip_grad_value_(self.model.parameters(), self.config.grad_clip)
             self.optimizer.step()
@@ -326,46 +265,21 @@ class Trainer:
         self.scheduler.step()
         return total / max(count, 1)
 
-    @torch.no_grad()
-    def evaluate(self, data: Dataset, full: bool = False, limit: int = 0) -> dict:
-        """Teacher-forced loss and the BLEU-4 of generated reports.
+    def evaluate(self, data: Dataset, full: bool = False, limit: int = 0) -> Evaluation:
+        """Teacher-forced loss and the scores of generated reports (`cknet.evaluation`):
+        BLEU-4 and CE with the built-in CheXpert labeler; every NLG metric with ``full``.
 
         Args:
-            data: the studies.
-            full: also every NLG metric and CE.
+            data: the studies (images, or cached features).
+            full: every NLG metric (METEOR needs Java).
             limit: use the first ``limit`` studies only (0: all).
 
         Returns:
-            ``{"loss", "bleu4", "predictions"}`` (and ``"nlg"``, ``"ce"`` when ``full``).
+            The `Evaluation`.
         """
-        from cknet.metrics import bleu_4, ce_scores, nlg_scores
-
-        if limit:
-            data = torch.utils.data.Subset(data, range(min(limit, len(data))))
-        loader = DataLoader(data, batch_size=self.config.eval_batch_size, collate_fn=self.collate,
-                            num_workers=self.config.num_workers)
-        self.model.eval()
-        total, count, references, predictions, ids = 0.0, 0, [], [], []
-        for batch in loader:
-            images = batch["images"].to(self.device)
-            input_ids = batch["input_ids"].to(self.device)
-            total += self.model(images, input_ids, labels=input_ids).loss.item() * len(batch["ids"])
-            count += len(batch["ids"])
-            predictions += self.model.generate(images, num_beams=self.config.eval_num_beams)
-            references += batch["reports"]
-            ids += batch["ids"]
-        dataset = self.model.config.dataset
-        metrics: dict[str, Any] = {"loss": total / max(count, 1)}
-        if full:
-            nlg = nlg_scores(references, predictions, dataset=dataset,
-                             max_length=self.model.tokenizer.reference_length)
-            metrics.update(nlg=nlg.to_dict(), ce=ce_scores(references, predictions).to_dict())
-            metrics["bleu4"] = nlg["BLEU_4"]
-        else:
-            metrics["bleu4"] = bleu_4(references, predictions, dataset, self.model.tokenizer.reference_length)
-        metrics["predictions"] = [{"id": i, "prediction": p, "reference": r}
-                                  for i, p, r in zip(ids, predictions, references)]
-        return metrics
+        return evaluate(self.model, data, GenerationConfig(num_beams=self.config.eval_num_beams),
+                        self.config.eval_batch_size, limit, full, self.labeler,
+                        num_workers=self.config.num_workers)
 
     def _log(self, record: dict) -> None:
         self.result.history.append(record)
@@ -391,22 +305,28 @@ class Trainer:
             if self.stale_epochs >= self.config.patience:
                 break
             train_loss = self.train_epoch(epoch)
-            if _rank() == 0:
-                val = self.evaluate(self.val_data, limit=self.config.max_eval_studies)
+            if rank() == 0:
+                evaluation = self.evaluate(self.val_data, limit=self.config.max_eval_studies)
+                val = {"loss": evaluation.loss, **evaluation.scores}
                 lrs = self.scheduler.get_last_lr()
                 record = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"],
-                          "val_bleu4": val["bleu4"], "lr_visual": lrs[0], "lr_rest": lrs[1]}
+                          "val_bleu4": val["bleu4"], "val_ce_f1": val["ce_f1"],
+                          "val_ce_findings_f1": val["ce_findings_f1"], "lr_visual": lrs[0], "lr_rest": lrs[1]}
                 if len(lrs) > 2:
                     record["lr_text_encoder"] = lrs[2]
+                if self.config.stage == "scst":
+                    seen = max(len(self.train_data), 1)
+                    record.update(zip(("train_reward", "train_greedy_reward", "train_ce_agreement"),
+                                      (float(v) for v in self.scst_totals / seen)))
                 self._log(record)
-                score = val["bleu4"] if self.config.select_by == "bleu4" else -val["loss"]
-                if score > self.result.best_score:
+                score = selection_score(self.config.select_by, val)
+                better = score > self.result.best_score or (
+                    score == self.result.best_score and val["bleu4"] > self.result.best_bleu4)
+                if better:
                     self.result.best_score, self.result.best_epoch = score, epoch
                     self.result.best_bleu4 = val["bleu4"]
                     self.stale_epochs = 0
-                    criterion = (f"best validation BLEU-4 {val['bleu4']:.4f}"
-                                 if self.config.select_by == "bleu4"
-                                 else f"lowest validation loss {val['loss']:.4f} (BLEU-4 {val['bleu4']:.4f})")
+                    criterion = self.result.criterion = describe_selection(self.config.select_by, val)
                     self.model.save_pretrained(self.run_dir / "best", overwrite=True, training_info={
                         "training data": f"{len(self.train_data)} training studies",
                         "selection": f"epoch {epoch} of {self.config.epochs}, {criterion} "
@@ -417,16 +337,79 @@ class Trainer:
                 else:
                     self.stale_epochs += 1
                 self.save_checkpoint(epoch)
-            if _world() > 1:
+            if world_size() > 1:
                 flag = torch.tensor([self.stale_epochs], device=self.device)
                 dist.broadcast(flag, 0)
                 self.stale_epochs = int(flag)
-        if _rank() == 0 and self.test_data is not None and (self.run_dir / "best").is_dir():
+        if rank() == 0 and self.test_data is not None and (self.run_dir / "best").is_dir():
             best = CKNet.from_pretrained(self.run_dir / "best", map_location=self.device)
             self.model.load_state_dict(best.state_dict())
-            test = self.evaluate(self.test_data, full=True)
-            predictions = json.dumps(test.pop("predictions"), indent=1) + "\n"
+            evaluation = self.evaluate(self.test_data, full=True)
+            test = {"loss": evaluation.loss, "bleu4": evaluation.scores["bleu4"], "scores": evaluation.scores,
+                    "nlg": evaluation.nlg, "ce": evaluation.ce}
+            predictions = json.dumps(evaluation.predictions, indent=1) + "\n"
             write_text_atomic(self.run_dir / "test_predictions.json", predictions)
             write_text_atomic(self.run_dir / "test_metrics.json", json.dumps(test, indent=1) + "\n")
             self.result.test = test
         return self.result
+
+
+def selection_score(rule: str, scores: dict[str, float]) -> float:
+    """The number a selection rule maximises (see ``TrainingConfig.select_by``).
+
+    Args:
+        rule: ``"bleu4"``, ``"loss"``, ``"ce_findings"`` or ``"bleu4+ce_findings"``.
+        scores: validation ``loss``, ``bleu4`` and ``ce_findings_f1``.
+
+    Returns:
+        The score, higher is better.
+    """
+    return {"bleu4": scores["bleu4"], "loss": -scores["loss"], "ce_findings": scores["ce_findings_f1"],
+            "bleu4+ce_findings": scores["bleu4"] + scores["ce_findings_f1"]}[rule]
+
+
+def describe_selection(rule: str, scores: dict[str, float]) -> str:
+    """The model card's words for why an epoch was kept.
+
+    Args:
+        rule: as in `selection_score`.
+        scores: the epoch's validation scores.
+
+    Returns:
+        E.g. ``"best validation BLEU-4 0.1500"``.
+    """
+    also = f"(BLEU-4 {scores['bleu4']:.4f}, CE F1 over the findings {scores['ce_findings_f1']:.4f})"
+    return {"bleu4": f"best validation BLEU-4 {scores['bleu4']:.4f}",
+            "loss": f"lowest validation loss {scores['loss']:.4f} {also}",
+            "ce_findings": f"best validation CE F1 over the findings {scores['ce_findings_f1']:.4f} {also}",
+            "bleu4+ce_findings": f"best validation BLEU-4 + CE F1 over the findings "
+                                 f"{scores['bleu4'] + scores['ce_findings_f1']:.4f} {also}"}[rule]
+
+
+def study_reports(data: Dataset) -> list[str]:
+    """The reports of a dataset of studies, without reading images where it can.
+
+    Args:
+        data: `AnnotationDataset`, `FeatureCache`, `SyntheticDataset`, or any dataset of
+            study dicts.
+
+    Returns:
+        The reports, in order.
+    """
+    if hasattr(data, "reports"):
+        return list(data.reports())
+    return [data[i]["report"] for i in range(len(data))]
+
+
+def study_ids(data: Dataset) -> list[str]:
+    """The study ids of a dataset, in order (see `study_reports`).
+
+    Args:
+        data: the dataset.
+
+    Returns:
+        The ids.
+    """
+    if hasattr(data, "study_ids"):
+        return list(data.study_ids())
+    return [data[i]["id"] for i in range(len(data))]

@@ -1,0 +1,192 @@
+"""Evaluate a model on a dataset, or score reports: the one place both are done.
+
+`evaluate` generates a report for every study of a dataset (images, or the cached
+features of `cknet.training.FeatureCache`), computes the teacher-forced loss on the
+same encoding, and scores the reports with `score_reports`. The trainer's validation
+and test, the command line, the demo and the benchmarks all use it.
+
+`score_reports` gives BLEU-1..4, METEOR, ROUGE-L and CIDEr (`cknet.metrics.nlg_scores`,
+against R2Gen-cleaned references as the peers score) and clinical efficacy
+(`cknet.metrics.ce_scores`) over the labeler's observations, plus the CE over the
+findings alone: micro F1 over every observation but "No Finding", the number that says
+whether reports state what the images show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from cknet.data.collate import collate_studies
+from cknet.generation import GenerationConfig, run_search
+from cknet.losses import masked_cross_entropy
+from cknet.metrics import bleu_4, ce_scores, nlg_scores
+
+NO_FINDING = "No Finding"
+
+
+@dataclass
+class Evaluation:
+    """What `evaluate` returns.
+
+    Attributes:
+        loss: teacher-forced cross-entropy per target token, averaged over studies.
+        scores: ``"bleu4"`` always; with ``full``, every NLG metric by its pycocoevalcap
+            name; with a labeler, ``"ce_f1"`` (the labeler's averaging over all its
+            observations) and ``"ce_findings_f1"`` (micro F1 without "No Finding").
+        predictions: one ``{"id", "prediction", "reference"}`` per study.
+        nlg: the NLG `MetricReport` as a dict (with ``full``).
+        ce: the CE `MetricReport` as a dict (with a labeler).
+        reference_labels: the labeler's ``(n, observations)`` labels of the references.
+        predicted_labels: the same for the generated reports.
+    """
+
+    loss: float
+    scores: dict[str, float | None]
+    predictions: list[dict[str, str]] = field(default_factory=list)
+    nlg: dict[str, Any] | None = None
+    ce: dict[str, Any] | None = None
+    reference_labels: np.ndarray | None = None
+    predicted_labels: np.ndarray | None = None
+
+
+def findings_f1(ce: dict[str, Any]) -> float:
+    """Micro F1 over the observations of a CE result except "No Finding".
+
+    Args:
+        ce: `MetricReport.to_dict` of `cknet.metrics.ce_scores`.
+
+    Returns:
+        The F1 (0 when no report of either side states a finding).
+    """
+    tp = fp = fn = 0
+    for row in ce["table"]:
+        if row["observation"] != NO_FINDING:
+            hits = round(row["recall"] * row["support"])
+            tp, fp, fn = tp + hits, fp + row["predicted"] - hits, fn + row["support"] - hits
+    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+
+
+def score_reports(
+    references: Sequence[str],
+    predictions: Sequence[str],
+    dataset: str = "iu_xray",
+    max_length: int | None = None,
+    full: bool = True,
+    labeler: Callable[[Sequence[str]], np.ndarray] | None = None,
+    observations: Sequence[str] | None = None,
+    average: str = "micro",
+    uncertain: int = 0,
+    reference_form: str = "cleaned",
+) -> Evaluation:
+    """NLG and CE scores of generated reports against their references.
+
+    Args:
+        references: the reference reports.
+        predictions: the generated reports, in the same order.
+        dataset: the cleaning rules of the NLG metrics.
+        max_length: references are cut to this many tokens (BOS and EOS counted) as the
+            peers cut them (default: the dataset's).
+        full: every NLG metric (METEOR needs Java); False: BLEU-4 alone, fast.
+        labeler: labels report texts for CE (e.g. ``CheXpertLabeler()``); None: no CE.
+        observations: the labeler's column names (default: the 14 CheXpert observations).
+        average: CE averaging, ``"micro"``, ``"macro"`` or ``"example"``.
+        uncertain: what an uncertain label counts as, 0 or 1.
+        reference_form: ``"cleaned"`` (R2Gen-cleaned, truncated references, the peers'
+            way) or ``"raw"`` (the strings as given); see `cknet.metrics.nlg_scores`.
+
+    Returns:
+        An `Evaluation` whose loss is NaN (no model was run).
+    """
+    scores: dict[str, float | None] = {}
+    nlg = ce = reference_labels = predicted_labels = None
+    if full:
+        report = nlg_scores(references, predictions, reference_form, dataset, max_length)
+        nlg = report.to_dict()
+        scores.update(report.scores)
+        scores["bleu4"] = report["BLEU_4"]
+    else:
+        scores["bleu4"] = bleu_4(references, predictions, dataset, max_length)
+    if labeler is not None:
+        reference_labels = np.asarray(labeler(list(references)), dtype=float)
+        predicted_labels = np.asarray(labeler(list(predictions)), dtype=float)
+        ce = ce_scores(reference_labels, predicted_labels, average, uncertain,
+                       observations=observations).to_dict()
+        scores["ce_f1"] = ce["scores"]["f1"]
+        scores["ce_findings_f1"] = findings_f1(ce)
+    return Evaluation(float("nan"), scores, nlg=nlg, ce=ce, reference_labels=reference_labels,
+                      predicted_labels=predicted_labels)
+
+
+@torch.no_grad()
+def evaluate(
+    model: Any,
+    data: Dataset,
+    generation: GenerationConfig | None = None,
+    batch_size: int = 16,
+    limit: int = 0,
+    full: bool = False,
+    labeler: Callable[[Sequence[str]], np.ndarray] | None = None,
+    observations: Sequence[str] | None = None,
+    num_workers: int = 0,
+    progress: bool = False,
+) -> Evaluation:
+    """Generate, compute the loss and score, for every study of a dataset.
+
+    Args:
+        model: a `CKNet`.
+        data: study dicts with ``id``, ``report`` and ``images`` (``(V, 3, S, S)``) or
+            cached ``maps`` (and ``knowledge``), as `cknet.data.AnnotationDataset` and
+            `cknet.training.FeatureCache` give them.
+        generation: decoding options (default: the paper's beam 3).
+        batch_size: studies per batch.
+        limit: use the first ``limit`` studies only (0: all).
+        full: every NLG metric (see `score_reports`).
+        labeler: for CE (see `score_reports`).
+        observations: the labeler's column names.
+        num_workers: data-loader worker processes.
+        progress: show a progress bar.
+
+    Returns:
+        The `Evaluation`.
+    """
+    from tqdm.auto import tqdm
+
+    if limit:
+        data = Subset(data, range(min(limit, len(data))))
+    options = (generation or GenerationConfig()).resolve(model.config.max_length, model.config.num_beams)
+    loader = DataLoader(data, batch_size=batch_size, collate_fn=collate_studies(model.tokenizer),
+                        num_workers=num_workers)
+    was_training = model.training
+    model.eval()
+    device, tokenizer = model.device, model.tokenizer
+    total, count, predictions = 0.0, 0, []
+    try:
+        for batch in tqdm(loader, desc="evaluating", disable=not progress, leave=False):
+            input_ids = batch["input_ids"].to(device)
+            if "maps" in batch:
+                knowledge = batch.get("knowledge")
+                if knowledge is not None:
+                    knowledge = knowledge.to(device, torch.float32)
+                encoding = model.encode_features(batch["maps"].to(device, torch.float32), knowledge)
+            else:
+                encoding = model.encode(batch["images"].to(device))
+            loss = masked_cross_entropy(model.decode(input_ids, encoding), input_ids, tokenizer.pad_id)
+            total += loss.item() * len(batch["ids"])
+            count += len(batch["ids"])
+            found = run_search(model, encoding, len(batch["ids"]), tokenizer, options)
+            texts = [tokenizer.decode(row[0]) for row in found.tokens.tolist()]
+            predictions += [{"id": i, "prediction": p, "reference": r}
+                            for i, p, r in zip(batch["ids"], texts, batch["reports"])]
+    finally:
+        model.train(was_training)
+    result = score_reports([p["reference"] for p in predictions], [p["prediction"] for p in predictions],
+                           model.config.dataset, tokenizer.reference_length, full, labeler, observations)
+    result.loss = total / max(count, 1)
+    result.predictions = predictions
+    return result

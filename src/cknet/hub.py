@@ -1,0 +1,292 @@
+"""Saved folders: written whole, marked with their kind, read back consistently.
+
+Every folder cknet writes holds a marker, ``cknet.json``: ``{"kind", "format", "cknet",
+"save_id"}``. The kinds are ``"model"`` (`CKNet.save_pretrained`), ``"graph_model"``
+(`KnowledgeGraphModel.save_pretrained`) and ``"run"`` (a training run). Every writer
+checks it, so that no command writes into a folder of another kind, and every reader
+checks it, so that a graph model is never read as a model.
+
+`save_folder` writes a new folder beside the old one and swaps the two in one step
+(``renameat2(RENAME_EXCHANGE)`` on Linux; elsewhere two renames, between which the
+folder is briefly absent), so a reader or a kill never sees a half-written folder;
+without ``overwrite`` the final rename refuses to replace anything, so of two writers
+exactly one wins. `read_folder` reads the marker's ``save_id`` before and after reading
+the files and reads again if it changed, so a reader racing a writer gets the old
+folder or the new one, never a mix. Temporary folders of killed writers are removed by
+the next writer (their names carry the writer's process id).
+
+Folders written before the marker existed (cknet 0.1) are recognised by their files.
+`resolve_folder` turns a folder or a Hugging Face Hub id into a local folder, and says
+plainly when a local path does not exist instead of asking the Hub for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cknet.io import remove_stale_temporaries, set_default_mode, temporary_path
+from cknet.version import __version__
+
+MARKER = "cknet.json"
+FORMAT = 2
+KINDS = {"model": "a saved CKNet model", "graph_model": "a saved knowledge-graph model",
+         "run": "a training run"}
+# What marks each kind in folders written before the marker existed.
+LEGACY_FILES = {"model": ("config.json", "model.safetensors"), "graph_model": ("graph_model.json",),
+                "run": ("run.json",)}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2
+T = TypeVar("T")
+
+
+def folder_kind(folder: str | os.PathLike[str]) -> str | None:
+    """What a folder holds: a kind of `KINDS`, or None (missing, empty, or not cknet's).
+
+    Args:
+        folder: the folder.
+
+    Returns:
+        The kind.
+
+    Raises:
+        ValueError: when the marker is unreadable or names an unknown kind.
+    """
+    folder = Path(folder)
+    marker = folder / MARKER
+    if marker.is_file():
+        return read_marker(folder)["kind"]
+    for kind, files in LEGACY_FILES.items():
+        if all((folder / name).is_file() for name in files):
+            return kind
+    return None
+
+
+def read_marker(folder: Path) -> dict[str, Any]:
+    """The marker of a folder written by this version (`MARKER`).
+
+    Args:
+        folder: the folder.
+
+    Returns:
+        The marker's content.
+
+    Raises:
+        ValueError: naming the file when it is not a cknet marker.
+    """
+    path = folder / MARKER
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not a cknet folder marker: {err}") from None
+    if not isinstance(data, dict) or data.get("kind") not in KINDS:
+        raise ValueError(f"{path} is not a cknet folder marker (expected a 'kind' among {sorted(KINDS)})")
+    return data
+
+
+def check_kind(folder: Path, kind: str, writing: bool) -> str | None:
+    """Raise unless ``folder`` is absent, empty, or holds ``kind``.
+
+    Args:
+        folder: the folder.
+        kind: the kind expected.
+        writing: phrase the error for a writer (True) or a reader.
+
+    Returns:
+        The folder's kind (None when absent or empty).
+
+    Raises:
+        FileExistsError: (writing) for a file, or a folder holding something else.
+        ValueError: (reading) for a folder of another kind.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"{folder} is a file, not a folder")
+    found = folder_kind(folder) if folder.is_dir() else None
+    if found is None and writing and folder.is_dir() and any(folder.iterdir()):
+        raise FileExistsError(
+            f"{folder} is not empty and holds no cknet {kind.replace('_', ' ')}: choose another "
+            f"folder (cknet replaces only folders it wrote itself)"
+        )
+    if found is not None and found != kind:
+        message = f"{folder} holds {KINDS[found]}, not {KINDS[kind]}"
+        if writing:
+            raise FileExistsError(message + ": choose another folder")
+        raise ValueError(message)
+    return found
+
+
+def save_folder(
+    folder: str | os.PathLike[str], kind: str, write: Callable[[Path], object], overwrite: bool = False
+) -> None:
+    """Write a folder as a whole: ``write(tmp)`` fills a fresh folder beside ``folder``,
+    the marker is added, and the new folder takes the place of the old one at once.
+
+    Args:
+        folder: the folder to write.
+        kind: what it holds, a key of `KINDS`.
+        write: fills the given (empty) folder with the files.
+        overwrite: replace a folder of the same kind; otherwise it must not exist (or be
+            empty).
+
+    Raises:
+        FileExistsError: if ``folder`` holds something of another kind, or the same kind
+            without ``overwrite`` (also when another process saved there first).
+    """
+    folder = Path(folder)
+    found = check_kind(folder, kind, writing=True)
+    if found is not None and not overwrite:
+        raise FileExistsError(f"{folder} already holds {KINDS[kind]}; pass overwrite=True to replace it")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(folder)
+    tmp = temporary_path(folder)
+    tmp.mkdir()
+    try:
+        write(tmp)
+        marker = {"kind": kind, "format": FORMAT, "cknet": __version__, "save_id": uuid.uuid4().hex}
+        (tmp / MARKER).write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
+        set_default_mode(tmp, directory=True)
+        if found is None:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # an empty folder the user made; rename would not replace it
+            if not _rename_noreplace(tmp, folder):
+                raise FileExistsError(f"{folder} was written by another process first; not replaced")
+        else:
+            _swap(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_folder(folder: str | os.PathLike[str], kind: str, read: Callable[[Path], T], tries: int = 5) -> T:
+    """``read(folder)`` with the guarantee that every file came from one save.
+
+    Args:
+        folder: a folder of the given kind.
+        kind: the kind expected.
+        read: reads the files and returns the object.
+        tries: how often to read again when a writer replaced the folder meanwhile.
+
+    Returns:
+        What ``read`` returns.
+
+    Raises:
+        FileNotFoundError: for a missing folder.
+        ValueError: for a folder of another kind.
+    """
+    folder = Path(folder)
+    for attempt in range(tries):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"no such folder: {folder}")
+        check_kind(folder, kind, writing=False)
+        before = _save_id(folder)
+        try:
+            result = read(folder)
+        except FileNotFoundError:
+            if before is None or attempt == tries - 1:
+                raise
+        else:
+            if before is None or _save_id(folder) == before:
+                return result
+        time.sleep(0.05 * (attempt + 1))
+    raise OSError(f"{folder} kept changing while it was read ({tries} tries); try again")
+
+
+def _save_id(folder: Path) -> str | None:
+    return read_marker(folder).get("save_id") if (folder / MARKER).is_file() else None
+
+
+def _renameat2(source: Path, target: Path, flags: int) -> bool | None:
+    """``renameat2`` on Linux: True done, False refused (target exists), None unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        function = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    at_fdcwd = -100
+    result = function(at_fdcwd, os.fsencode(source), at_fdcwd, os.fsencode(target), flags)
+    if result == 0:
+        return True
+    error = ctypes.get_errno()
+    if error in (17, 39):  # EEXIST, ENOTEMPTY
+        return False
+    if error in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: the file system cannot
+        return None
+    raise OSError(error, os.strerror(error), str(target))
+
+
+def _rename_noreplace(source: Path, target: Path) -> bool:
+    done = _renameat2(source, target, _RENAME_NOREPLACE)
+    if done is not None:
+        return done
+    if target.exists():
+        return False
+    os.rename(source, target)
+    return True
+
+
+def _swap(new: Path, folder: Path) -> None:
+    """Put ``new`` in place of ``folder`` (both exist); the old content is deleted."""
+    if _renameat2(new, folder, _RENAME_EXCHANGE):
+        shutil.rmtree(new, ignore_errors=True)  # ``new`` now names the old folder
+        return
+    old = temporary_path(folder, "old")
+    os.replace(folder, old)
+    os.replace(new, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def resolve_folder(
+    name_or_path: str | os.PathLike[str], what: str, files: Sequence[str], revision: str | None = None
+) -> Path:
+    """A local folder, or a Hugging Face Hub id downloaded to the local cache.
+
+    Args:
+        name_or_path: a folder, or a hub id ``"owner/name"``.
+        what: what is loaded, for messages (e.g. ``"CKNet model"``).
+        files: the file patterns to download from the hub.
+        revision: a hub revision (branch, tag or commit).
+
+    Returns:
+        The local folder.
+
+    Raises:
+        FileNotFoundError: for a path that does not exist and cannot be a hub id, or a
+            relative path whose first folder exists here (a typo, not a hub id).
+        OSError: when a hub id cannot be downloaded; the message says how to load from
+            a local folder instead.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise FileNotFoundError(f"{path} is a file; pass the folder that save_pretrained wrote")
+    name = os.fspath(name_or_path)
+    first = Path(name.split("/")[0])
+    if not _HUB_ID.match(name) or name.startswith((".", "/", "~")) or first.is_dir():
+        hint = f" ({first}/ holds {_listing(first)})" if first.is_dir() else ""
+        raise FileNotFoundError(f"no such folder: {name}{hint}")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name, revision=revision, allow_patterns=list(files)))
+    except Exception as err:
+        raise OSError(
+            f"could not download {what} {name!r} from the Hugging Face Hub ({type(err).__name__}: {err}), "
+            f"and there is no folder {name!r} here. If you are offline, copy the saved folder to a local "
+            f"directory and pass its path"
+        ) from err
+
+
+def _listing(folder: Path, most: int = 6) -> str:
+    names = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+    shown = ", ".join(names[:most]) + (", ..." if len(names) > most else "")
+    return shown or "nothing"

@@ -1,0 +1,162 @@
+"""The folder of a saved `CKNet`, and reading folders of earlier versions.
+
+A saved model is one folder (written whole by `cknet.hub.save_folder`, kind ``"model"``):
+
+- ``config.json``: the `CKNetConfig`;
+- ``model.safetensors``: every weight and buffer (the frozen graph stage's too);
+- ``tokenizer.json``: the tokenizer, with a pretrained text encoder's tokenizer files
+  and its architecture (``config.json``) in ``text_encoder/``;
+- ``graph.json``: the knowledge graph;
+- ``README.md``: the model card; ``cknet.json``: the marker.
+
+Folders saved by cknet 0.1 (no marker) still load: their config keys and weight names
+are upgraded on reading (``top_k`` is now ``gamma``; the weights of the knowledge
+source, the cross-modal module and the text encoder moved). Re-save such a model with
+`CKNet.save_pretrained` to write the current layout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+from cknet.config import CKNetConfig
+from cknet.graph import KnowledgeGraph
+from cknet.hub import MARKER, read_folder, resolve_folder, save_folder
+from cknet.io import load_state, load_weights, save_weights
+from cknet.knowledge import KNOWLEDGE_SOURCES
+from cknet.model_card import model_card
+from cknet.modules.language_model import PretrainedTextEncoder
+from cknet.tokenizers import TEXT_ENCODER_DIR, load_tokenizer
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_FILE = "tokenizer.json"
+GRAPH_FILE = "graph.json"
+CARD_FILE = "README.md"
+FILES = (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, GRAPH_FILE)
+HUB_FILES = (*FILES, CARD_FILE, MARKER, f"{TEXT_ENCODER_DIR}/*")
+# cknet 0.1 weight names -> today's, by prefix
+LEGACY_PREFIXES = (("knowledge_matrix.", "cross_modal."), ("graph_model.", "knowledge.graph_model."),
+                   ("knowledge_bank", "knowledge.matrix"), ("text_embedding.", "text_encoder."))
+logger = logging.getLogger(__name__)
+Model = TypeVar("Model", bound=nn.Module)
+
+
+def save_model(model: Any, directory: str | os.PathLike[str], overwrite: bool,
+               training_info: dict[str, Any] | None) -> None:
+    """Write ``model``'s folder (see the module docstring).
+
+    Args:
+        model: the model.
+        directory: the folder.
+        overwrite: replace a model saved there.
+        training_info: facts for the model card.
+    """
+    config, graph, tokenizer = model.config, model.graph, model.tokenizer
+
+    def write(folder: Path) -> None:
+        save_weights(model.state_dict(), folder / WEIGHTS_FILE)
+        tokenizer.save(folder / TOKENIZER_FILE)
+        if isinstance(model.text_encoder, PretrainedTextEncoder):
+            model.text_encoder.save_config(folder / TEXT_ENCODER_DIR)
+        (folder / GRAPH_FILE).write_text(graph.to_json_string(), encoding="utf-8")
+        (folder / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
+        card = model_card(config.to_dict(), graph.name, graph.num_nodes, tokenizer.vocab_size, training_info)
+        (folder / CARD_FILE).write_text(card, encoding="utf-8")
+
+    save_folder(directory, "model", write, overwrite)
+
+
+def load_model(cls: type[Model], name_or_path: str | os.PathLike[str], map_location: str | torch.device,
+               revision: str | None) -> Model:
+    """Read a model folder (or hub id) into a ``cls`` instance, in evaluation mode.
+
+    Args:
+        cls: `CKNet` or a subclass.
+        name_or_path: the folder or hub id.
+        map_location: the device to load to.
+        revision: a hub revision.
+
+    Returns:
+        The model.
+    """
+    folder = resolve_folder(name_or_path, "CKNet model", HUB_FILES, revision)
+    return read_folder(folder, "model", lambda f: _read(cls, f, map_location)).eval()
+
+
+def _read(cls: type[Model], folder: Path, map_location: str | torch.device) -> Model:
+    missing = [name for name in FILES if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder} is not a saved CKNet model: missing {', '.join(missing)}")
+    legacy = not (folder / MARKER).is_file()
+    config = _read_config(folder / CONFIG_FILE, legacy)
+    tokenizer = load_tokenizer(folder / TOKENIZER_FILE)
+    graph = KnowledgeGraph.from_json(folder / GRAPH_FILE)
+    text_encoder = None
+    if config.pretrained_text_encoder:
+        text_encoder = PretrainedTextEncoder.from_config(folder / TEXT_ENCODER_DIR, config.d_model,
+                                                         config.dropout, config.train_text_encoder)
+    state = load_weights(folder / WEIGHTS_FILE, map_location)
+    if legacy:
+        logger.warning("%s was saved by cknet 0.1: read with upgraded names; re-save it with "
+                       "save_pretrained to write the current layout", folder)
+        state = upgrade_legacy_state(state)
+    # Empty modules of the right shapes (no backbone weights fetched); the saved
+    # weights replace every one of them.
+    source = config.knowledge_source
+    knowledge = None
+    if source != "none":
+        if source not in KNOWLEDGE_SOURCES:
+            raise ValueError(
+                f"{folder / CONFIG_FILE} names the knowledge source {source!r}, which is not registered: "
+                f"import the code that defines it and call cknet.register_knowledge_source on its class"
+            )
+        shapes = {k.removeprefix("knowledge."): tuple(v.shape) for k, v in state.items()
+                  if k.startswith("knowledge.")}
+        knowledge = KNOWLEDGE_SOURCES[source].for_loading(config, graph, shapes)
+    empty = CKNetConfig.from_dict({**config.to_dict(), "backbone_weights": None})
+    model = cls(empty, tokenizer, graph, text_encoder=text_encoder, knowledge=knowledge)
+    model.config = config
+    load_state(model, state, folder / WEIGHTS_FILE)
+    return model.to(map_location)
+
+
+def _read_config(path: Path, legacy: bool) -> CKNetConfig:
+    if not legacy:
+        return CKNetConfig.from_json_file(path)
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not a JSON config: {err}") from None
+    if isinstance(data, dict) and "top_k" in data:
+        data["gamma"] = data.pop("top_k")
+    try:
+        return CKNetConfig.from_dict(data)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
+def upgrade_legacy_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename the weights of a cknet 0.1 model to today's names.
+
+    Args:
+        state: the saved tensors by name.
+
+    Returns:
+        The same tensors under the current names.
+    """
+    upgraded = {}
+    for name, tensor in state.items():
+        for old, new in LEGACY_PREFIXES:
+            if name.startswith(old):
+                name = new + name[len(old):]
+                break
+        upgraded[name] = tensor
+    return upgraded

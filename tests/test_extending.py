@@ -1,0 +1,132 @@
+"""Extending cknet from outside the package: a knowledge source, a logits processor, a
+dataset preset (the examples of docs/extending.md)."""
+
+import pytest
+import torch
+from conftest import small_config
+
+import cknet
+from cknet import CKNet, CKNetConfig, ReportTokenizer
+from cknet.config import DATASETS, KNOWLEDGE_SOURCE_NAMES, DatasetPreset
+from cknet.generation import LogitsProcessor
+from cknet.knowledge import KNOWLEDGE_SOURCES
+from cknet.tokenizers import clean_report
+
+
+class GlossaryKnowledge(cknet.KnowledgeSource):
+    """A fixed matrix, e.g. embeddings of a text knowledge base: one row per entry."""
+
+    name = "glossary-test"
+
+    def __init__(self, matrix: torch.Tensor) -> None:
+        super().__init__(*matrix.shape)
+        self.register_buffer("matrix", matrix)
+
+    def forward(self, images=None):
+        return self.matrix
+
+    @classmethod
+    def for_loading(cls, config, graph, shapes):
+        return cls(torch.zeros(shapes["matrix"]))
+
+
+class NoWordEarly(LogitsProcessor):
+    def __init__(self, token_id: int, steps: int) -> None:
+        self.token_id, self.steps = token_id, steps
+
+    def __call__(self, scores, tokens, step):
+        if step < self.steps:
+            scores[:, self.token_id] = float("-inf")
+        return scores
+
+
+def images_for(config, batch=2):
+    return torch.randn(batch, config.num_views, 3, config.image_size, config.image_size)
+
+
+def test_a_knowledge_source_of_ones_own_works_and_reloads(tmp_path, iu_tokenizer):
+    matrix = torch.randn(11, 32)  # 11 entries: not the graph's N + 1 rows
+    model = CKNet(small_config(), iu_tokenizer, knowledge=GlossaryKnowledge(matrix)).eval()
+    assert model.config.knowledge_source == "glossary-test"
+    images = images_for(model.config)
+    ids, _ = iu_tokenizer.encode_batch(["no effusion.", "the heart is normal."])
+    out = model(images, ids, labels=ids)
+    out.loss.backward()
+    assert model.cross_modal.key_proj.weight.grad is not None  # the queries read the matrix
+    with torch.no_grad():  # and the output depends on it
+        other = CKNet(small_config(), iu_tokenizer, knowledge=GlossaryKnowledge(matrix * 3))
+        other.load_state_dict({**model.state_dict(), "knowledge.matrix": matrix * 3})
+        assert not torch.allclose(other.eval()(images, ids).logits, out.logits)
+    assert len(model.generate(images, max_new_tokens=5)) == 2
+
+    model.save_pretrained(tmp_path / "m")
+    del KNOWLEDGE_SOURCES[GlossaryKnowledge.name]  # as in a new process that never imported it
+    KNOWLEDGE_SOURCE_NAMES.discard(GlossaryKnowledge.name)
+    with pytest.raises(ValueError, match="not registered"):
+        CKNet.from_pretrained(tmp_path / "m")
+    cknet.register_knowledge_source(GlossaryKnowledge)
+    loaded = CKNet.from_pretrained(tmp_path / "m")
+    assert isinstance(loaded.knowledge, GlossaryKnowledge) and loaded.knowledge.num_vectors == 11
+    with torch.no_grad():
+        assert torch.equal(loaded(images, ids).logits, model(images, ids).logits)
+
+
+def test_a_knowledge_source_must_fit_the_config(iu_tokenizer):
+    with pytest.raises(ValueError, match="d_knowledge"):
+        CKNet(small_config(), iu_tokenizer, knowledge=GlossaryKnowledge(torch.randn(11, 16)))
+    with pytest.raises(ValueError, match="gamma"):
+        CKNet(small_config(gamma=4), iu_tokenizer, knowledge=GlossaryKnowledge(torch.randn(3, 32)))
+    with pytest.raises(ValueError, match="KnowledgeSource"):
+        CKNet(small_config(), iu_tokenizer, knowledge=torch.randn(11, 32))
+    with pytest.raises(ValueError, match="name"):
+        cknet.register_knowledge_source(type("Nameless", (cknet.KnowledgeSource,), {}))
+
+
+@pytest.mark.parametrize("options", [dict(num_beams=1), dict(num_beams=3),
+                                     dict(do_sample=True, generator=torch.Generator().manual_seed(0))])
+def test_a_logits_processor_of_ones_own_applies_to_every_search(iu_tokenizer, options):
+    torch.manual_seed(3)
+    model = CKNet(small_config(knowledge_source="random"), iu_tokenizer).eval()
+    images = images_for(model.config, 3)
+    plain = model.generate(images, max_new_tokens=6, min_new_tokens=6, return_scores=True, **options)
+    first = plain[0][0].token_ids[0]  # a word this model likes to start with
+    banned = model.generate(images, max_new_tokens=6, min_new_tokens=6, return_scores=True,
+                            logits_processors=[NoWordEarly(first, steps=3)], **options)
+    for study in banned:
+        assert first not in study[0].token_ids[:3]
+    if not options.get("do_sample"):
+        assert plain[0][0].token_ids[:1] != banned[0][0].token_ids[:1]
+
+
+def test_greedy_with_a_processor_equals_argmax_of_the_processed_recomputation(iu_tokenizer):
+    torch.manual_seed(5)
+    model = CKNet(small_config(knowledge_source="none"), iu_tokenizer).eval()
+    images = images_for(model.config, 2)
+    word = iu_tokenizer.token_to_id["normal"]
+    texts = model.generate(images, num_beams=1, max_new_tokens=6, min_new_tokens=6,
+                           logits_processors=[NoWordEarly(word, steps=6)])
+    ids = torch.full((2, 1), iu_tokenizer.bos_id)
+    with torch.no_grad():
+        for _ in range(6):
+            logits = model(images, ids).logits[:, -1]
+            logits[:, [iu_tokenizer.pad_id, iu_tokenizer.bos_id, iu_tokenizer.eos_id, word]] = float("-inf")
+            ids = torch.cat([ids, logits.argmax(-1, keepdim=True)], 1)
+    assert texts == [iu_tokenizer.decode(row) for row in ids]
+
+
+def test_adding_a_dataset_preset_is_one_table_entry(monkeypatch, iu_annotation):
+    monkeypatch.setitem(DATASETS, "toy_cxr", DatasetPreset(num_views=1, max_length=24, vocab_threshold=2,
+                                                           fold_whitespace=True))
+    config = CKNetConfig.preset("toy_cxr", backbone="resnet18", image_size=64, d_model=32, num_heads=2,
+                                d_ff=32, d_knowledge=16, gamma=4, num_encoder_layers=1, num_decoder_layers=1)
+    assert (config.num_views, config.max_length) == (1, 24)
+    reports = [e["report"] for e in iu_annotation["train"][:200]]
+    tok = ReportTokenizer.from_reports(reports, dataset="toy_cxr")
+    assert tok.threshold == 2 and tok.max_length == 24
+    report = "Heart is normal.\n\nNo effusion."  # sentences split only once newlines are folded
+    assert clean_report(report, "toy_cxr") == "heart is normal . no effusion ."
+    assert clean_report(report, "iu_xray") == "heart is normal no effusion ."
+    model = CKNet(config, tok)
+    assert len(model.generate(torch.randn(2, 1, 3, 64, 64), max_new_tokens=4)) == 2
+    with pytest.raises(ValueError, match="toy_cxr"):
+        CKNetConfig.preset("not_a_dataset")
