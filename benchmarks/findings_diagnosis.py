@@ -58,6 +58,8 @@ RUNS = {
     "oracle-truth": {"source": "oracle-truth"},
     "oracle-probs": {"source": "oracle-probs"},
     "image-30ep": {"source": "image", "epochs": 30},
+    "image-constant-lr": {"source": "image", "final_lr_factor": 1.0},
+    "image-lr3e-3": {"source": "image", "lr": 3e-3, "final_lr_factor": 1.0},
     "image-lr3e-4": {"source": "image", "lr": 3e-4, "epochs": 30},
     "image-smooth": {"source": "image", "label_smoothing": 0.1},
     "image-dropout3": {"source": "image", "dropout": 0.3},
