@@ -36,6 +36,18 @@ def _studies_from_annotation(args: argparse.Namespace, num_views: int) -> list[d
     return studies
 
 
+def _write_records(output: Path, records: list[dict]) -> None:
+    """Write generated reports as JSON or CSV (atomically)."""
+    if output.suffix.lower() == ".json":
+        write_text_atomic(output, json.dumps(records, indent=1) + "\n")
+        return
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["id", "prediction", "reference"])
+    writer.writeheader()
+    writer.writerows(records)
+    write_text_atomic(output, buffer.getvalue())
+
+
 def _generate(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
@@ -51,6 +63,8 @@ def _generate(args: argparse.Namespace) -> int:
             raise SystemExit(f"error: --output must end in .json or .csv, got {output}")
         if output.exists() and not args.overwrite:
             raise SystemExit(f"error: {output} exists; pass --overwrite to replace it")
+        if not output.parent.is_dir():
+            raise SystemExit(f"error: the folder of --output, {output.parent}, does not exist")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
     model = CKNet.from_pretrained(args.model, map_location=device).to(dtype).eval()
@@ -58,33 +72,41 @@ def _generate(args: argparse.Namespace) -> int:
         studies = _studies_from_annotation(args, model.config.num_views)
     else:
         studies = [{"id": str(p), "views": p, "reference": None} for p in args.inputs]
-    records = []
+    records: list[dict] = []
+    skipped: list[tuple[str, str]] = []
     with tqdm(total=len(studies), desc="generating", unit="study", disable=args.quiet) as bar:
         for start in range(0, len(studies), args.batch_size):
-            chunk = studies[start:start + args.batch_size]
-            images = prepare_images([s["views"] for s in chunk], model.config,
-                                    args.repeat_single_view, names=[s["id"] for s in chunk])
-            texts = model.generate(
-                images, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
-                length_penalty=args.length_penalty, no_repeat_ngram_size=args.no_repeat_ngram_size,
-            )
-            for study, text in zip(chunk, texts):
-                record = {"id": study["id"], "prediction": text}
-                if study["reference"] is not None:
-                    record["reference"] = study["reference"]
-                records.append(record)
-            bar.update(len(chunk))
-    if output is None:
-        for record in records:
-            print(f"{record['id']}\t{record['prediction']}")
-    elif output.suffix.lower() == ".json":
-        write_text_atomic(output, json.dumps(records, indent=1) + "\n")
-    else:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=["id", "prediction", "reference"])
-        writer.writeheader()
-        writer.writerows(records)
-        write_text_atomic(output, buffer.getvalue())
+            chunk, images = [], []
+            for study in studies[start:start + args.batch_size]:
+                try:
+                    images.append(prepare_images([study["views"]], model.config, args.repeat_single_view,
+                                                 names=[study["id"]])[0])
+                    chunk.append(study)
+                except (ValueError, OSError) as err:
+                    if not args.skip_bad_images:
+                        kept = f"; the {len(records)} reports before it are in {output}" \
+                            if output is not None and records else ""
+                        raise ValueError(f"{err}{kept} (--skip-bad-images skips such studies)") from None
+                    skipped.append((study["id"], str(err)))
+            if chunk:
+                texts = model.generate(
+                    torch.stack(images), num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
+                    length_penalty=args.length_penalty, no_repeat_ngram_size=args.no_repeat_ngram_size,
+                )
+                for study, text in zip(chunk, texts):
+                    record = {"id": study["id"], "prediction": text}
+                    if study["reference"] is not None:
+                        record["reference"] = study["reference"]
+                    records.append(record)
+                    if output is None:
+                        print(f"{record['id']}\t{record['prediction']}")
+                if output is not None:  # what is done is kept, batch by batch
+                    _write_records(output, records)
+            bar.update(args.batch_size)
+    if skipped:
+        print(f"skipped {len(skipped)} of {len(studies)} studies with unreadable images:", file=sys.stderr)
+        for _, reason in skipped[:20]:
+            print(f"  {reason}", file=sys.stderr)
     return 0
 
 
@@ -130,42 +152,26 @@ def _pretrain_graph(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_records(path: Path, fields: tuple[str, ...]) -> list[dict]:
-    """Rows of a JSON list or CSV file with (at least) the given fields."""
-    if not path.is_file():
-        raise SystemExit(f"error: {path} not found")
-    if path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8") as fh:
-            records = list(csv.DictReader(fh))
-    else:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        raise SystemExit(f"error: {path} must hold a list of records with {', '.join(fields)}")
-    for index, record in enumerate(records):
-        missing = [f for f in fields if f not in record or record[f] is None]
-        if missing:
-            raise SystemExit(f"error: {path}, record {index}: missing {', '.join(missing)}")
-    return records
-
-
 def _evaluate(args: argparse.Namespace) -> int:
-    from cknet.evaluation import score_reports
+    from cknet.evaluation import read_records, score_reports
     from cknet.labeler import OBSERVATIONS, CheXpertLabeler
 
     output = Path(args.output) if args.output else None
     for path in (output, args.per_report):
         if path is not None and Path(path).exists() and not args.overwrite:
             raise SystemExit(f"error: {path} exists; pass --overwrite to replace it")
+        if path is not None and not Path(path).parent.is_dir():
+            raise SystemExit(f"error: the folder of {path}, {Path(path).parent}, does not exist")
     if args.references:
-        predictions = _read_records(args.predictions, ("id", "prediction"))
-        by_id = {str(r["id"]): r["reference"] for r in _read_records(args.references, ("id", "reference"))}
-        missing = [str(r["id"]) for r in predictions if str(r["id"]) not in by_id]
+        predictions = read_records(args.predictions, ("id", "prediction"))
+        by_id = {r["id"]: r["reference"] for r in read_records(args.references, ("id", "reference"))}
+        missing = [r["id"] for r in predictions if r["id"] not in by_id]
         if missing:
             raise SystemExit(f"error: no reference for {len(missing)} prediction(s), e.g. {missing[:3]}")
-        pairs = [(str(r["id"]), by_id[str(r["id"])], r["prediction"]) for r in predictions]
+        pairs = [(r["id"], by_id[r["id"]], r["prediction"]) for r in predictions]
     else:
-        records = _read_records(args.predictions, ("id", "prediction", "reference"))
-        pairs = [(str(r["id"]), r["reference"], r["prediction"]) for r in records]
+        records = read_records(args.predictions, ("id", "prediction", "reference"))
+        pairs = [(r["id"], r["reference"], r["prediction"]) for r in records]
     ids, references, predictions_text = (list(x) for x in zip(*pairs))
     result = score_reports(references, predictions_text, args.dataset, labeler=CheXpertLabeler(),
                            average=args.average, uncertain=args.uncertain, reference_form=args.reference_form)
@@ -267,6 +273,16 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``cknet`` argument parser, with one sub-command per job."""
     from cknet.config import DATASETS
@@ -315,7 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--max-new-tokens", type=int, default=None)
     gen.add_argument("--length-penalty", type=float, default=0.0)
     gen.add_argument("--no-repeat-ngram-size", type=int, default=0)
-    gen.add_argument("--batch-size", type=int, default=16)
+    gen.add_argument("--batch-size", type=_positive_int, default=16, help="studies per batch (default 16)")
+    gen.add_argument("--skip-bad-images", action="store_true",
+                     help="skip studies whose images are missing or unreadable, and say how many")
     gen.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     gen.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     gen.add_argument("--repeat-single-view", action="store_true",

@@ -14,8 +14,13 @@ whether reports state what the images show.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,6 +58,58 @@ class Evaluation:
     ce: dict[str, Any] | None = None
     reference_labels: np.ndarray | None = None
     predicted_labels: np.ndarray | None = None
+
+
+def read_records(path: str | os.PathLike[str], fields: Sequence[str]) -> list[dict[str, str]]:
+    """Read predictions or references: a JSON list of objects, or a CSV file with a header.
+
+    Args:
+        path: the file (``.csv``, else JSON), e.g. what `cknet generate --output` writes.
+        fields: the fields each record must have (``"id"`` and report texts).
+
+    Returns:
+        The records, each with the given fields as strings (ids may be numbers in JSON).
+
+    Raises:
+        FileNotFoundError: for a missing file.
+        ValueError: naming the file, and the record and field at fault: not UTF-8, not
+            valid JSON or CSV, no record, a missing field, a report that is not text, an
+            empty reference.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found")
+    try:
+        text = path.read_bytes().decode("utf-8")
+        if path.suffix.lower() == ".csv":
+            records: Any = list(csv.DictReader(io.StringIO(text, newline="")))
+        else:
+            records = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError, csv.Error) as err:
+        kind = "CSV" if path.suffix.lower() == ".csv" else "JSON"
+        raise ValueError(f"{path} is not a readable {kind} file: {err}") from None
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise ValueError(f"{path} must hold a list of records with {', '.join(fields)}")
+    if not records:
+        raise ValueError(f"{path} holds no record")
+    out = []
+    for index, record in enumerate(records):
+        name = f"{path}, record {index}" + (f" (id {record['id']!r})" if "id" in record else "")
+        missing = [f for f in fields if record.get(f) is None]
+        if missing:
+            raise ValueError(f"{name}: missing {', '.join(missing)}")
+        clean = {}
+        for field_name in fields:
+            value = record[field_name]
+            if field_name == "id" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = str(value)
+            if not isinstance(value, str):
+                raise ValueError(f"{name}: {field_name!r} must be text, got {type(value).__name__}")
+            if field_name == "reference" and not value.strip():
+                raise ValueError(f"{name}: the reference is empty")
+            clean[field_name] = value
+        out.append(clean)
+    return out
 
 
 def findings_f1(ce: dict[str, Any]) -> float:

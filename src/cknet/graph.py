@@ -342,7 +342,12 @@ class KnowledgeGraph:
         Args:
             global_node: prepend a global node (index 0) linked to every finding; the
                 findings are then numbered 1..N.
+
+        Raises:
+            ValueError: when ``nodes`` or ``edges`` were edited into an invalid graph
+                (see `validate`).
         """
+        self.validate()
         pairs = list(self.edges)
         if global_node:
             pairs = [(0, i + 1) for i in range(self.num_nodes)] + [(a + 1, b + 1) for a, b in pairs]

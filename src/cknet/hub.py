@@ -10,9 +10,11 @@ checks it, so that a graph model is never read as a model.
 (``renameat2(RENAME_EXCHANGE)`` on Linux; elsewhere two renames, between which the
 folder is briefly absent), so a reader or a kill never sees a half-written folder;
 without ``overwrite`` the final rename refuses to replace anything, so of two writers
-exactly one wins. `read_folder` reads the marker's ``save_id`` before and after reading
-the files and reads again if it changed, so a reader racing a writer gets the old
-folder or the new one, never a mix. Temporary folders of killed writers are removed by
+exactly one wins. Readers hold a shared advisory lock (``flock`` on the parent folder)
+while they read the files, and a writer takes it exclusively only for the swap, so a
+reader racing a writer gets the old folder or the new one, never a mix; where there
+is no ``flock``, `read_folder` compares the marker's ``save_id`` before and after
+reading and reads again when it changed. Temporary folders of killed writers are removed by
 the next writer (their names carry the writer's process id).
 
 Folders written before the marker existed (cknet 0.1) are recognised by their files.
@@ -30,7 +32,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -154,19 +156,20 @@ def save_folder(
         marker = {"kind": kind, "format": FORMAT, "cknet": __version__, "save_id": uuid.uuid4().hex}
         (tmp / MARKER).write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
         set_default_mode(tmp, directory=True)
-        if found is None:
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # an empty folder the user made; rename would not replace it
-            if not _rename_noreplace(tmp, folder):
-                raise FileExistsError(f"{folder} was written by another process first; not replaced")
-        else:
-            _swap(tmp, folder)
+        with _locked(folder, exclusive=True):  # no reader is inside while the folders move
+            if found is None:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # an empty folder the user made; rename would not replace it
+                if not _rename_noreplace(tmp, folder):
+                    raise FileExistsError(f"{folder} was written by another process first; not replaced")
+            else:
+                _swap(tmp, folder)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def read_folder(folder: str | os.PathLike[str], kind: str, read: Callable[[Path], T], tries: int = 5) -> T:
+def read_folder(folder: str | os.PathLike[str], kind: str, read: Callable[[Path], T], tries: int = 10) -> T:
     """``read(folder)`` with the guarantee that every file came from one save.
 
     Args:
@@ -189,15 +192,35 @@ def read_folder(folder: str | os.PathLike[str], kind: str, read: Callable[[Path]
         check_kind(folder, kind, writing=False)
         before = _save_id(folder)
         try:
-            result = read(folder)
-        except FileNotFoundError:
-            if before is None or attempt == tries - 1:
+            with _locked(folder, exclusive=False):
+                result = read(folder)
+        except (OSError, ValueError):
+            # A writer may have swapped the folder between two of the files: read again.
+            if before is None or _save_id(folder) == before or attempt == tries - 1:
                 raise
         else:
             if before is None or _save_id(folder) == before:
                 return result
         time.sleep(0.05 * (attempt + 1))
     raise OSError(f"{folder} kept changing while it was read ({tries} tries); try again")
+
+
+@contextlib.contextmanager
+def _locked(folder: Path, exclusive: bool) -> Iterator[None]:
+    """Hold an advisory lock on ``folder``'s parent: shared by readers, exclusive for the
+    moment a writer swaps folders (where ``fcntl.flock`` exists; elsewhere readers rely
+    on the ``save_id`` check alone)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    descriptor = os.open(folder.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def _save_id(folder: Path) -> str | None:

@@ -64,6 +64,16 @@ class MetricReport:
         return "\n".join(lines)
 
 
+def _texts(name: str, texts: object) -> list[str]:
+    """``texts`` as a list of strings, or a `ValueError` naming ``name``."""
+    if isinstance(texts, str) or not isinstance(texts, Sequence):
+        raise ValueError(f"{name} must be a list of report texts, got {type(texts).__name__}")
+    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+    if bad is not None:
+        raise ValueError(f"{name}[{bad}] must be a report text, got {type(texts[bad]).__name__}")
+    return list(texts)
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -157,9 +167,16 @@ def bleu_4(
             dataset's).
 
     Returns:
-        Corpus BLEU-4 (pycocoevalcap)."""
+        Corpus BLEU-4 (pycocoevalcap).
+
+    Raises:
+        ValueError: for inputs that are not lists of texts of the same length."""
     from pycocoevalcap.bleu.bleu import Bleu
 
+    references, predictions = _texts("references", references), _texts("predictions", predictions)
+    if len(references) != len(predictions) or not references:
+        raise ValueError(f"{len(references)} references but {len(predictions)} predictions "
+                         f"(as many of each, at least one)")
     limit = dataset_preset(dataset).max_length if max_length is None else int(max_length)
     gts = {i: [" ".join(clean_report(r, dataset).split()[: limit - 2])] for i, r in enumerate(references)}
     res = {i: [_one_line(clean_report(p, dataset))] for i, p in enumerate(predictions)}
@@ -198,6 +215,7 @@ def nlg_scores(
 
     if reference_form not in ("cleaned", "raw"):
         raise ValueError(f"reference_form must be 'cleaned' or 'raw', got {reference_form!r}")
+    references, predictions = _texts("references", references), _texts("predictions", predictions)
     if len(references) != len(predictions):
         raise ValueError(f"{len(references)} references but {len(predictions)} predictions")
     if not references:

@@ -101,6 +101,12 @@ def _read(cls: type[Model], folder: Path, map_location: str | torch.device) -> M
     graph = KnowledgeGraph.from_json(folder / GRAPH_FILE)
     text_encoder = None
     if config.pretrained_text_encoder:
+        if not (folder / TEXT_ENCODER_DIR / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{folder} holds a model whose text encoder is the language model {config.text_encoder!r}, "
+                f"but not its {TEXT_ENCODER_DIR}/ folder (the language model's config.json and tokenizer "
+                f"files, which save_pretrained writes): copy the whole folder"
+            )
         text_encoder = PretrainedTextEncoder.from_config(folder / TEXT_ENCODER_DIR, config.d_model,
                                                          config.dropout, config.train_text_encoder)
     state = load_weights(folder / WEIGHTS_FILE, map_location)

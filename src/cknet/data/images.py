@@ -16,6 +16,7 @@ evaluation transform (`cknet.data.transforms`).
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Union
@@ -43,12 +44,11 @@ def _from_array(array: np.ndarray, what: str) -> torch.Tensor:
     if array.dtype == np.bool_ or not (np.issubdtype(array.dtype, np.integer)
                                        or np.issubdtype(array.dtype, np.floating)):
         raise ValueError(f"{what} has unsupported dtype {array.dtype}; expected uint8, uint16 or float")
+    shape = array.shape
     if array.ndim == 3 and array.shape[2] in (1, 3, 4):
         array = array[:, :, :3] if array.shape[2] != 1 else array[:, :, 0]
-    if array.ndim not in (2, 3) or min(array.shape[:2]) < 1:
-        raise ValueError(
-            f"{what} has shape {array.shape}; expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)"
-        )
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)) or 0 in array.shape:
+        raise ValueError(f"{what} has shape {shape}; expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)")
     if array.dtype == np.uint8:
         scaled = array.astype(np.float32) / 255.0
     elif np.issubdtype(array.dtype, np.floating) and array.min() >= 0.0 and array.max() <= 1.0:
@@ -128,18 +128,20 @@ def load_image(source: ImageLike) -> torch.Tensor:
         try:
             with Image.open(path) as image:
                 image.load()
-                return _from_pil(image, f"image {path}")
-        except (OSError, Image.DecompressionBombError, SyntaxError) as err:
-            raise ValueError(f"{path} is not a readable image: {err}") from None
+        except Exception as err:  # Pillow raises many kinds for a malformed file
+            raise ValueError(f"{path} is not a readable image ({type(err).__name__}: {err})") from None
+        return _from_pil(image, f"image {path}")
     if isinstance(source, Image.Image):
         return _from_pil(source, f"PIL image (mode {source.mode})")
     if isinstance(source, np.ndarray):
-        return _from_array(source, f"array of shape {source.shape}")
+        return _from_array(source, "the array")
     if isinstance(source, torch.Tensor):
         tensor = source.detach().cpu()
+        if tensor.is_floating_point():
+            tensor = tensor.float()  # numpy has no bfloat16
         if tensor.dim() == 3 and tensor.shape[0] in (1, 3, 4):
             tensor = tensor.permute(1, 2, 0)
-        return _from_array(tensor.numpy(), f"tensor of shape {tuple(source.shape)}")
+        return _from_array(tensor.numpy(), f"the tensor of shape {tuple(source.shape)}, read as (H, W, C),")
     raise ValueError(
         f"cannot read an image from {type(source).__name__}; expected a path, a PIL image, "
         f"a numpy array or a tensor"
@@ -178,14 +180,20 @@ def prepare_images(
     Returns:
         ``(B, V, 3, image_size, image_size)`` float32.
 
+    A view much smaller than the model's input (under a quarter of ``image_size`` on a
+    side) is enlarged with a warning: the report of such an image says little.
+
     Raises:
-        ValueError: for a study with the wrong number of views, or an unreadable image.
+        ValueError: for a study with the wrong number of views, or an unreadable image
+            (the message names the study).
+        FileNotFoundError: for a missing image file (the message names the study).
     """
     if isinstance(studies, (list, tuple)) and len(studies) == 0:
         raise ValueError("studies is empty")
     batch = list(studies) if isinstance(studies, (list, tuple)) else [studies]
     prepared = []
     for index, study in enumerate(batch):
+        name = repr(names[index]) if names is not None else index
         views = _study_views(study)
         if len(views) == 1 and config.num_views > 1 and repeat_single_view:
             views = views * config.num_views
@@ -194,10 +202,21 @@ def prepare_images(
             if len(views) == 1:
                 hint = (" (group a study's views in a list, e.g. [[frontal, lateral]], or pass "
                         "repeat_single_view=True to reuse one view)")
-            name = repr(names[index]) if names is not None else index
             raise ValueError(
                 f"study {name} has {len(views)} view(s) but the model takes "
                 f"{config.num_views}{hint}"
             )
-        prepared.append(torch.stack([evaluation_transform(load_image(v), config) for v in views]))
+        prepared.append(torch.stack([_prepared_view(v, config, name) for v in views]))
     return torch.stack(prepared)
+
+
+def _prepared_view(view: Any, config: CKNetConfig, study: Any) -> torch.Tensor:
+    """One view through `load_image` and the evaluation transform; errors name the study."""
+    try:
+        image = load_image(view)
+    except (ValueError, FileNotFoundError) as err:
+        raise type(err)(f"study {study}: {err}") from None
+    if min(image.shape[1:]) < config.image_size / 4:
+        warnings.warn(f"study {study}: an image of {image.shape[2]}x{image.shape[1]} px is enlarged to "
+                      f"{config.image_size} px; a report of it says little", stacklevel=3)
+    return evaluation_transform(image, config)

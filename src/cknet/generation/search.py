@@ -110,9 +110,19 @@ def _normalise(scores: torch.Tensor, lengths: torch.Tensor | int, length_penalty
 
 def _logprobs(decoder: Decoder, step_input: torch.Tensor, state: DecodingState, tokens: torch.Tensor,
               processors: Sequence[LogitsProcessor], step: int) -> torch.Tensor:
-    """``(R, V)`` float32 processed log-probabilities of the next token."""
-    logprobs = decoder.decode_step(step_input, state).float().log_softmax(dim=-1)
-    return apply(processors, logprobs, tokens, step)
+    """``(R, V)`` float32 processed log-probabilities of the next token.
+
+    Raises:
+        ValueError: when the model's scores hold NaN or infinite values.
+    """
+    logits = decoder.decode_step(step_input, state).float()
+    if not bool(torch.isfinite(logits).all()):
+        raise ValueError(
+            f"the model's scores of token {step + 1} hold NaN or infinite values: its weights or its "
+            f"input hold NaN or infinite values, or its computation overflowed (in a low precision, "
+            f"try float32)"
+        )
+    return apply(processors, logits.log_softmax(dim=-1), tokens, step)
 
 
 def sample_search(

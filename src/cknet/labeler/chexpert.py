@@ -105,7 +105,8 @@ class CheXpertLabeler:
             of `observations`.
 
         Raises:
-            ValueError: if a report is not a string.
+            ValueError: if ``reports`` is one string rather than a list, or a report is
+                not a string.
         """
         found = self.rules.label(reports)  # (n, 13) without "No Finding"
         pathologies = found[:, self._pathologies]

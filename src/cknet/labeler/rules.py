@@ -223,8 +223,11 @@ class RuleLabeler:
             ``(num_reports, num_findings)`` float array of 1, 0, -1 and NaN.
 
         Raises:
-            ValueError: if a report is not a string.
+            ValueError: if ``reports`` is one string rather than a list, or a report is not
+                a string.
         """
+        if isinstance(reports, str):
+            raise ValueError("reports must be a list of report texts, not one string")
         rows = []
         for index, report in enumerate(reports):
             if not isinstance(report, str):

@@ -53,7 +53,7 @@ def load_tokenizer(path: str | os.PathLike[str]) -> ReportTokenizerBase:
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{os.fspath(path)} is not a tokenizer file: {err}") from None
     kind = data.get("type") if isinstance(data, dict) else None
-    if kind not in TOKENIZER_TYPES:
+    if not isinstance(kind, str) or kind not in TOKENIZER_TYPES:
         raise ValueError(
             f"{os.fspath(path)} is not a tokenizer file: its 'type' is {kind!r}, expected one of "
             f"{sorted(TOKENIZER_TYPES)}"

@@ -13,6 +13,7 @@ trailing period) are dropped while cleaning, where the peers keep them as double
 
 from __future__ import annotations
 
+import numbers
 import os
 import re
 from abc import ABC, abstractmethod
@@ -181,12 +182,18 @@ class ReportTokenizerBase(ABC):
             The ids up to (not including) the first ``<eos>``.
 
         Raises:
-            ValueError: for an id outside ``[0, vocab_size)``.
+            ValueError: for an id that is not an integer in ``[0, vocab_size)``.
         """
         if isinstance(ids, torch.Tensor):
+            if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool or ids.dim() != 1:
+                raise ValueError(f"ids must be a 1-D integer tensor or a list of ints, got a {ids.dim()}-D "
+                                 f"{ids.dtype} tensor")
             ids = ids.tolist()
         kept = []
         for i in ids:
+            if not isinstance(i, numbers.Integral) or isinstance(i, bool):
+                raise ValueError(f"token ids must be integers, got {i!r} ({type(i).__name__})")
+            i = int(i)
             if not 0 <= i < self.vocab_size:
                 raise ValueError(f"token id {i} is outside [0, {self.vocab_size})")
             if i == self.eos_id:

@@ -202,12 +202,16 @@ class PretrainedReportTokenizer(ReportTokenizerBase):
 
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("type") != "PretrainedReportTokenizer":
+            data = json.loads(path.read_bytes().decode("utf-8"))
+            if not isinstance(data, dict) or data.get("type") != "PretrainedReportTokenizer":
                 raise ValueError("expected 'type': 'PretrainedReportTokenizer'")
-            folder = path.parent / data["files"]
-            dataset, max_length, source = data["dataset"], data["max_length"], data.get("source")
-        except (json.JSONDecodeError, KeyError, AttributeError, ValueError) as err:
+            files, dataset = data.get("files"), data.get("dataset")
+            max_length, source = data.get("max_length"), data.get("source")
+            if not isinstance(files, str) or not isinstance(dataset, str) or not (
+                    max_length is None or (isinstance(max_length, int) and not isinstance(max_length, bool))):
+                raise ValueError("expected 'files' and 'dataset' names and an integer 'max_length'")
+            folder = path.parent / files
+        except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as err:
             raise ValueError(f"{path} is not a PretrainedReportTokenizer file: {err}") from None
         if not folder.is_dir():
             raise FileNotFoundError(f"{path} refers to the tokenizer folder {folder}, which is missing")

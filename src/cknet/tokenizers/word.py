@@ -211,11 +211,20 @@ class ReportTokenizer(ReportTokenizerBase):
         """
         if not isinstance(data, dict) or data.get("type") != "ReportTokenizer":
             raise ValueError("not a ReportTokenizer description (expected 'type': 'ReportTokenizer')")
-        if list(data.get("special_tokens", [])) != list(SPECIAL_TOKENS):
+        if data.get("special_tokens") != list(SPECIAL_TOKENS):
             raise ValueError(
-                f"special tokens {data.get('special_tokens')} differ from {list(SPECIAL_TOKENS)}"
+                f"special tokens {data.get('special_tokens')!r} differ from {list(SPECIAL_TOKENS)}"
             )
-        return cls(data["words"], data["dataset"], data["max_length"], data.get("threshold"))
+        words, dataset = data.get("words"), data.get("dataset")
+        max_length, threshold = data.get("max_length"), data.get("threshold")
+        if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+            raise ValueError(f"'words' must be a list of strings, got {type(words).__name__}")
+        if not isinstance(dataset, str):
+            raise ValueError(f"'dataset' must be a dataset name, got {dataset!r}")
+        for name, value in (("max_length", max_length), ("threshold", threshold)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise ValueError(f"'{name}' must be an integer, got {value!r}")
+        return cls(words, dataset, max_length, threshold)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the tokenizer as JSON (atomically: a temporary file, then a rename).
@@ -239,9 +248,9 @@ class ReportTokenizer(ReportTokenizerBase):
             ValueError: naming the file if it is not a tokenizer JSON.
         """
         try:
-            with open(path, encoding="utf-8") as fh:
-                return cls.from_dict(json.load(fh))
-        except (json.JSONDecodeError, KeyError, ValueError) as err:
+            with open(path, "rb") as fh:
+                return cls.from_dict(json.loads(fh.read().decode("utf-8")))
+        except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as err:
             raise ValueError(f"{os.fspath(path)} is not a ReportTokenizer file: {err}") from None
 
 

@@ -165,7 +165,11 @@ class Trainer:
             "best_score": self.result.best_score, "criterion": self.result.criterion,
             "stale_epochs": self.stale_epochs, "history": json.dumps(self.result.history),
         }
-        write_atomic(self.run_dir / CHECKPOINT, lambda tmp: torch.save(state, tmp))
+        try:
+            write_atomic(self.run_dir / CHECKPOINT, lambda tmp: torch.save(state, tmp))
+        except (OSError, RuntimeError) as err:  # a full disk, a folder removed meanwhile, ...
+            raise OSError(f"could not write the checkpoint {self.run_dir / CHECKPOINT} (the previous one is "
+                          f"intact): {err}") from None
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore a checkpoint written by `save_checkpoint` (``weights_only`` loading).
@@ -173,24 +177,35 @@ class Trainer:
         Args:
             path: the checkpoint file.
 
+        A file that does not load without running code (a pickle with objects) is refused
+        as unreadable: checkpoints hold tensors and plain values only.
+
         Raises:
-            ValueError: naming the file when it is not a cknet checkpoint for this model.
+            ValueError: naming the file when it is empty, truncated, not a torch file, or
+                not a cknet checkpoint of this model; the message says how to restart.
         """
+        restart = (f"delete it to restart the run from its first epoch (or from the kept model, "
+                   f"`cknet train --init {self.run_dir / 'best'}`)")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # EOFError, UnpicklingError, zip errors, ...
+            kind = "empty" if Path(path).stat().st_size == 0 else f"unreadable ({type(err).__name__})"
+            raise ValueError(f"{path} is {kind}: not a cknet checkpoint; {restart}") from None
+        try:
             self.model.load_state_dict(state["model"], strict=True)
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
-        except (KeyError, RuntimeError, TypeError, ValueError) as err:
-            raise ValueError(f"{path} is not a checkpoint of this model: {err}") from None
-        set_rng_state(state["rng"])
-        self.start_epoch = int(state["epoch"]) + 1
-        self.result.best_epoch = int(state["best_epoch"])
-        self.result.best_bleu4 = float(state["best_bleu4"])
-        self.result.best_score = float(state["best_score"])
-        self.result.criterion = str(state.get("criterion", ""))
-        self.result.history = json.loads(state["history"])
-        self.stale_epochs = int(state["stale_epochs"])
+            set_rng_state(state["rng"])
+            self.start_epoch = int(state["epoch"]) + 1
+            self.result.best_epoch = int(state["best_epoch"])
+            self.result.best_bleu4 = float(state["best_bleu4"])
+            self.result.best_score = float(state["best_score"])
+            self.result.criterion = str(state.get("criterion", ""))
+            self.result.history = json.loads(state["history"])
+            self.stale_epochs = int(state["stale_epochs"])
+        except (KeyError, RuntimeError, TypeError, ValueError, IndexError) as err:
+            raise ValueError(f"{path} is not a checkpoint of this run's model ({type(err).__name__}: {err}); "
+                             f"{restart}") from None
 
     # ------------------------------------------------------------ loops
     def _features(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None] | None:
@@ -250,6 +265,10 @@ class Trainer:
         for batch in bar:
             self.optimizer.zero_grad(set_to_none=True)
             loss = self._batch_loss(batch)
+            if not bool(torch.isfinite(loss)):
+                raise ValueError(f"the training loss is {loss.item()} in epoch {epoch} (studies "
+                                 f"{batch['ids'][:3]} ...): lower the learning rate, or check the data "
+                                 f"and weights for NaN")
             loss.backward()
             if self.config.stage == "scst" and world_size() > 1:  # the loss ran outside DDP
                 for parameter in self.model.parameters():
