@@ -127,3 +127,87 @@ def test_load_label_csv(tmp_path):
     bad.write_text("study_id,Edema\n1,yes\n")
     with pytest.raises(ValueError, match=r"bad.csv, line 2, column 'Edema'"):
         load_label_csv(bad)
+
+
+# The CheXpert labeler's conventions, one decision per line: (sentence, observation, label)
+# with 1 positive, 0 negative, -1 uncertain, None blank.
+CHEXPERT_DECISIONS = [
+    # Enlarged Cardiomediastinum: structures, normal -> 0, stable -> -1, widened -> 1
+    ("The cardiomediastinal silhouette is within normal limits.", "Enlarged Cardiomediastinum", 0),
+    ("The cardiomediastinal silhouette is normal in size and contour.", "Enlarged Cardiomediastinum", 0),
+    ("Stable cardiomediastinal silhouette.", "Enlarged Cardiomediastinum", -1),
+    ("The mediastinum is widened.", "Enlarged Cardiomediastinum", 1),
+    ("Calcification over the left mediastinum.", "Enlarged Cardiomediastinum", None),
+    # Cardiomegaly
+    ("The heart is normal in size.", "Cardiomegaly", 0),
+    ("Heart size upper limits of normal.", "Cardiomegaly", 0),
+    ("Heart size is not enlarged.", "Cardiomegaly", 0),
+    ("Heart size is stable.", "Cardiomegaly", -1),
+    ("Borderline heart size.", "Cardiomegaly", -1),
+    ("The heart and lungs have XXXX XXXX in the interval.", "Cardiomegaly", -1),
+    ("The heart is enlarged.", "Cardiomegaly", 1),
+    ("Stable cardiomegaly.", "Cardiomegaly", 1),
+    ("Possible CHF.", "Cardiomegaly", -1),
+    ("Pacemaker lead over the heart.", "Cardiomegaly", None),
+    # Lung Lesion: granulomas and calcified nodules are not lesions
+    ("A 1 cm nodule in the right upper lobe.", "Lung Lesion", 1),
+    ("Nodular opacity in the left lower lobe.", "Lung Lesion", 1),
+    ("Calcified nodule in the right upper lobe.", "Lung Lesion", None),
+    ("Calcified granuloma in the right upper lobe.", "Lung Lesion", None),
+    ("No massive effusion.", "Lung Lesion", None),
+    # Lung Opacity: scarring and interstitial markings count; consolidation and density do not
+    ("Scarring at the left base.", "Lung Opacity", 1),
+    ("Prominent interstitial markings.", "Lung Opacity", 1),
+    ("Left lower lobe airspace disease.", "Lung Opacity", 1),
+    ("Right lower lobe consolidation.", "Lung Opacity", None),
+    ("Calcified density in the right upper lobe.", "Lung Opacity", None),
+    ("Pleural scarring on the left.", "Lung Opacity", None),
+    ("No focal airspace opacity.", "Lung Opacity", 0),
+    # Edema, Consolidation, Pneumonia
+    ("Mild pulmonary vascular congestion.", "Edema", 1),
+    ("Findings of CHF.", "Edema", 1),
+    ("Cephalization of the pulmonary vessels.", "Edema", None),
+    ("Right lower lobe consolidation.", "Consolidation", 1),
+    ("Left lower lobe airspace disease.", "Pneumonia", None),
+    ("Opacity concerning for infection.", "Pneumonia", -1),
+    ("Right lower lobe pneumonia.", "Pneumonia", 1),
+    # Atelectasis, Pneumothorax, Pleural Effusion, Pleural Other
+    ("Plate-like atelectasis at the left base.", "Atelectasis", 1),
+    ("Partial collapse of the right middle lobe.", "Atelectasis", 1),
+    ("Small right hydropneumothorax.", "Pneumothorax", 1),
+    ("No pneumothorax.", "Pneumothorax", 0),
+    ("Small pericardial effusion.", "Pleural Effusion", None),
+    ("Blunting of the costophrenic angle, possibly small effusion.", "Pleural Effusion", -1),
+    ("Pleural scarring on the left.", "Pleural Other", 1),
+    ("Apical pleural thickening.", "Pleural Other", 1),
+    # Fracture: old and healed count
+    ("Old healed rib fracture.", "Fracture", 1),
+    ("No acute fracture.", "Fracture", 0),
+    # Support Devices: named devices count; wires, clips, stents and bare positions do not
+    ("Right IJ catheter tip in the SVC.", "Support Devices", 1),
+    ("Right IJ.", "Support Devices", None),
+    ("Median sternotomy wires.", "Support Devices", None),
+    ("Surgical clips in the right upper quadrant.", "Support Devices", None),
+    ("Pacemaker in place.", "Support Devices", 1),
+    ("Endotracheal tube 4 cm above the carina.", "Support Devices", 1),
+    # ... and, deliberately unlike CheXpert's substring matching, whole words only
+    ("Plate-like atelectasis at the left base.", "Support Devices", None),
+    ("History of tuberculosis.", "Support Devices", None),
+    ("Findings support chronic changes.", "Support Devices", None),
+    # No Finding: other abnormalities CheXpert lists make a report not normal
+    ("No acute cardiopulmonary abnormality.", "No Finding", 1),
+    ("Calcified granuloma in the right upper lobe.", "No Finding", None),
+    ("Degenerative changes of the spine.", "No Finding", None),
+    ("Mild scoliosis.", "No Finding", None),
+    ("No hiatal hernia. Lungs are clear.", "No Finding", 1),
+    ("Pacemaker in place. Lungs are clear.", "No Finding", 1),
+    ("Possible small effusion.", "No Finding", None),
+]
+
+
+@pytest.mark.parametrize("sentence, observation, expected", CHEXPERT_DECISIONS)
+def test_chexpert_conventions(sentence, observation, expected):
+    from cknet.labeler import OBSERVATIONS, CheXpertLabeler
+
+    value = CheXpertLabeler().label([sentence])[0, OBSERVATIONS.index(observation)]
+    assert (np.isnan(value) and expected is None) or value == expected, (sentence, observation, value)

@@ -154,7 +154,7 @@ def _pretrain_graph(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from cknet.evaluation import read_records, score_reports
-    from cknet.labeler import OBSERVATIONS, CheXpertLabeler
+    from cknet.labeler import OBSERVATIONS, make_labeler
 
     output = Path(args.output) if args.output else None
     for path in (output, args.per_report):
@@ -173,7 +173,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         records = read_records(args.predictions, ("id", "prediction", "reference"))
         pairs = [(r["id"], r["reference"], r["prediction"]) for r in records]
     ids, references, predictions_text = (list(x) for x in zip(*pairs))
-    result = score_reports(references, predictions_text, args.dataset, labeler=CheXpertLabeler(),
+    result = score_reports(references, predictions_text, args.dataset, labeler=make_labeler(args.labeler),
                            average=args.average, uncertain=args.uncertain, reference_form=args.reference_form)
     reference_labels, predicted_labels = result.reference_labels, result.predicted_labels
     print(f"NLG ({len(pairs)} reports, {args.reference_form} references) -- " +
@@ -181,15 +181,19 @@ def _evaluate(args: argparse.Namespace) -> int:
     for note in result.nlg["notes"]:
         print(f"  note: {note}")
     ce = result.ce
-    print("CE, built-in CheXpert labeler -- " + ", ".join(f"{k}: {v}" for k, v in ce["settings"].items()))
+    print(f"CE, labeler {args.labeler} -- " + ", ".join(f"{k}: {v}" for k, v in ce["settings"].items()))
     print("  " + ", ".join(f"{k} {v:.4f}" for k, v in ce["scores"].items() if v is not None)
           + f", findings F1 {result.scores['ce_findings_f1']:.4f}")
+    print("  variants: " + ", ".join(
+        f"{name} P {v['scores']['precision']:.4f} R {v['scores']['recall']:.4f} F1 {v['scores']['f1']:.4f}"
+        for name, v in result.ce_variants.items()))
     print(f"  {'observation':<27} {'support':>7} {'pred':>5} {'P':>6} {'R':>6} {'F1':>6}")
     for row in ce["table"]:
         print(f"  {row['observation']:<27} {row['support']:>7} {row['predicted']:>5} "
               f"{row['precision']:6.3f} {row['recall']:6.3f} {row['f1']:6.3f}")
     if output is not None:
-        write_text_atomic(output, json.dumps({"nlg": result.nlg, "ce": ce}, indent=1) + "\n")
+        write_text_atomic(output, json.dumps({"nlg": result.nlg, "ce": ce, "ce_variants": result.ce_variants},
+                                             indent=1) + "\n")
     if args.per_report is not None:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
@@ -385,8 +389,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--reference-form", choices=["cleaned", "raw"], default="cleaned",
                     help="score against R2Gen-cleaned, truncated references (the peers' way) or raw text")
     ev.add_argument("--dataset", choices=sorted(DATASETS), default="iu_xray")
+    ev.add_argument("--labeler", default="rules",
+                    help="rules (built-in), chexbert:CHECKPOINT[,BERT_DIR] (the CheXbert model) or the CSV "
+                         "another labeler wrote for every report (default rules)")
     ev.add_argument("--average", choices=["micro", "macro", "example"], default="micro")
-    ev.add_argument("--uncertain", type=int, choices=[0, 1], default=0, help="what -1 counts as")
+    ev.add_argument("--uncertain", type=int, choices=[0, 1], default=0,
+                    help="what an uncertain label (-1) counts as: 0 negative (default) or 1 positive")
     ev.add_argument("--output", help="write every score and setting as JSON here")
     ev.add_argument("--per-report", type=Path, help="write each report's labels as CSV here, for audit")
     ev.add_argument("--overwrite", action="store_true")

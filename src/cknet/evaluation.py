@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from cknet.data.collate import collate_studies
 from cknet.generation import GenerationConfig, run_search
 from cknet.losses import masked_cross_entropy
-from cknet.metrics import bleu_4, ce_scores, nlg_scores
+from cknet.metrics import CE_VARIANTS, bleu_4, ce_scores, nlg_scores
 
 NO_FINDING = "No Finding"
 
@@ -47,6 +47,10 @@ class Evaluation:
         predictions: one ``{"id", "prediction", "reference"}`` per study.
         nlg: the NLG `MetricReport` as a dict (with ``full``).
         ce: the CE `MetricReport` as a dict (with a labeler).
+        ce_variants: with a labeler of the 14 CheXpert observations, each named variant
+            of `cknet.metrics.CE_VARIANTS` (``"micro-14"``, ``"macro-14"``, ``"micro-5"``,
+            ``"example-14"``) as a dict; their F1 are also in ``scores`` as
+            ``"ce_<variant>_f1"``.
         reference_labels: the labeler's ``(n, observations)`` labels of the references.
         predicted_labels: the same for the generated reports.
     """
@@ -56,6 +60,7 @@ class Evaluation:
     predictions: list[dict[str, str]] = field(default_factory=list)
     nlg: dict[str, Any] | None = None
     ce: dict[str, Any] | None = None
+    ce_variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     reference_labels: np.ndarray | None = None
     predicted_labels: np.ndarray | None = None
 
@@ -162,6 +167,7 @@ def score_reports(
     """
     scores: dict[str, float | None] = {}
     nlg = ce = reference_labels = predicted_labels = None
+    variants: dict[str, dict[str, Any]] = {}
     if full:
         report = nlg_scores(references, predictions, reference_form, dataset, max_length)
         nlg = report.to_dict()
@@ -176,8 +182,13 @@ def score_reports(
                        observations=observations).to_dict()
         scores["ce_f1"] = ce["scores"]["f1"]
         scores["ce_findings_f1"] = findings_f1(ce)
-    return Evaluation(float("nan"), scores, nlg=nlg, ce=ce, reference_labels=reference_labels,
-                      predicted_labels=predicted_labels)
+        if observations is None:
+            for name in CE_VARIANTS:
+                variants[name] = ce_scores(reference_labels, predicted_labels, uncertain=uncertain,
+                                           variant=name).to_dict()
+                scores[f"ce_{name}_f1"] = variants[name]["scores"]["f1"]
+    return Evaluation(float("nan"), scores, nlg=nlg, ce=ce, ce_variants=variants,
+                      reference_labels=reference_labels, predicted_labels=predicted_labels)
 
 
 @torch.no_grad()

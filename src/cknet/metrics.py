@@ -21,7 +21,7 @@ import csv
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,9 +32,10 @@ from cknet.tokenizers.base import clean_report
 NLG_METRICS = ("BLEU_1", "BLEU_2", "BLEU_3", "BLEU_4", "METEOR", "ROUGE_L", "CIDEr")
 
 
-@dataclass
-class MetricReport:
-    """Scores with the settings that produced them.
+@dataclass(eq=False)
+class MetricReport(Mapping[str, "float | None"]):
+    """Scores with the settings that produced them; a read-only mapping of the scores
+    (``report["BLEU_4"]``, ``for name in report``, ``dict(report)``, ``len``, ``in``).
 
     Attributes:
         scores: metric name -> value (None when a metric could not be computed).
@@ -50,6 +51,12 @@ class MetricReport:
 
     def __getitem__(self, name: str) -> float | None:
         return self.scores[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.scores)
+
+    def __len__(self) -> int:
+        return len(self.scores)
 
     def to_dict(self) -> dict:
         """A JSON-ready dict."""
@@ -309,6 +316,16 @@ def _labels_from(
     )
 
 
+# The CE variants papers report, by name: (averaging, observations; None = all 14).
+TOP5 = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
+CE_VARIANTS: dict[str, tuple[str, tuple[str, ...] | None]] = {
+    "micro-14": ("micro", None),
+    "macro-14": ("macro", None),
+    "micro-5": ("micro", TOP5),
+    "example-14": ("example", None),
+}
+
+
 def ce_scores(
     reference: object,
     predicted: object,
@@ -316,6 +333,7 @@ def ce_scores(
     uncertain: int = 0,
     labeler: Callable[[Sequence[str]], np.ndarray] | None = None,
     observations: Sequence[str] | None = None,
+    variant: str | None = None,
 ) -> MetricReport:
     """Clinical efficacy: accuracy, precision, recall, F1 and AUC of predicted findings.
 
@@ -332,6 +350,10 @@ def ce_scores(
         labeler: any callable from report texts to such an array (default
             `CheXpertLabeler`).
         observations: column names (default: the 14 CheXpert observations).
+        variant: a named variant of `CE_VARIANTS`, setting the averaging and the
+            observations scored (of the 14 CheXpert ones): ``"micro-14"``,
+            ``"macro-14"``, ``"micro-5"`` (the "F1-5" of the top five: Atelectasis,
+            Cardiomegaly, Consolidation, Edema, Pleural Effusion) or ``"example-14"``.
 
     Returns:
         A `MetricReport` whose scores are accuracy, precision, recall, F1, AUC (mean over
@@ -341,15 +363,26 @@ def ce_scores(
         Precision, recall or F1 with a zero denominator count as 0.
 
     Raises:
-        ValueError: for an unknown averaging or policy, or label arrays that differ in shape.
+        ValueError: for an unknown averaging, policy or variant, or label arrays that
+            differ in shape.
     """
     from cknet.labeler import OBSERVATIONS, binarize
 
+    subset = None
+    if variant is not None:
+        if variant not in CE_VARIANTS:
+            raise ValueError(f"variant must be one of {sorted(CE_VARIANTS)}, got {variant!r}")
+        if observations is not None:
+            raise ValueError("a variant scores CheXpert's observations: give variant or observations")
+        average, subset = CE_VARIANTS[variant]
     if average not in ("micro", "macro", "example"):
         raise ValueError(f"average must be 'micro', 'macro' or 'example', got {average!r}")
     names = list(observations) if observations is not None else list(OBSERVATIONS)
     ref = binarize(_labels_from(reference, names, labeler), uncertain).astype(bool)
     pred = binarize(_labels_from(predicted, names, labeler), uncertain).astype(bool)
+    if subset is not None:
+        columns = [names.index(o) for o in subset]
+        ref, pred, names = ref[:, columns], pred[:, columns], list(subset)
     if ref.shape != pred.shape or ref.shape[1] != len(names):
         raise ValueError(
             f"reference labels {ref.shape} and predicted labels {pred.shape} must both be "
@@ -383,8 +416,10 @@ def ce_scores(
     scores = {"accuracy": accuracy, "precision": precision, "recall": recall, "f1": f1,
               "auc": float(defined.mean()) if len(defined) else None,
               "exact_match": float((ref == pred).all(axis=1).mean())}
-    settings = {"average": average, "uncertain": f"-1 -> {uncertain}", "blank": "-> 0",
-                "observations": str(len(names)), "reports": str(len(ref))}
+    settings = {"average": average, "uncertain": "positive (-1 -> 1)" if uncertain else "negative (-1 -> 0)",
+                "blank": "-> 0", "observations": str(len(names)), "reports": str(len(ref))}
+    if variant is not None:
+        settings = {"variant": variant, **settings, "observation set": ", ".join(names)}
     return MetricReport(scores, settings, table=table)
 
 

@@ -1,11 +1,44 @@
 """`CheXpertLabeler`: the 14 CheXpert observations from report text, in pure Python.
 
-Mention extraction, then negation and uncertainty scoped to the clause, as the CheXpert
-labeler does (Irvin et al., AAAI 2019), with the rules of `cknet.labeler.rules`; the
-phrases are cknet's own. Outputs follow CheXpert: 1 positive, 0 negative, -1 uncertain,
-NaN (blank) not mentioned, columns in CheXpert's order. "No Finding" is derived the
-CheXpert way: 1 when none of the 12 pathologies (all but "No Finding" and "Support
-Devices") is positive or uncertain, blank otherwise.
+It follows the published conventions of the CheXpert labeler (Irvin et al., AAAI 2019;
+``stanfordmlgroup/chexpert-labeler``), written as cknet's own regular expressions and
+rules (`cknet.labeler.rules`): the same mentions and unmentions per observation, a
+mention counts unless negated or uncertain, and the report's label per observation is
+1 if any mention is positive, else -1 if any is uncertain, else 0 if any is negated,
+else blank (NaN). Columns in CheXpert's order.
+
+What CheXpert decides, and so cknet, for the cases that decide most reports:
+
+- **Structures**: "the heart", "heart size", "cardiac silhouette" (Cardiomegaly) and
+  "mediastinum", "cardiomediastinal silhouette", "contour" (Enlarged Cardiomediastinum)
+  are mentions: normal, unremarkable or within normal limits -> 0; stable, unchanged,
+  borderline or similar to before -> -1 (uncertain); otherwise (e.g. "the heart is
+  enlarged") -> 1. Heart failure or CHF, positive or uncertain, also makes Cardiomegaly
+  uncertain.
+- **Lung Opacity**: opacity, infiltrate, airspace disease, increased density, interstitial
+  markings or pattern, reticular markings, peribronchial or wall thickening, and scar or
+  scarring ("pleural scarring" is Pleural Other); not consolidation (its own column),
+  not a plain "density", haze or ground glass.
+- **Lung Lesion**: mass, nodule, nodular density or opacity, lump, cavitary lesion,
+  carcinoma, neoplasm, tumor; not a calcified nodule, not a granuloma.
+- **Pneumonia**: pneumonia, infection, infectious process; "airspace disease" is Lung
+  Opacity only. **Edema**: edema, heart failure, CHF, vascular or pulmonary congestion,
+  indistinctness, vascular prominence. **Pleural Other**: pleural thickening or scar,
+  fibrothorax, fibrosis. **Fracture**: any fracture, old or healed included.
+- **Support Devices**: lines, tubes, catheters, PICC, pacemakers and pacers, ICDs and
+  defibrillators, valves, hardware, plates, screws, drains, coils, markers, cannulas,
+  arthroplasty, support apparatus or equipment, Mediports; not sternotomy wires,
+  surgical clips, stents or a catheter named only by its position ("right IJ").
+- **No Finding** is 1 when no observation but Support Devices is positive or uncertain
+  and no other abnormality CheXpert lists (`OTHER_FINDINGS`: granuloma, calcification,
+  scoliosis, degenerative change, hernia, emphysema, hyperinflation, ...) is mentioned
+  positively or uncertainly; blank otherwise.
+
+Where cknet deliberately differs from the CheXpert labeler (its phrases are matched as
+plain substrings): cknet matches whole words, so "tuberculosis" is no tube,
+"plate-like atelectasis" no plate, "outlines" no lines and "findings support" no
+support device; and its negation and uncertainty rules are patterns over the clause,
+not a dependency parse. See ``docs/evaluation.md``.
 """
 
 from __future__ import annotations
@@ -21,78 +54,97 @@ OBSERVATIONS = (
     "Edema", "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion",
     "Pleural Other", "Fracture", "Support Devices",
 )
-
-_HEART = (r"(?:heart|cardiac silhouette|cardiac shadow|cardiac contours?|cardiac size)(?: size)?"
-          r"(?: (?!not\b|no\b|normal\b|within\b)[\w-]+){0,4} (?:enlarged|large|increased)")
+# "over the heart", "in the left mediastinum": a place, not the structure.
+_POSITIONAL = r"(?:over|overlying|overly|in) the (?:superior |left |right )?"
 
 PATTERNS: dict[str, dict[str, list[str]]] = {
-    "Enlarged Cardiomediastinum": {"patterns": [
-        r"(?:enlarged|widened|wide|prominent) (?:cardio)?mediastin\w*",
-        r"mediastinal (?:widening|enlargement|prominence)", r"widening of the mediastinum",
-        r"(?:cardio)?mediastinal (?:silhouette|contours?) (?:is |are |appears? )*(?:\w+ )?"
-        r"(?:enlarged|widened)",
-    ]},
-    "Cardiomegaly": {"patterns": [
-        r"cardiomegaly", _HEART, r"(?:enlarged|large) (?:heart|cardiac silhouette|cardiac shadow)",
-        r"(?:cardiac|heart) enlargement", r"enlargement of the (?:heart|cardiac silhouette)",
-        r"(?:increase|enlargement) (?:\w+ ){0,4}(?:heart|cardiac silhouette)",
-        r"(?:heart|cardiac silhouette|heart size)(?: is)? (?:borderline|top normal)",
-        r"borderline (?:heart size|cardiomegaly|enlarged heart)",
-    ]},
-    "Lung Lesion": {"patterns": [
-        r"nodules?", r"nodular lesions?", r"mass", r"masses",
-        r"(?:lung|pulmonary) lesions?", r"tumou?rs?", r"carcinoma", r"neoplasm\w*", r"metasta\w+",
-        r"cavitary lesions?",
-    ], "exclude": [r"calcified (?:\w+ )?nodules?"]},
-    "Lung Opacity": {"patterns": [
-        r"opacit\w*", r"opacification", r"infiltrat\w*", r"air ?space (?:disease|process)",
-        r"densit(?:y|ies)", r"haz(?:y|iness)", r"ground ?glass", r"consolidat\w*",
-    ], "exclude": [r"(?:bone|bony|osseous|soft tissue|breast|nipple) (?:\w+ )?densit(?:y|ies)"]},
-    "Edema": {"patterns": [
-        r"edema", r"(?:vascular|pulmonary) congestion", r"congestive heart failure", r"chf",
-        r"cephaliz\w*", r"kerley", r"fluid overload", r"heart failure",
-    ]},
+    "Enlarged Cardiomediastinum": {
+        "patterns": [r"(?:enlarged|widened|wide) (?:cardio)?mediastin\w*", r"mediastinal widening"],
+        "structures": [r"(?:cardio)?mediastinum", r"contours?",
+                       r"(?:cardio)?mediastinal (?:configuration|silhouette)", r"pericardial silhouette",
+                       r"cardiac silhouette and vascularity"],
+        "exclude": [_POSITIONAL + r"(?:(?:cardio)?mediastinum|contours?|(?:cardio)?mediastinal \w+)"],
+    },
+    "Cardiomegaly": {
+        "patterns": [r"cardiomegaly", r"cardiac enlargement", r"enlarged heart"],
+        "structures": [r"the heart", r"heart size", r"cardiac (?:size|shadow|contours?|silhouette)"],
+        "exclude": [_POSITIONAL + r"(?:heart|cardiac \w+)"],
+    },
+    "Lung Lesion": {
+        "patterns": [r"mass(?:es)?", r"nodular (?:densit(?:y|ies)|opacit(?:y|ies)|opacification)",
+                     r"nodules?", r"lumps?", r"cavitary lesions?", r"carcinoma", r"neoplasms?", r"tumou?rs?"],
+        "exclude": [r"calcified (?:\w+ )?nodul\w*"],
+    },
+    "Lung Opacity": {
+        "patterns": [r"opaci\w*", r"decreased translucency", r"increased densit(?:y|ies)",
+                     r"air[ -]?space (?:disease|process)", r"infiltrat\w*",
+                     r"interstitial (?:marking|pattern|lung)\w*",
+                     r"reticular (?:pattern|marking)s?", r"reticulations?", r"parenchymal scar\w*",
+                     r"peribronchial thickening", r"wall thickening", r"scar\w*"],
+        "exclude": [r"pleural (?:\w+ )?scar\w*", r"pleuro-?(?:parenchymal|pericardial) scar\w*",
+                    r"nodular opaci\w*"],
+    },
+    "Edema": {"patterns": [r"edema", r"heart failure", r"chf", r"(?:vascular|pulmonary) congestion",
+                           r"indistinctness", r"vascular prominence"]},
     "Consolidation": {"patterns": [r"consolidat\w*"]},
-    "Pneumonia": {"patterns": [r"pneumonias?", r"pneumonitis", r"infectio\w+", r"infectious process"]},
-    "Atelectasis": {"patterns": [r"atelecta\w*", r"collapse", r"collapsed"]},
-    "Pneumothorax": {"patterns": [r"pneumothora\w*", r"hydropneumothora\w*"]},
-    "Pleural Effusion": {"patterns": [
-        r"(?:pleural )?effusions?", r"pleural fluid", r"hydropneumothora\w*", r"hydrothorax",
-    ], "exclude": [r"pericardial effusions?"]},
+    "Pneumonia": {"patterns": [r"pneumonias?", r"infections?", r"infectious(?: process)?"]},
+    "Atelectasis": {"patterns": [r"atelecta\w*", r"collapse\w*"]},
+    "Pneumothorax": {"patterns": [r"(?:hydro)?pneumothora(?:x|ces)"]},
+    "Pleural Effusion": {"patterns": [r"pleural fluid", r"effusions?"],
+                         "exclude": [r"pericardial effusions?"]},
     "Pleural Other": {"patterns": [
-        r"pleural (?:thickening|scarring|plaques?|calcifications?)", r"pleural-parenchymal scarring",
-        r"fibrothorax", r"pleural based (?:thickening|scarring)", r"thickening of the pleura",
+        r"pleural thickening", r"fibrosis", r"fibrothorax", r"pleural (?:\w+ )?scar\w*",
+        r"pleuro-?(?:parenchymal|pericardial) scar\w*",
     ]},
     "Fracture": {"patterns": [r"fractures?", r"fractured"]},
     "Support Devices": {"patterns": [
-        r"catheters?", r"picc", r"(?:central|venous|arterial|jugular|subclavian|femoral) lines?",
-        r"(?:endotracheal|tracheostomy|nasogastric|feeding|chest|ng|et|og) tubes?", r"tubes",
-        r"pacemakers?", r"pacer", r"(?:pacer|pacemaker|icd) leads?", r"wires?", r"stents?",
-        r"(?:chest|port a cath|portacath|mediport) ?port", r"port", r"devices?", r"clips?",
-        r"sternotomy", r"prosthe\w+", r"hardware", r"valve replacement", r"drains?",
-        r"defibrillator", r"icd", r"generator", r"staples", r"filter", r"cabg",
-    ]},
+        r"pacers?", r"lines?", r"piccs?", r"tubes?", r"valves?", r"catheters?", r"pacemakers?",
+        r"hardware", r"arthroplast\w*", r"markers?", r"icds?", r"defib\w*", r"devices?", r"drains?",
+        r"plates?", r"screws?",
+        r"cannulas?", r"apparatus", r"coils?", r"support (?:devices?|lines?|tubes?|apparatus|equipment)",
+        r"equipment", r"mediports?",
+    ], "exclude": [r"plate-like"]},
 }
+# Abnormalities outside the 13 observations that still make a report not "No Finding"
+# (the CheXpert labeler's list for it).
+OTHER_FINDINGS = [
+    r"emphysema\w*", r"blunt\w*", r"densit(?:y|ies)", r"elevat\w*", r"eventration", r"scoliosis",
+    r"degenera\w*", r"calcifi\w*", r"hyperinflat\w*", r"bronchospasm", r"asthma", r"hernias?", r"copd",
+    r"interstitial markings?", r"plaques?", r"osteophyt\w*", r"aortic disease", r"bronchiolitis",
+    r"airways? disease", r"thickening", r"cephaliz\w*", r"aspiration", r"bullae", r"contusions?",
+    r"atherosclero\w*", r"osteopenia", r"metasta\w*", r"granulomas?", r"granulomatous", r"pneumomediastinum",
+    r"pneumoperitoneum", r"osteodystrophy", r"cuffing", r"irregular lucency", r"inflam\w*", r"fissures?",
+    r"hypertension", r"prominen\w*", r"kyphosis", r"hyperexpan\w*", r"bullets?", r"reticula\w*",
+    r"thoracentesis", r"bronchitis", r"volume loss", r"deformit\w*", r"hemorrhage", r"hematoma",
+    r"radiopaque", r"aerophagia", r"arthropath\w*", r"tracheostomy",
+]
+_OTHER = "Other finding"
 
 
 class CheXpertLabeler:
-    """Label reports for the 14 CheXpert observations.
+    """Label reports for the 14 CheXpert observations (see the module docstring).
 
     Example:
-        >>> labeler = CheXpertLabeler()
-        >>> row = labeler.label(["No effusion but cardiomegaly is present."])[0]
-        >>> names = labeler.observations
-        >>> row[names.index("Cardiomegaly")], row[names.index("Pleural Effusion")]
-        (1.0, 0.0)
+        ```python
+        labeler = CheXpertLabeler()
+        row = labeler.label(["No effusion but cardiomegaly is present."])[0]
+        row[labeler.observations.index("Cardiomegaly")]   # 1.0
+        row[labeler.observations.index("Pleural Effusion")]   # 0.0
+        ```
     """
 
     observations: tuple[str, ...] = OBSERVATIONS
 
     def __init__(self) -> None:
-        findings = [Finding(name, spec["patterns"], spec.get("exclude", ()))
+        findings = [Finding(name, spec["patterns"], spec.get("exclude", ()), spec.get("structures", ()))
                     for name, spec in PATTERNS.items()]
+        findings.append(Finding(_OTHER, OTHER_FINDINGS))
         self.rules = RuleLabeler(findings)
-        self._pathologies = [self.rules.names.index(n) for n in OBSERVATIONS[1:-1]]
+        names = self.rules.names
+        self._columns = [names.index(n) for n in OBSERVATIONS[1:]]
+        self._abnormal = [names.index(n) for n in names if n != "Support Devices"]
+        self._cardiomegaly, self._edema = names.index("Cardiomegaly"), names.index("Edema")
+        self._heart_failure = RuleLabeler([Finding("heart failure", [r"heart failure", r"chf"])])
 
     def label(self, reports: Iterable[str]) -> np.ndarray:
         """Label report texts.
@@ -108,11 +160,27 @@ class CheXpertLabeler:
             ValueError: if ``reports`` is one string rather than a list, or a report is
                 not a string.
         """
-        found = self.rules.label(reports)  # (n, 13) without "No Finding"
-        pathologies = found[:, self._pathologies]
-        any_finding = ((pathologies == 1) | (pathologies == -1)).any(axis=1)
+        reports = self._checked(reports)
+        found = self.rules.label(reports)  # (n, 13 + other findings)
+        # CheXpert: heart failure, positive or uncertain, makes cardiomegaly uncertain too.
+        failure = self._heart_failure.label(reports)[:, 0]
+        raise_to_uncertain = ((failure == 1) | (failure == -1)) & ~(found[:, self._cardiomegaly] == 1)
+        found[raise_to_uncertain, self._cardiomegaly] = -1
+        abnormal = found[:, self._abnormal]
+        any_finding = ((abnormal == 1) | (abnormal == -1)).any(axis=1)
         no_finding = np.where(any_finding, np.nan, 1.0)
-        return np.concatenate([no_finding[:, None], found], axis=1)
+        return np.concatenate([no_finding[:, None], found[:, self._columns]], axis=1)
+
+    @staticmethod
+    def _checked(reports: Iterable[str]) -> list[str]:
+        if isinstance(reports, str):
+            raise ValueError("reports must be a list of report texts, not one string")
+        return list(reports)
 
     def __call__(self, reports: Iterable[str]) -> np.ndarray:
+        """`label`.
+
+        Args:
+            reports: raw report texts.
+        """
         return self.label(reports)

@@ -9,11 +9,16 @@ The approach of the CheXpert labeler, without its parser:
    sentence cut at "but", "however", "although", ...) after the last scope breaker
    ("there is", "with", ...) before it, and a few words after it. *Uncertain* when
    hedged ("cannot be excluded", "cannot rule out"); else *negative* when a negation
-   cue precedes it ("no", "without", "free of", "negative for", ...) or follows it
-   ("is not seen", "has resolved"), so "no opacity to suggest pneumonia" is negative;
-   else *uncertain* when an uncertainty cue surrounds it ("may", "possible",
-   "suggestive of", ...) or it is one of alternatives ("atelectasis or scarring",
-   "versus"); else *positive*. Phrases such as "no change in" are not negations.
+   cue precedes it ("no", "without", "free of", "negative for", "within normal limits",
+   ...) or follows it ("is not seen", "has resolved"), so "no opacity to suggest
+   pneumonia" is negative, or when it is called normal as the CheXpert labeler reads
+   "normal" ("normal heart size", "the heart is normal in size", "within normal limits",
+   "upper limits of normal"); else *uncertain* when an uncertainty cue surrounds it
+   ("may", "possible", "suggestive of", ...) or it is one of alternatives ("atelectasis
+   or scarring", "versus"), or when it names a structure (a `Finding`'s ``structures``:
+   "heart size", "cardiomediastinal silhouette") called stable, unchanged, borderline or
+   similar to before, as CheXpert does; else *positive*. Phrases such as "no change in"
+   are not negations.
 3. **Aggregation** per report and finding, as CheXpert does: 1 if any mention is
    positive, else -1 if any is uncertain, else 0 if any is negative, else NaN (not
    mentioned).
@@ -37,6 +42,7 @@ _CLAUSE_SPLIT = re.compile(
 
 PRE_NEGATION = (
     r"no", r"not", r"without", r"free of", r"negative for", r"clear of", r"absence of",
+    r"within normal limits?",
     r"absent", r"resolution of", r"resolved", r"rather than", r"ruled out", r"rule out",
     r"no evidence of", r"no signs? of", r"nor", r"neither", r"removal of", r"removed",
     r"never", r"denies", r"declined", r"lack of", r"none",
@@ -46,6 +52,7 @@ POST_NEGATION = (
     r"visualized|evident|demonstrated|appreciated|noted|visible|detected|apparent|"
     r"definitely seen|clearly seen)",
     r"(?:has|have)? ?(?:resolved|cleared|been removed)", r"(?:is|are) absent",
+    r"(?:is|are|was|were) not (?:\w+ )?(?:enlarged|widened|increased|present)",
     r"(?:is|are) negative", r"free", r"(?:is|are) gone",
 )
 PSEUDO_NEGATION = (
@@ -73,6 +80,17 @@ POST_UNCERTAINTY = (r"(?:is|are)? ?(?:possible|suspected|questioned)",)
 # Alternatives ("atelectasis or scarring") are uncertain unless negated ("no effusion or
 # pneumothorax"), so these weak cues are checked after negation.
 WEAK_UNCERTAINTY = (r"or", r"versus", r"vs", r"\?")
+# "Normal" negates a mention it qualifies (CheXpert's amod/nsubj rules for normal and
+# unremarkable): a few words before it, or as what the mention is said to be.
+NEAR_NORMAL = r"\b(?:normal|unremarkable)(?:\s+[\w-]+){0,2}\s*$"
+SAID_NORMAL = (r"(?:(?:is|are|appears?|remains?|looks?|seems?|was|were)\s+)?(?:otherwise\s+|again\s+|now\s+)?"
+               r"(?:(?:top|upper|high|low)[\s-]+)?(?:normal|unremarkable|within normal limits?|"
+               r"(?:at\s+)?(?:the\s+)?upper limits? of normal)")
+# A structure called stable, unchanged or borderline is uncertain (CheXpert's post-
+# negation uncertainty rules for the heart and the mediastinum). So is one whose
+# qualifier IU X-Ray's de-identification hid ("the heart and lungs have XXXX XXXX").
+STABLE = (r"(?:stable|unchanged|borderline|similar|not (?:significantly )?changed|"
+          r"no (?:significant )?change|(?:have |has )?x{2,})")
 SCOPE_BREAKERS = (
     r"there (?:is|are|has been|have been)", r"with", r"and (?:there|the)", r"which",
     r"is seen", r"are seen", r"is noted", r"are noted", r"is present", r"are present",
@@ -93,31 +111,43 @@ class Finding:
         patterns: regular expressions, each matched on whole words of lower-cased text
             (e.g. ``r"pleural effusions?"``).
         exclude: patterns whose matches cancel overlapping mentions.
+        structures: patterns naming an anatomical structure rather than the finding
+            (``r"heart size"`` for cardiomegaly): mentioned without qualification it
+            counts, as in CheXpert, but with "normal" anywhere in its clause it is
+            negative, and with "stable", "unchanged" or "borderline" uncertain.
     """
 
     name: str
     patterns: Sequence[str]
     exclude: Sequence[str] = field(default_factory=tuple)
+    structures: Sequence[str] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        if not self.patterns:
+        if not self.patterns and not self.structures:
             raise ValueError(f"finding {self.name!r} has no pattern")
         try:
-            self._mention = re.compile(rf"\b(?:{_alternation(self.patterns)})\b")
+            self._mention = re.compile(rf"\b(?:{_alternation(self.patterns)})\b") if self.patterns else None
+            self._structure = (re.compile(rf"\b(?:{_alternation(self.structures)})\b")
+                               if self.structures else None)
             self._exclude = re.compile(rf"\b(?:{_alternation(self.exclude)})\b") if self.exclude else None
         except re.error as err:
             raise ValueError(f"finding {self.name!r} has an invalid pattern: {err}") from None
 
-    def mentions(self, clause: str) -> list[tuple[int, int]]:
+    def mentions(self, clause: str) -> list[tuple[int, int, bool]]:
         """Where this finding is mentioned.
 
         Args:
             clause: lower-cased text.
 
         Returns:
-            ``(start, end)`` character spans of the mentions.
+            ``(start, end, structure)`` of each mention; ``structure`` is True for a
+            mention of one of the ``structures``.
         """
-        spans = [m.span() for m in self._mention.finditer(clause)]
+        spans = [(*m.span(), False) for m in self._mention.finditer(clause)] if self._mention else []
+        if self._structure is not None:
+            taken = [s[:2] for s in spans]
+            spans += [(*m.span(), True) for m in self._structure.finditer(clause)
+                      if not any(m.start() < b and a < m.end() for a, b in taken)]
         if self._exclude is None or not spans:
             return spans
         blocked = [m.span() for m in self._exclude.finditer(clause)]
@@ -148,6 +178,10 @@ class RuleLabeler:
         self._post_uncertainty = re.compile(rf"^\W*(?:{_alternation(POST_UNCERTAINTY)})\b")
         self._weak_uncertainty = re.compile(rf"(?:^|\W)(?:{_alternation(WEAK_UNCERTAINTY)})(?:\W|$)")
         self._breakers = re.compile(rf"\b(?:{_alternation(SCOPE_BREAKERS)})\b")
+        self._near_normal = re.compile(NEAR_NORMAL)
+        self._said_normal = re.compile(rf"^\W*{SAID_NORMAL}\b")
+        self._called_normal = re.compile(rf"\b{SAID_NORMAL}\b")
+        self._stable = re.compile(rf"\b{STABLE}\b")
 
     @property
     def names(self) -> list[str]:
@@ -170,13 +204,14 @@ class RuleLabeler:
             pieces.extend(c.strip(" ,:") for c in _CLAUSE_SPLIT.split(sentence))
         return [p for p in pieces if p]
 
-    def classify(self, clause: str, start: int, end: int) -> float:
+    def classify(self, clause: str, start: int, end: int, structure: bool = False) -> float:
         """Status of one mention: positive, negated or uncertain.
 
         Args:
             clause: the lower-cased clause.
             start: where the mention starts in ``clause``.
             end: where it ends.
+            structure: the mention names a structure (see `Finding`).
 
         Returns:
             1 (positive), 0 (negated) or -1 (uncertain).
@@ -187,8 +222,12 @@ class RuleLabeler:
         scope = before[last_breaker:]
         if self._pre_hedge.search(scope) or self._post_hedge.search(after):
             return UNCERTAIN
-        if self._pre_negation.search(scope) or self._post_negation.search(after):
+        if (self._pre_negation.search(scope) or self._post_negation.search(after)
+                or self._near_normal.search(scope) or self._said_normal.search(after)
+                or (structure and self._called_normal.search(clause))):
             return NEGATIVE  # also "no opacity to suggest pneumonia"
+        if structure and self._stable.search(clause):
+            return UNCERTAIN
         if (self._pre_uncertainty.search(scope) or self._post_uncertainty.search(after)
                 or self._weak_uncertainty.search(scope) or self._weak_uncertainty.match(after)):
             return UNCERTAIN
@@ -206,8 +245,8 @@ class RuleLabeler:
         out = np.full(len(self.findings), np.nan)
         for clause in self.clauses(report):
             for column, finding in enumerate(self.findings):
-                for start, end in finding.mentions(clause):
-                    status = self.classify(clause, start, end)
+                for start, end, structure in finding.mentions(clause):
+                    status = self.classify(clause, start, end, structure)
                     current = out[column]
                     if np.isnan(current) or _RANK[status] > _RANK[current]:
                         out[column] = status

@@ -45,6 +45,9 @@ class TrainingConfig:
             ``"bleu4+ce_findings"`` (their sum: both lie in [0, 1]). Ties go to the
             higher BLEU-4.
         label_smoothing: of the cross-entropy (0: none, the paper's).
+        labeler: the labeler of validation and test CE and of the ``"scst"`` reward:
+            ``"rules"`` (the built-in `cknet.labeler.CheXpertLabeler`) or
+            ``"chexbert:CHECKPOINT[,BERT_DIR]"`` (`cknet.labeler.make_labeler`).
         finding_balance: the share of each epoch's studies drawn (with replacement) from
             training studies whose report states a finding (by the built-in labeler);
             0 shuffles the split as it is.
@@ -80,6 +83,7 @@ class TrainingConfig:
     patience: int = 50
     select_by: Literal["bleu4", "loss", "ce_findings", "bleu4+ce_findings"] = "bleu4"
     label_smoothing: float = 0.0
+    labeler: str = "rules"
     finding_balance: float = 0.0
     stage: Literal["xe", "scst"] = "xe"
     scst_samples: int = 4
@@ -108,6 +112,9 @@ class TrainingConfig:
                      "scst_nlg_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainingConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.labeler != "rules" and not self.labeler.startswith("chexbert:"):
+            raise ValueError(f"TrainingConfig.labeler must be 'rules' or 'chexbert:CHECKPOINT[,BERT_DIR]', "
+                             f"got {self.labeler!r}")
         for name in ("label_smoothing", "finding_balance"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"TrainingConfig.{name} must be in [0, 1), got {getattr(self, name)}")

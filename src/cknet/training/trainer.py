@@ -40,7 +40,7 @@ from cknet.evaluation import Evaluation, evaluate
 from cknet.generation import GenerationConfig
 from cknet.hub import check_kind, save_folder
 from cknet.io import write_atomic, write_text_atomic
-from cknet.labeler import CheXpertLabeler
+from cknet.labeler import make_labeler
 from cknet.losses import masked_cross_entropy
 from cknet.model import CKNet
 from cknet.modules.language_model import PretrainedTextEncoder
@@ -116,13 +116,13 @@ class Trainer:
             if rank() == 0:
                 val_data = FeatureCache(self.model, val_data, config.eval_batch_size, progress=self.progress)
         self.train_data, self.val_data, self.test_data = train_data, val_data, test_data
-        self.labeler = CheXpertLabeler()
+        self.labeler = make_labeler(config.labeler)
         if world_size() > 1 and config.finding_balance:
             raise ValueError("TrainingConfig.finding_balance is not available under torchrun "
                              "(several processes)")
         if config.finding_balance or config.stage == "scst":
             reports = study_reports(train_data)
-            labels = self.labeler.label(reports)
+            labels = self.labeler(reports)
             self.train_labels = {study_id: row for study_id, row in zip(study_ids(train_data), labels)}
             self.abnormal = torch.as_tensor((labels[:, 1:] == 1).any(axis=1))
             self.reward = ReportReward(reports, self.labeler, model.config.dataset, config.scst_ce_weight,
@@ -286,7 +286,8 @@ class Trainer:
 
     def evaluate(self, data: Dataset, full: bool = False, limit: int = 0) -> Evaluation:
         """Teacher-forced loss and the scores of generated reports (`cknet.evaluation`):
-        BLEU-4 and CE with the built-in CheXpert labeler; every NLG metric with ``full``.
+        BLEU-4 and CE with the run's labeler (``TrainingConfig.labeler``); every NLG
+        metric with ``full``.
 
         Args:
             data: the studies (images, or cached features).
