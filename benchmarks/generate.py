@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import torch
-from machine import describe
+from machine import PeakMemory, describe
 
 import cknet
 from cknet.generation import GenerationConfig, run_search
@@ -101,16 +101,21 @@ def main() -> None:
     images = torch.randn(args.batch, 2, 3, 224, 224, device=args.device, dtype=dtype)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
 
+    peaks: list[float] = []
+
     def run(fn):
         def call():
             with torch.inference_mode():
                 out = fn()
             sync()
             return out
-        return timed(call, args.repeats)
+        with PeakMemory(args.device) as peak:
+            result = timed(call, args.repeats)
+        peaks.append(peak.gigabytes)
+        return result
 
     encode_s, encoding = run(lambda: model.encode(images))
-    rows = [("image encoding (backbone, graph, encoder)", encode_s, None)]
+    rows = [("image encoding (backbone, graph, encoder)", encode_s, None, peaks[-1])]
 
     def decode(options: GenerationConfig):
         resolved = options.resolve(config.max_length, config.num_beams)
@@ -121,12 +126,13 @@ def main() -> None:
     for beams in (3, 1):
         seconds, steps = decode(GenerationConfig(num_beams=beams))
         natural[beams] = seconds
-        rows.append((f"decoding, beam {beams}" if beams > 1 else "decoding, greedy", seconds, steps))
+        name = f"decoding, beam {beams}" if beams > 1 else "decoding, greedy"
+        rows.append((name, seconds, steps, peaks[-1]))
     forced = {}
     for length in (30, 60, 120):
         seconds, steps = decode(GenerationConfig(max_new_tokens=length, min_new_tokens=length, num_beams=3))
         forced[length] = seconds
-        rows.append((f"decoding, beam 3, forced length {length}", seconds, steps))
+        rows.append((f"decoding, beam 3, forced length {length}", seconds, steps, peaks[-1]))
 
     step_seconds: list[float] = []
     decode_step = model.decode
@@ -148,17 +154,20 @@ def main() -> None:
     del model.decode
     steps_by_position = torch.tensor(step_seconds).view(args.repeats, length).median(dim=0).values
     early, late = steps_by_position[1:11].median().item(), steps_by_position[-10:].median().item()
-    rows.append((f"one beam-3 step, prefix 2-11 (of {length})", early, None))
-    rows.append((f"one beam-3 step, prefix {length - 9}-{length}", late, None))
+    rows.append((f"one beam-3 step, prefix 2-11 (of {length})", early, None, None))
+    rows.append((f"one beam-3 step, prefix {length - 9}-{length}", late, None, None))
 
     print(f"cknet {cknet.__version__} generate benchmark: {args.backbone}, knowledge "
           f"{args.knowledge_source}, text encoder {args.text_encoder}, batch {args.batch}, {args.dtype}; "
           f"{describe(args.device)}")
-    print(f"| {'stage':<44} | {'seconds':>8} | {'tokens':>6} | {'ms/token':>8} |")
-    print(f"|{'-' * 46}|{'-' * 10}|{'-' * 8}|{'-' * 10}|")
-    for name, seconds, steps in rows:
+    memory = PeakMemory(args.device).what + ", GB"
+    print(f"| {'stage':<44} | {'seconds':>8} | {'tokens':>6} | {'ms/token':>8} | {memory} |")
+    print(f"|{'-' * 46}|{'-' * 10}|{'-' * 8}|{'-' * 10}|{'-' * (len(memory) + 2)}|")
+    for name, seconds, steps, peak in rows:
         per_token = f"{1000 * seconds / steps:8.1f}" if steps else f"{'':8}"
-        print(f"| {name:<44} | {seconds:8.3f} | {steps if steps else '':>6} | {per_token} |")
+        peak_text = f"{peak:.2f}" if peak is not None else ""
+        print(f"| {name:<44} | {seconds:8.3f} | {steps if steps else '':>6} | {per_token} | "
+              f"{peak_text:>{len(memory)}} |")
     print()
     for beams, label in ((3, "beam 3"), (1, "greedy")):
         total = encode_s + natural[beams]
@@ -168,7 +177,7 @@ def main() -> None:
     print(f"late / early step time ratio at beam 3: {late / early:.2f}")
     if args.json:
         args.json.write_text(json.dumps(
-            [{"stage": n, "seconds": s, "tokens": t} for n, s, t in rows], indent=1) + "\n")
+            [{"stage": n, "seconds": s, "tokens": t, "peak_gb": m} for n, s, t, m in rows], indent=1) + "\n")
 
 
 if __name__ == "__main__":

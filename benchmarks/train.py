@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import torch
-from machine import describe
+from machine import PeakMemory, describe
 
 import cknet
 from cknet.training import TrainingConfig
@@ -72,7 +72,8 @@ def main() -> None:
         model(images, input_ids, labels=input_ids).loss.backward()
         full_optimizer.step()
 
-    full = time_steps(full_step)
+    with PeakMemory(args.device) as full_peak:
+        full = time_steps(full_step)
 
     model.visual_extractor.backbone.requires_grad_(False)
     start = time.perf_counter()
@@ -88,14 +89,16 @@ def main() -> None:
         model(None, input_ids, labels=input_ids, features=(maps, knowledge)).loss.backward()
         cached_optimizer.step()
 
-    cached = time_steps(cached_step)
+    with PeakMemory(args.device) as cached_peak:
+        cached = time_steps(cached_step)
     print(f"cknet {cknet.__version__} training benchmark: {args.backbone}, batch {args.batch} x 2 views at "
           f"224 px, reports of 60 tokens; {describe(args.device)}")
     print()
-    print("| mode | seconds per step | studies/s |")
-    print("| --- | ---: | ---: |")
-    print(f"| full backbone (+ frozen graph model) | {full:.2f} | {args.batch / full:.2f} |")
-    print(f"| cached features | {cached:.3f} | {args.batch / cached:.1f} |")
+    print(f"| mode | seconds per step | studies/s | {full_peak.what}, GB |")
+    print("| --- | ---: | ---: | ---: |")
+    print(f"| full backbone (+ frozen graph model) | {full:.2f} | {args.batch / full:.2f} | "
+          f"{full_peak.gigabytes:.2f} |")
+    print(f"| cached features | {cached:.3f} | {args.batch / cached:.1f} | {cached_peak.gigabytes:.2f} |")
     print(f"\ncache fill: {fill * 1000:.0f} ms per study (once per dataset)")
 
 

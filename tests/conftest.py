@@ -6,12 +6,16 @@ import json
 import os
 from pathlib import Path
 
-# Triton kernels run in Triton's CPU interpreter here (set before triton is imported);
-# backend="auto" still takes the PyTorch path on the CPU.
-os.environ.setdefault("TRITON_INTERPRET", "1")
-
 import pytest
 import torch
+
+# Without a GPU, Triton kernels run in Triton's CPU interpreter (set before triton is
+# imported; backend="auto" still takes the PyTorch path on the CPU). With one, they are
+# compiled for it and the kernel tests run there (benchmarks/gpu_check.sh).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+DEVICE = torch.device("cuda" if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1"
+                      else "cpu")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CKNET_SHARED", REPO.parent / "shared"))

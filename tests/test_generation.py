@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from conftest import SAMPLES, require, small_config
+from conftest import DEVICE, SAMPLES, require, small_config
 from PIL import Image
 
 from cknet import CKNet, ReportTokenizer
@@ -140,8 +140,8 @@ def test_generate_argument_errors(model, kwargs, match):
 
 
 def test_bfloat16_generation(iu_tokenizer):
-    model = CKNet(small_config(), iu_tokenizer).eval().to(torch.bfloat16)
-    texts = model.generate(torch.randn(2, 2, 3, 64, 64), max_new_tokens=6)
+    model = CKNet(small_config(), iu_tokenizer).eval().to(DEVICE, torch.bfloat16)
+    texts = model.generate(torch.randn(2, 2, 3, 64, 64, device=DEVICE), max_new_tokens=6)
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
 
 

@@ -1,24 +1,25 @@
-"""The fused Triton top-k query against the PyTorch path, in Triton's CPU interpreter."""
+"""The fused Triton top-k query against the PyTorch path: in Triton's CPU interpreter
+here, compiled on the GPU when there is one (`DEVICE`)."""
 
 import logging
 
 import pytest
 import torch
-from conftest import small_config
+from conftest import DEVICE, small_config
 
 from cknet import CKNet
 from cknet.kernels import knowledge_query, triton_available
 
 pytestmark = pytest.mark.skipif(
-    not triton_available(torch.device("cuda" if torch.cuda.is_available() else "cpu")),
+    not triton_available(DEVICE),
     reason="Triton cannot run here (not installed, or no TRITON_INTERPRET=1)",
 )
 
 
 def inputs(batch, heads, length, keys, dim, shared, dtype, positive=False):
     torch.manual_seed(batch * 100 + keys)
-    q = torch.randn(batch, heads, length, dim)
-    k = torch.randn(*((heads, keys, dim) if shared else (batch, heads, keys, dim)))
+    q = torch.randn(batch, heads, length, dim, device=DEVICE)
+    k = torch.randn(*((heads, keys, dim) if shared else (batch, heads, keys, dim)), device=DEVICE)
     if positive:  # scores well away from a zero sum, for the literal equation 6 at gamma = N
         q, k = q.abs(), k.abs()
     v = torch.randn_like(k)
@@ -45,7 +46,7 @@ def test_matches_the_pytorch_path_fp32(weighting, shape, gamma):
 
 @pytest.mark.parametrize("dtype", [
     pytest.param(torch.bfloat16, marks=pytest.mark.skipif(
-        not torch.cuda.is_available(), reason="Triton's CPU interpreter reads bfloat16 as raw bits")),
+        DEVICE.type != "cuda", reason="Triton's CPU interpreter reads bfloat16 as raw bits")),
     torch.float16,
 ])
 def test_half_precision_inputs_accumulate_in_fp32(dtype):
@@ -59,23 +60,24 @@ def test_half_precision_inputs_accumulate_in_fp32(dtype):
 
 
 def test_ties_go_to_the_lower_index_on_both_paths():
-    keys = torch.zeros(1, 1, 6, 16)
+    keys = torch.zeros(1, 1, 6, 16, device=DEVICE)
     keys[..., [1, 3, 4], 0] = 1.0  # three equal best scores
-    queries = torch.zeros(1, 1, 1, 16)
+    queries = torch.zeros(1, 1, 1, 16, device=DEVICE)
     queries[..., 0] = 1.0
-    values = torch.eye(6, 16)[None, None]
+    values = torch.eye(6, 16, device=DEVICE)[None, None]
     for backend in ("torch", "triton"):
         out = knowledge_query(queries, keys, values, 2, backend=backend)
-        torch.testing.assert_close(out[0, 0, 0, :6], torch.tensor([0.0, 0.5, 0.0, 0.5, 0.0, 0.0]))
+        torch.testing.assert_close(out[0, 0, 0, :6].cpu(), torch.tensor([0.0, 0.5, 0.0, 0.5, 0.0, 0.0]))
 
 
 def test_cknet_forward_and_training_step_agree_across_backends(iu_tokenizer, caplog):
     results = {}
     for backend in ("torch", "triton"):
         torch.manual_seed(0)
-        model = CKNet(small_config(kernel=backend, knowledge_source="random"), iu_tokenizer)
-        images = torch.randn(2, 2, 3, 64, 64)
+        model = CKNet(small_config(kernel=backend, knowledge_source="random"), iu_tokenizer).to(DEVICE)
+        images = torch.randn(2, 2, 3, 64, 64, device=DEVICE)
         ids, _ = iu_tokenizer.encode_batch(["the heart is normal .", "no pleural effusion ."])
+        ids = ids.to(DEVICE)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         with caplog.at_level(logging.DEBUG, logger="cknet.kernels.dispatch"):
             loss = model(images, ids, labels=ids).loss

@@ -116,6 +116,11 @@ class CKNetConfig:
             ablation); ``"none"``: no knowledge matrix (the paper's Base ablation); or the
             ``name`` of your own registered `cknet.KnowledgeSource`.
         graph_backbone: CNN of the knowledge-graph stage (default: ``backbone``).
+        share_backbone: with the ``"image"`` source, the visual extractor's CNN *is* the
+            frozen graph model's (one module, its weights stored once): each image goes
+            through one backbone pass that feeds both v_s and G, and the visual backbone
+            is not trained. False (the paper's) gives the visual extractor its own CNN,
+            fine-tuned with ``TrainingConfig.lr_visual``.
         d_knowledge: dimension of the knowledge-graph node embeddings (512).
         gamma: γ, the number of knowledge vectors each query keeps (top-γ, eq. 6; 8).
         knowledge_weighting: ``"softmax"`` over the selected scores (as R2GenCMN) or
@@ -153,6 +158,7 @@ class CKNetConfig:
     norm_first: bool = True
     knowledge_source: str = "image"
     graph_backbone: str | None = None
+    share_backbone: bool = False
     d_knowledge: int = 512
     gamma: int = 8
     knowledge_weighting: KnowledgeWeighting = "softmax"
@@ -253,6 +259,12 @@ class CKNetConfig:
                 "CKNetConfig.train_text_encoder applies to a pretrained text_encoder; the "
                 "'embedding' text encoder is always trained"
             )
+        if self.share_backbone and self.knowledge_source != "image":
+            raise ValueError(f"CKNetConfig.share_backbone needs knowledge_source 'image' (the graph model's "
+                             f"CNN is what is shared), got {self.knowledge_source!r}")
+        if self.share_backbone and self.graph_backbone not in (None, self.backbone):
+            raise ValueError(f"CKNetConfig.share_backbone needs one CNN: graph_backbone "
+                             f"{self.graph_backbone!r} differs from backbone {self.backbone!r}")
         if self.knowledge_source not in KNOWLEDGE_SOURCE_NAMES:
             raise ValueError(
                 f"CKNetConfig.knowledge_source {self.knowledge_source!r} is not a built-in source and not "

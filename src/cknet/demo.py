@@ -8,8 +8,9 @@ What `cknet demo` runs. No dataset and no download is needed:
    `synthetic_graph`, `GraphPretrainer`), Section III.A;
 3. train a small CKNet whose knowledge matrix is the frozen graph model's node
    embeddings of each study (``knowledge_source="image"``), on cached features
-   (`Trainer` with ``cache_features``); its CNN starts from the graph stage's CNN, so
-   that a CPU can train it in minutes;
+   (`Trainer` with ``cache_features``); its CNN is the graph stage's CNN
+   (``share_backbone``), so that each image passes one backbone once and a CPU trains
+   the rest in minutes;
 4. write reports for the held-out studies and for their blank versions, score them
    (NLG metrics, and clinical efficacy with `SyntheticReports.read` as the labeler),
    print reference / generated pairs;
@@ -155,6 +156,7 @@ def run_demo(
         d_model=settings.d_model, d_ff=2 * settings.d_model, num_heads=settings.num_heads,
         num_encoder_layers=settings.layers, num_decoder_layers=settings.layers,
         d_knowledge=settings.d_knowledge, gamma=settings.gamma, dropout=0.0, knowledge_source="image",
+        share_backbone=True,
     )
     # Drawn once, kept: the graph stage reads them every epoch, the feature cache once more.
     train = SyntheticDataset(settings.train_studies, config, seed=3 * seed, keep_rendered=True)
@@ -174,10 +176,9 @@ def run_demo(
     say(f"      validation mean ROC AUC over the nodes: {graph_auc:.3f}")
 
     tokenizer = ReportTokenizer.from_reports([train.report(i) for i in range(len(train))])
+    # The report model's CNN is the graph stage's (share_backbone), frozen: one backbone
+    # pass per image feeds v_s and G, computed once into the feature cache.
     model = CKNet(config, tokenizer, graph_model=graph_model)
-    # The report model's CNN starts from the graph stage's (same architecture) and stays
-    # frozen, so that its features can be cached and a CPU trains the rest in minutes.
-    model.visual_extractor.backbone.load_state_dict(graph_model.backbone.state_dict())
     recipe = TrainingConfig(
         epochs=settings.epochs, batch_size=32, lr_rest=settings.lr,
         lr_decay=settings.final_lr_factor ** (1 / settings.epochs), grad_clip=0.0, seed=seed,

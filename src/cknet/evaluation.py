@@ -209,8 +209,9 @@ def evaluate(
     Args:
         model: a `CKNet`.
         data: study dicts with ``id``, ``report`` and ``images`` (``(V, 3, S, S)``) or
-            cached ``maps`` (and ``knowledge``), as `cknet.data.AnnotationDataset` and
-            `cknet.training.FeatureCache` give them.
+            cached ``maps`` (and ``knowledge``, used by a per-study knowledge source
+            only), as `cknet.data.AnnotationDataset` and `cknet.training.FeatureCache`
+            give them.
         generation: decoding options (default: the paper's beam 3).
         batch_size: studies per batch.
         limit: use the first ``limit`` studies only (0: all).
@@ -233,12 +234,13 @@ def evaluate(
     was_training = model.training
     model.eval()
     device, tokenizer = model.device, model.tokenizer
+    per_study = model.knowledge is not None and model.knowledge.per_study
     total, count, predictions = 0.0, 0, []
     try:
         for batch in tqdm(loader, desc="evaluating", disable=not progress, leave=False):
             input_ids = batch["input_ids"].to(device)
             if "maps" in batch:
-                knowledge = batch.get("knowledge")
+                knowledge = batch.get("knowledge") if per_study else None
                 if knowledge is not None:
                     knowledge = knowledge.to(device, torch.float32)
                 encoding = model.encode_features(batch["maps"].to(device, torch.float32), knowledge)

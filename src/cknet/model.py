@@ -30,7 +30,12 @@ from cknet.config import CKNetConfig
 from cknet.decoding import DecodingState, Encoding
 from cknet.generation import GeneratedReport, GenerationConfig, LogitsProcessor, generate
 from cknet.graph import KnowledgeGraph
-from cknet.knowledge import KnowledgeSource, build_knowledge_source, register_knowledge_source
+from cknet.knowledge import (
+    GraphModelKnowledge,
+    KnowledgeSource,
+    build_knowledge_source,
+    register_knowledge_source,
+)
 from cknet.losses import masked_cross_entropy
 from cknet.model_files import load_model, save_model
 from cknet.modules.cache import DecoderCache
@@ -105,7 +110,8 @@ class CKNet(nn.Module):
         super().__init__()
         config, graph, knowledge = _checked_parts(config, tokenizer, graph, graph_model, knowledge)
         self.config, self.tokenizer, self.graph = config, tokenizer, graph
-        self.visual_extractor = VisualExtractor(config.backbone, config.d_model, config.backbone_weights,
+        backbone = knowledge.graph_model.backbone if config.share_backbone else config.backbone
+        self.visual_extractor = VisualExtractor(backbone, config.d_model, config.backbone_weights,
                                                 config.dropout)
         self.knowledge = knowledge
         self.cross_modal = None if knowledge is None else CrossModalKnowledgeMatrix(
@@ -155,9 +161,13 @@ class CKNet(nn.Module):
             images: ``(B, V, 3, S, S)`` preprocessed images (``(B, 3, S, S)`` for V = 1).
         """
         images = check_images(images, self.config)
-        maps = self.visual_extractor.backbone(images)
-        per_study = self.knowledge is not None and self.knowledge.per_study
-        return self.encode_features(maps, self.knowledge_matrix(images) if per_study else None)
+        maps = self.visual_extractor.maps(images)
+        knowledge = None
+        if self.knowledge is not None and self.knowledge.per_study:
+            # One backbone pass feeds both when the visual CNN is the graph model's.
+            shared = self.config.share_backbone
+            knowledge = self.knowledge.from_maps(maps) if shared else self.knowledge(images)
+        return self.encode_features(maps, knowledge)
 
     def encode_features(self, maps: torch.Tensor, knowledge: torch.Tensor | None = None) -> Encoding:
         """`encode` from precomputed backbone maps (the cached-feature training mode).
@@ -372,6 +382,10 @@ def _checked_parts(
         knowledge = build_knowledge_source(config, graph, graph_model)
     else:
         config = _check_own_knowledge(knowledge, config, graph_model)
+    if config.share_backbone and not (isinstance(knowledge, GraphModelKnowledge)
+                                      and knowledge.graph_model.backbone.name == config.backbone):
+        raise ValueError(f"config.share_backbone uses the graph model's CNN as the visual extractor's: it "
+                         f"needs the 'image' knowledge source with a {config.backbone!r} graph model")
     if knowledge is not None and not 1 <= config.gamma <= knowledge.num_vectors:
         raise ValueError(f"config.gamma ({config.gamma}) must be in [1, {knowledge.num_vectors}], the "
                          f"knowledge vectors of the {knowledge.name!r} source")

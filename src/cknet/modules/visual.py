@@ -82,7 +82,10 @@ class VisualExtractor(nn.Module):
     projected.
 
     Args:
-        backbone: a torchvision model name (see `Backbone`).
+        backbone: a torchvision model name (see `Backbone`), or a `Backbone` that another
+            module owns (the graph model's frozen CNN under
+            ``CKNetConfig.share_backbone``): used, not registered, so its weights are
+            stored, moved and frozen by its owner.
         d_model: size of the projected patch features.
         weights: initial backbone weights (see `Backbone`).
         dropout: dropout after the projection.
@@ -97,13 +100,16 @@ class VisualExtractor(nn.Module):
 
     def __init__(
         self,
-        backbone: str = "densenet121",
+        backbone: str | Backbone = "densenet121",
         d_model: int = 512,
         weights: str | os.PathLike[str] | None = None,
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        self.backbone = Backbone(backbone, weights)
+        if isinstance(backbone, Backbone):
+            object.__setattr__(self, "backbone", backbone)  # bypasses nn.Module's registration
+        else:
+            self.backbone = Backbone(backbone, weights)
         self.num_channels = self.backbone.num_channels
         self.projection = nn.Linear(self.num_channels, d_model)
         self.dropout = nn.Dropout(dropout)

@@ -5,7 +5,9 @@ With the visual backbone frozen (``TrainingConfig.cache_features``), the backbon
 of a study never change, nor do the frozen graph model's node embeddings: computing them
 once turns an epoch on a CPU from a CNN pass per study into the Transformer's work alone.
 The cache holds one view of each study as the evaluation transform gives it (no random
-crops), in float16 on the CPU by default.
+crops), in float16 on the CPU by default. When the visual extractor's CNN is the graph
+model's (``CKNetConfig.share_backbone``) or holds the very same weights (a copy of the
+graph stage's CNN, frozen), each image goes through one backbone pass that feeds both.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+from cknet.knowledge import GraphModelKnowledge
 
 
 class FeatureCache(Dataset):
@@ -37,6 +41,7 @@ class FeatureCache(Dataset):
 
         self.items: list[dict] = []
         per_study = model.knowledge is not None and model.knowledge.per_study
+        one_pass = per_study and same_backbone(model)
         loader = DataLoader(data, batch_size=batch_size, collate_fn=list)
         was_training = model.training
         model.eval()
@@ -44,8 +49,13 @@ class FeatureCache(Dataset):
             with torch.no_grad():
                 for items in tqdm(loader, desc="caching features", disable=not progress, leave=False):
                     images = torch.stack([i["images"] for i in items]).to(model.device)
-                    maps = model.visual_extractor.maps(images).to("cpu", dtype)
-                    knowledge = model.knowledge_matrix(images).to("cpu", dtype) if per_study else None
+                    maps = model.visual_extractor.maps(images)
+                    knowledge = None
+                    if one_pass:
+                        knowledge = model.knowledge.from_maps(maps).to("cpu", dtype)
+                    elif per_study:
+                        knowledge = model.knowledge_matrix(images).to("cpu", dtype)
+                    maps = maps.to("cpu", dtype)
                     for row, item in enumerate(items):
                         self.items.append({"id": item["id"], "report": item["report"], "maps": maps[row],
                                            "knowledge": None if knowledge is None else knowledge[row]})
@@ -65,3 +75,21 @@ class FeatureCache(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         return self.items[index]
+
+
+def same_backbone(model: Any) -> bool:
+    """Whether the visual extractor's CNN computes exactly the graph model's maps: the
+    same module (``share_backbone``), or the same architecture with equal weights.
+
+    Args:
+        model: a `CKNet`.
+    """
+    if not isinstance(model.knowledge, GraphModelKnowledge):
+        return False
+    visual, graph = model.visual_extractor.backbone, model.knowledge.graph_model.backbone
+    if visual is graph:
+        return True
+    if visual.name != graph.name:
+        return False
+    ours, theirs = visual.state_dict(), graph.state_dict()
+    return ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)

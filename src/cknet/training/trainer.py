@@ -83,7 +83,9 @@ class Trainer:
         config: the `TrainingConfig`.
         train_data: a dataset of study dicts (``id``, ``images``, ``report``), such as
             `cknet.data.AnnotationDataset`; with ``cache_features`` it should use the
-            evaluation transform.
+            evaluation transform, or be a `FeatureCache` built beforehand with the same
+            frozen backbone (one cache can serve several models: their visual CNN and,
+            for the ``"image"`` source, their graph model must be the cache's).
         val_data: the validation studies, in the same form.
         run_dir: where checkpoints, metrics and the best model go.
         test_data: evaluated once, at the end, with the best model.
@@ -112,9 +114,13 @@ class Trainer:
         self.collate = collate_studies(model.tokenizer)
         if config.cache_features:  # the backbone is frozen: its maps are computed once
             self.model.visual_extractor.backbone.requires_grad_(False)
-            train_data = FeatureCache(self.model, train_data, config.eval_batch_size, progress=self.progress)
+            def cached(data: Dataset) -> Dataset:
+                return data if isinstance(data, FeatureCache) else FeatureCache(
+                    self.model, data, config.eval_batch_size, progress=self.progress)
+
+            train_data = cached(train_data)
             if rank() == 0:
-                val_data = FeatureCache(self.model, val_data, config.eval_batch_size, progress=self.progress)
+                val_data = cached(val_data)
         self.train_data, self.val_data, self.test_data = train_data, val_data, test_data
         self.labeler = make_labeler(config.labeler)
         if world_size() > 1 and config.finding_balance:
@@ -212,7 +218,8 @@ class Trainer:
         """The batch's cached ``(maps, knowledge)`` on the device, or None for images."""
         if "maps" not in batch:
             return None
-        knowledge = batch.get("knowledge")
+        per_study = self.model.knowledge is not None and self.model.knowledge.per_study
+        knowledge = batch.get("knowledge") if per_study else None  # G of a cache shared with such a model
         knowledge = None if knowledge is None else knowledge.to(self.device, torch.float32)
         return batch["maps"].to(self.device, torch.float32), knowledge
 
