@@ -24,6 +24,26 @@ import numpy as np
 from cknet.graph import KnowledgeGraph
 
 
+def label_cell(cell: str | None, where: str) -> float:
+    """A label CSV cell as a number: 1, 0, -1, or NaN for a blank.
+
+    Args:
+        cell: the cell's text.
+        where: file, line and column, for the message.
+
+    Raises:
+        ValueError: for any other content, naming ``where``.
+    """
+    text = (cell or "").strip()
+    try:
+        value = float(text) if text else np.nan
+    except ValueError:
+        value = None
+    if value is None or not (np.isnan(value) or value in (1.0, 0.0, -1.0)):
+        raise ValueError(f"{where}: expected 1, 0, -1 or blank, got {text!r}")
+    return value
+
+
 def load_label_csv(
     path: str | os.PathLike[str],
     columns: Sequence[str] | None = None,
@@ -58,17 +78,7 @@ def load_label_csv(
             ids.append("_".join(record[c] for c in id_columns))
             row = []
             for name in names:
-                cell = (record[name] or "").strip()
-                try:
-                    value = float(cell) if cell else np.nan
-                except ValueError:
-                    value = None
-                if value is None or not (np.isnan(value) or value in (1.0, 0.0, -1.0)):
-                    raise ValueError(
-                        f"{os.fspath(path)}, line {line}, column {name!r}: expected 1, 0, -1 "
-                        f"or blank, got {cell!r}"
-                    )
-                row.append(value)
+                row.append(label_cell(record[name], f"{os.fspath(path)}, line {line}, column {name!r}"))
             rows.append(row)
     labels = np.array(rows, dtype=float).reshape(len(rows), len(names))
     return ids, names, labels

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cknet.data.labels import label_cell
 from cknet.labeler.chexpert import OBSERVATIONS, CheXpertLabeler
 
 REPORT_COLUMNS = ("Report Impression", "Reports", "report")
@@ -56,17 +57,7 @@ class CsvLabeler:
                              f"observation columns; it lacks {missing if missing else 'the report column'}")
         self.table: dict[str, np.ndarray] = {}
         for line, row in enumerate(rows, start=2):
-            values = []
-            for name in OBSERVATIONS:
-                cell = (row[name] or "").strip()
-                try:
-                    value = float(cell) if cell else np.nan
-                except ValueError:
-                    value = None
-                if value is None or not (np.isnan(value) or value in (1.0, 0.0, -1.0)):
-                    raise ValueError(f"{path}, line {line}, column {name!r}: expected 1, 0, -1 or blank, "
-                                     f"got {cell!r}")
-                values.append(value)
+            values = [label_cell(row[name], f"{path}, line {line}, column {name!r}") for name in OBSERVATIONS]
             self.table[_key(row[column] or "")] = np.array(values)
         self.path = path
 
