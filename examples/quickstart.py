@@ -1,10 +1,10 @@
 """Quickstart: build a small CKNet, run a forward pass, fit two studies, generate reports.
 
-Runs offline in well under a minute on a CPU. It uses the two IU X-Ray sample studies
-and their reports from ``../shared/data`` when that folder is beside the repository,
-and generated arrays with built-in reports otherwise:
+Runs offline on a CPU and prints how long fitting took. It uses the two IU X-Ray
+sample studies and their reports from ``../shared/data`` when that folder is beside the
+repository, and generated arrays with built-in reports otherwise:
 
-    python examples/quickstart.py [--data-dir ../shared/data] [--steps 60]
+    python examples/quickstart.py [--data-dir ../shared/data] [--steps 100]
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ BioClinicalBERT made on a machine with internet access:
 
 Without it, the example writes a tiny BERT with random weights and a WordPiece
 vocabulary trained on the reports (`cknet.testing.make_tiny_bert`), laid out like that
-folder, so the same code runs offline in about half a minute. It fits a small CKNet to
+folder, so the same code runs offline on a CPU. It fits a small CKNet to
 a few synthetic studies, shows how a report is split into word pieces, generates
 reports (pieces merged back into words), then saves the model and reloads it from its
 folder alone.

@@ -8,21 +8,64 @@ import sys
 import griffe
 import pytest
 from conftest import REPO
+from site_check import problems
 
 API_PAGES = REPO / "docs" / "api"
 SKIPPED_PARAMETERS = {"self", "cls"}
 
 
-@pytest.mark.slow
-def test_mkdocs_builds_strictly(tmp_path):
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The documentation site, built once with ``mkdocs build --strict``."""
+    out_dir = tmp_path_factory.mktemp("site")
     out = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out_dir)],
         cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    assert (tmp_path / "site" / "api" / "model" / "index.html").is_file()
-    page = (tmp_path / "site" / "api" / "model" / "index.html").read_text(encoding="utf-8")
+    return out_dir
+
+
+@pytest.mark.slow
+def test_mkdocs_builds_strictly(site):
+    page = (site / "api" / "model" / "index.html").read_text(encoding="utf-8")
     assert "knowledge_attention" in page and "logits_processors" in page
+
+
+@pytest.mark.slow
+def test_the_built_pages_read_well_offline(site):
+    """No raw Mermaid source or doctest markup, no code line wider than the column, no
+    broken internal link or anchor; the data-flow figure is an image served with the site."""
+    assert problems(site) == []
+    concepts = (site / "concepts" / "index.html").read_text(encoding="utf-8")
+    assert 'src="../assets/data_flow.svg"' in concepts and (site / "assets" / "data_flow.svg").is_file()
+
+
+def test_the_site_check_finds_each_kind_of_problem(tmp_path):
+    """The checker itself, on a hand-written two-page site with one problem of each kind."""
+    (tmp_path / "guide").mkdir()
+    (tmp_path / "index.html").write_text(
+        '<html><body><h1 id="top">Home</h1><p>Run &gt;&gt;&gt; x = 1 here.</p>'
+        '<a href="guide/">ok</a> <a href="guide/#usage">ok</a> <a href="#top">ok</a>'
+        '<a href="guide/#nowhere">bad anchor</a> <a href="missing/">bad page</a>'
+        '<a href="https://example.org/x">external</a><img src="figure.svg">'
+        '<pre><code>short line\n' + "x" * 81 + '</code></pre>'
+        '<pre class="mermaid">flowchart LR\n  A --> B</pre>'
+        '<div class="highlight"><pre><code>graph TD\n  A --> B\n</code></pre></div>'
+        "<pre><code>model(x)  # doctest: +SKIP</code></pre>"
+        "<script>const s = '>>> in a script is fine';</script></body></html>", encoding="utf-8")
+    (tmp_path / "guide" / "index.html").write_text(
+        '<html><body><h2 id="usage">Usage</h2><pre><code>&gt;&gt;&gt; in code is fine\n'
+        "graph: KnowledgeGraph</code></pre></body></html>", encoding="utf-8")
+    found = problems(tmp_path)
+    expected = ["index.html: a Mermaid element", "raw Mermaid source in a code block: 'flowchart LR",
+                "raw Mermaid source in a code block: 'graph TD", "code line of 81 > 80",
+                "doctest directive in a code block", "'>>>' outside a code block",
+                "link to a missing anchor: guide/#nowhere", "link to a missing file: missing/",
+                "link to a missing file: figure.svg"]
+    for text in expected:
+        assert any(text in line for line in found), (text, found)
+    assert len(found) == len(expected), found
 
 
 def _documented_objects():

@@ -111,3 +111,26 @@ def test_graph_model_must_fit_the_config(iu_tokenizer):
         CKNet(small_config(d_knowledge=16, knowledge_source="static"), iu_tokenizer, graph_model=graph_model)
     with pytest.raises(ValueError, match="'random'"):
         CKNet(small_config(d_knowledge=16, knowledge_source="random"), iu_tokenizer, graph_model=graph_model)
+
+
+def test_csv_labels_keyed_by_study_label_every_image_entry_of_the_study(tmp_path):
+    """MIMIC-CXR: the CheXpert CSV has a row per study, R2Gen's annotation an entry per image."""
+    from cknet.training.graph_pretrain import node_labels
+
+    graph = KnowledgeGraph(["Cardiomegaly", "Edema"], [(0, 1)])
+    (tmp_path / "labels.csv").write_text("subject_id,study_id,Edema,Cardiomegaly,Other\n"
+                                         "1,500,1.0,,1\n2,501,-1.0,0.0,\n")
+    annotation = {"train": [{"id": "dicom-a", "study_id": 500}, {"id": "dicom-b", "study_id": 500}],
+                  "val": [{"id": "dicom-c", "study_id": 501}],
+                  "test": [{"id": "dicom-d", "study_id": 999}]}
+    labels = node_labels(f"csv:{tmp_path / 'labels.csv'}", graph, annotation, uncertain=1)
+    assert {k: v.tolist() for k, v in labels.items()} == {
+        "dicom-a": [0.0, 1.0], "dicom-b": [0.0, 1.0], "dicom-c": [0.0, 1.0]}
+    assert node_labels(f"csv:{tmp_path / 'labels.csv'}", graph, annotation, uncertain=0)["dicom-c"].tolist() \
+        == [0.0, 0.0]
+    annotation["val"].append({"id": "dicom-e", "study_id": 502})
+    with pytest.raises(ValueError, match="no row with study_id '502'.*'dicom-e'"):
+        node_labels(f"csv:{tmp_path / 'labels.csv'}", graph, annotation)
+    iu_style = {"train": [{"id": "CXR1"}], "val": [{"id": "CXR2"}]}
+    (tmp_path / "iu.csv").write_text("id,Edema,Cardiomegaly\nCXR1,1,0\nCXR2,0,1\n")
+    assert node_labels(f"csv:{tmp_path / 'iu.csv'}@id", graph, iu_style)["CXR2"].tolist() == [1.0, 0.0]

@@ -94,3 +94,19 @@ def test_a_failed_folder_write_leaves_the_old_folder_whole(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
     assert [(target / n).read_text() for n in ("a.txt", "b.txt")] == ["new", "new"]
     assert folder_kind(target) == "model"
+
+
+def test_a_graph_model_with_its_own_cnn_and_depth_reloads_with_identical_outputs(tmp_path, iu_tokenizer):
+    """The graph stage's CNN and GCN depth come from the graph model, not the config: the
+    saved config must record them, or the reloaded model rebuilds the wrong graph stage."""
+    graph_model = KnowledgeGraphModel(KnowledgeGraph.openi40(), "resnet34", 32, num_gcn_layers=3)
+    model = CKNet(small_config(), iu_tokenizer, graph_model=graph_model).eval()
+    assert (model.config.graph_backbone, model.config.num_gcn_layers) == ("resnet34", 3)
+    model.save_pretrained(tmp_path / "model")
+    loaded = CKNet.from_pretrained(tmp_path / "model").eval()
+    images = torch.rand(2, 2, 3, 64, 64)
+    ids, _ = iu_tokenizer.encode_batch(["the heart is normal .", "no effusion ."])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images, ids).logits, model(images, ids).logits)
+    with pytest.raises(ValueError, match="graph_backbone is 'resnet18' but the graph_model's CNN is"):
+        CKNet(small_config(graph_backbone="resnet18"), iu_tokenizer, graph_model=graph_model)

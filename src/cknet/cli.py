@@ -315,7 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="print nothing")
     demo.set_defaults(handler=_demo)
 
-    config = commands.add_parser("config", help="print the paper's default config for a dataset as JSON")
+    config = commands.add_parser(
+        "config", help="print CKNetConfig.<dataset>() as JSON: the paper's model with a random CNN "
+                       "(the training recipe --config <dataset> adds ImageNet weights)")
     config.add_argument("dataset", choices=sorted(DATASETS))
     config.set_defaults(handler=_config)
 

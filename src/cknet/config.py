@@ -203,7 +203,13 @@ class CKNetConfig:
 
     @classmethod
     def iu_xray(cls, **overrides: Any) -> CKNetConfig:
-        """The paper's IU X-Ray setting: two views, reports of at most 60 tokens.
+        """The paper's IU X-Ray model: two views, reports of at most 60 tokens,
+        DenseNet-121, 3 + 3 layers, d_model 512, γ = 8.
+
+        The CNN starts from random weights (``backbone_weights=None``: nothing is
+        downloaded). The training recipe ``cknet train --config iu_xray``
+        (`cknet.training.load_recipe`) is this config with ``backbone_weights="imagenet"``,
+        as in the paper; pass ``backbone_weights="imagenet"`` here to match it.
 
         Args:
             **overrides: fields to set.
@@ -212,7 +218,10 @@ class CKNetConfig:
 
     @classmethod
     def mimic_cxr(cls, **overrides: Any) -> CKNetConfig:
-        """The paper's MIMIC-CXR setting: one view, reports of at most 100 tokens.
+        """The paper's MIMIC-CXR model: one view, reports of at most 100 tokens.
+
+        As `iu_xray`, with a randomly initialised CNN; the recipe
+        ``cknet train --config mimic_cxr`` adds ``backbone_weights="imagenet"``.
 
         Args:
             **overrides: fields to set.

@@ -39,10 +39,11 @@ class KnowledgeGraph:
             index out of range, a self-loop, or synonyms for an unknown node.
 
     Example:
-        >>> g = KnowledgeGraph(["effusion", "atelectasis", "cardiomegaly"],
-        ...                    edges=[("effusion", "atelectasis")])
-        >>> g.num_nodes, g.num_edges
-        (3, 1)
+        ```python
+        g = KnowledgeGraph(["effusion", "atelectasis", "cardiomegaly"],
+                           edges=[("effusion", "atelectasis")])
+        g.num_nodes, g.num_edges   # (3, 1)
+        ```
     """
 
     def __init__(
@@ -328,6 +329,21 @@ class KnowledgeGraph:
     def num_edges(self) -> int:
         """Number of undirected edges."""
         return len(self.edges)
+
+    @property
+    def isolated_nodes(self) -> list[str]:
+        """Nodes without an edge, in node order. They are allowed (the GCN links every
+        node to the global node, so they still exchange messages with it), but a graph
+        built from data with many of them may have too high a threshold.
+
+        Example:
+            ```python
+            g = KnowledgeGraph(["effusion", "atelectasis", "fracture"], [(0, 1)])
+            g.isolated_nodes   # ['fracture']
+            ```
+        """
+        linked = {end for edge in self.edges for end in edge}
+        return [name for index, name in enumerate(self.nodes) if index not in linked]
 
     def adjacency(self) -> np.ndarray:
         """The symmetric ``(N, N)`` 0/1 adjacency matrix (int64)."""

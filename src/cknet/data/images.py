@@ -201,7 +201,8 @@ def prepare_images(
             hint = ""
             if len(views) == 1:
                 hint = (" (group a study's views in a list, e.g. [[frontal, lateral]], or pass "
-                        "repeat_single_view=True to reuse one view)")
+                        "repeat_single_view=True, or --repeat-single-view to cknet generate, to "
+                        "reuse one view)")
             raise ValueError(
                 f"study {name} has {len(views)} view(s) but the model takes "
                 f"{config.num_views}{hint}"

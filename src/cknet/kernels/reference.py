@@ -2,11 +2,11 @@
 
 For every query row q (one image patch or one report token, in one head):
 
-    D_j = q . k_j / sqrt(d)                      (5)  scores against the N knowledge keys
-    S   = indices of the gamma largest D_j            top-gamma selection
-    w_j = softmax_{j in S}(D_j)                       weighting="softmax" (R2GenCMN's), or
-    w_j = D_j / sum_{i in S} D_i                 (6)  weighting="sum" (the paper literally)
-    r   = sum_{j in S} w_j g_j                   (8)  weighted sum of the selected values
+    D_j = q . k_j / sqrt(d)         (5)  scores against the N knowledge keys
+    S   = the gamma largest D_j          top-gamma selection
+    w_j = softmax_{j in S}(D_j)          weighting="softmax" (R2GenCMN's), or
+    w_j = D_j / sum_{i in S} D_i    (6)  weighting="sum" (the paper, literally)
+    r   = sum_{j in S} w_j g_j      (8)  weighted sum of the selected values
 
 The values g_j are the knowledge vectors already transformed by W_g (equation 7).
 

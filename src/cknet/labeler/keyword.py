@@ -41,9 +41,11 @@ class KeywordLabeler:
         ignore_for_normal: nodes that do not make a report abnormal (e.g. symptoms).
 
     Example:
-        >>> g = KnowledgeGraph(["effusion", "atelectasis"], [(0, 1)])
-        >>> KeywordLabeler(g).label(["Small effusion. No atelectasis."]).tolist()
-        [[1.0, 0.0]]
+        ```python
+        g = KnowledgeGraph(["effusion", "atelectasis"], [(0, 1)])
+        labeler = KeywordLabeler(g)
+        labeler.label(["Small effusion. No atelectasis."]).tolist()   # [[1.0, 0.0]]
+        ```
     """
 
     def __init__(

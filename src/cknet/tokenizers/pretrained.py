@@ -53,9 +53,10 @@ class PretrainedReportTokenizer(ReportTokenizerBase):
             tokens (or with two of them sharing an id).
 
     Example:
-        >>> tok = PretrainedReportTokenizer.from_pretrained("/models/Bio_ClinicalBERT")  # doctest: +SKIP
-        >>> tok.decode(tok.encode("No pneumothorax."))                                     # doctest: +SKIP
-        'no pneumothorax .'
+        ```python
+        tok = PretrainedReportTokenizer.from_pretrained("/models/Bio_ClinicalBERT")
+        tok.decode(tok.encode("No pneumothorax."))   # 'no pneumothorax .'
+        ```
     """
 
     def __init__(

@@ -41,9 +41,10 @@ class ReportTokenizer(ReportTokenizerBase):
         threshold: the count threshold the vocabulary was built with (kept for records).
 
     Example:
-        >>> tok = ReportTokenizer.from_reports(["No effusion. Heart is normal."] * 3)
-        >>> tok.decode(tok.encode("No effusion."))
-        'no effusion .'
+        ```python
+        tok = ReportTokenizer.from_reports(["No effusion. Heart is normal."] * 3)
+        tok.decode(tok.encode("No effusion."))   # 'no effusion .'
+        ```
     """
 
     def __init__(

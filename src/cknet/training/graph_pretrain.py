@@ -263,17 +263,22 @@ def node_labels(spec: str, graph: KnowledgeGraph, annotation: Mapping[str, list]
 
     Args:
         spec: ``"keyword"`` (label the reports with `cknet.labeler.KeywordLabeler`),
-            ``"mesh:FILE"`` (IU X-Ray's ``mesh_tags.csv``) or ``"csv:FILE[@ID_COLUMN]"``
-            (columns named as the graph's nodes; cells 1, 0, -1 or blank).
+            ``"mesh:FILE"`` (IU X-Ray's ``mesh_tags.csv``) or ``"csv:FILE[@ID_COLUMN]"``:
+            a CSV with a column per graph node, named as the node, cells 1, 0, -1
+            (uncertain) or blank, and an id column (default ``study_id``). A row labels
+            every annotation entry whose field of that name holds its id (MIMIC-CXR:
+            the CheXpert CSV's ``study_id`` labels each image entry of that study), or,
+            for entries without that field, the entry whose ``id`` it is.
         graph: the knowledge graph.
         annotation: the parsed annotation, ``{split: [entries]}``.
         uncertain: what an uncertain (-1) label counts as, 0 or 1; blank counts as 0.
 
     Returns:
-        ``{study id: (N,) labels}``.
+        ``{entry id: (N,) labels}`` for the train and val entries (``mesh`` and ``csv``:
+        every row of the file).
 
     Raises:
-        ValueError: for a malformed spec.
+        ValueError: for a malformed spec, or a CSV without a row for a train or val entry.
     """
     from cknet.data.labels import load_label_csv, load_mesh_labels
     from cknet.labeler import KeywordLabeler, binarize
@@ -289,8 +294,17 @@ def node_labels(spec: str, graph: KnowledgeGraph, annotation: Mapping[str, list]
         return dict(zip(ids, values))
     if kind == "csv" and path:
         path, _, id_column = path.partition("@")
-        ids, _, values = load_label_csv(path, graph.nodes, id_column or "study_id")
-        return dict(zip(ids, binarize(values, uncertain)))
+        id_column = id_column or "study_id"
+        ids, _, values = load_label_csv(path, graph.nodes, id_column)
+        rows = dict(zip(ids, binarize(values, uncertain)))
+        by_entry = {}
+        for entry in (e for split in ("train", "val") for e in annotation.get(split, [])):
+            key = str(entry.get(id_column, entry["id"]))
+            if key not in rows:
+                raise ValueError(f"{path} has no row with {id_column} {key!r}, which labels the annotation's "
+                                 f"entry {entry['id']!r}")
+            by_entry[entry["id"]] = rows[key]
+        return by_entry
     raise ValueError(f"labels must be keyword, mesh:FILE or csv:FILE[@ID_COLUMN], got {spec!r}")
 
 
