@@ -1,5 +1,7 @@
 """The code a reader copies runs as written: README.md, docs/quickstart.md and the
-"Example:" sections of the docstrings, with tiny stand-ins for the files they name.
+"Example:" sections of the docstrings, with tiny stand-ins for the files they name and
+for the paper's model size (`CKNetConfig.iu_xray()` returns a small model here, of the
+same shape of inputs, so that the snippets' steps run in seconds on a CPU).
 
 A docstring example line of the form ``expression   # literal`` states its result; the
 test evaluates the expression and compares it with the literal.
@@ -19,6 +21,12 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import IU_ANNOTATION, REPO, SAMPLES, require, small_config
+
+from cknet import CKNetConfig
+
+# what the stand-in of CKNetConfig.iu_xray() changes: a small CNN and Transformer
+TINY = dict(backbone="resnet18", d_model=64, num_heads=4, d_ff=128, num_encoder_layers=1,
+            num_decoder_layers=1, d_knowledge=32, gamma=4)
 
 FENCE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 EXAMPLE = re.compile(r"^(\s*)Example:\n\1    ```python\n(.*?)^\1    ```", re.S | re.M)
@@ -70,13 +78,23 @@ def run_checked(code: str, namespace: dict) -> int:
     return compared
 
 
+def use_tiny_presets(monkeypatch, tmp_path) -> None:
+    """`CKNetConfig.iu_xray()` builds a small model, and ``runs/graph`` holds a graph
+    stage that fits it."""
+    from cknet.graph import KnowledgeGraph
+    from cknet.modules.graph_model import KnowledgeGraphModel
+
+    monkeypatch.setattr(CKNetConfig, "iu_xray",
+                        classmethod(lambda cls, **overrides: cls.preset("iu_xray", **{**TINY, **overrides})))
+    graph_model = KnowledgeGraphModel(KnowledgeGraph.openi40(), TINY["backbone"], TINY["d_knowledge"])
+    graph_model.save_pretrained(tmp_path / "runs" / "graph")
+
+
 @pytest.fixture
 def stand_ins(tmp_path, monkeypatch, iu_tokenizer):
     """A working folder holding what the snippets name: the IU annotation, radiographs,
     a pretrained graph stage (``runs/graph``) and a one-view model (``cknet-demo/model``)."""
     from cknet import CKNet
-    from cknet.graph import KnowledgeGraph
-    from cknet.modules.graph_model import KnowledgeGraphModel
 
     (tmp_path / "iu_xray").mkdir()
     shutil.copy(require(IU_ANNOTATION), tmp_path / "iu_xray" / "annotation.json")
@@ -86,8 +104,7 @@ def stand_ins(tmp_path, monkeypatch, iu_tokenizer):
                          "s2/0.png": views[2], "s2/1.png": views[3]}.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(source, tmp_path / name)
-    graph_model = KnowledgeGraphModel(KnowledgeGraph.openi40(), "resnet18", 512)
-    graph_model.save_pretrained(tmp_path / "runs" / "graph")
+    use_tiny_presets(monkeypatch, tmp_path)
     CKNet(small_config(num_views=1), iu_tokenizer).save_pretrained(tmp_path / "cknet-demo" / "model")
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -99,7 +116,8 @@ def test_readme_quickstart_runs_as_written(stand_ins):
     namespace: dict = {}
     exec(compile(block, "README.md", "exec"), namespace)
     reloaded = namespace["model"]
-    assert reloaded.config.backbone == "densenet121" and (stand_ins / "run" / "best" / "cknet.json").is_file()
+    assert reloaded.config.d_model == TINY["d_model"]
+    assert (stand_ins / "run" / "best" / "cknet.json").is_file()
     assert isinstance(namespace["loss"].item(), float)
 
 
@@ -119,13 +137,9 @@ def _bert_stand_in(tiny_bert_dir, code: str) -> str:
 
 def test_docstring_examples_run_and_give_the_results_they_state(tmp_path, monkeypatch, tiny_bert_dir,
                                                                iu_tokenizer):
-    from cknet.graph import KnowledgeGraph
-    from cknet.modules.graph_model import KnowledgeGraphModel
-
     examples = docstring_examples()
     assert len(examples) >= 6, examples
-    graph_model = KnowledgeGraphModel(KnowledgeGraph.openi40(), "resnet18", 512)
-    graph_model.save_pretrained(tmp_path / "runs" / "graph")
+    use_tiny_presets(monkeypatch, tmp_path)
     monkeypatch.chdir(tmp_path)
     ids, _ = iu_tokenizer.encode_batch(["The heart is normal.", "No effusion."])
     # what the CKNet example takes as given: a tokenizer, a batch of studies and report ids

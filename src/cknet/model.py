@@ -76,8 +76,9 @@ class CKNet(nn.Module):
         graph_model: the pretrained knowledge-graph stage (a `KnowledgeGraphModel` or
             its folder) for the ``"image"`` and ``"static"`` sources; it is frozen. The
             model's config records its CNN (``graph_backbone``) and GCN depth
-            (``num_gcn_layers``), so that the saved model rebuilds it. Without it those sources start from an untrained graph model (a warning
-            says so), which only makes sense for tests or before loading weights.
+            (``num_gcn_layers``), so that the saved model rebuilds it. Without it
+            those sources start from an untrained graph model (a warning says so),
+            which only makes sense for tests or before loading weights.
         text_encoder: a `PretrainedTextEncoder` built beforehand, used instead of loading
             ``config.text_encoder``.
         knowledge: your own `KnowledgeSource`, used instead of the built-in one that
