@@ -74,11 +74,9 @@ class CKNet(nn.Module):
             `KnowledgeGraph.openi40()`); it sets the number of knowledge vectors (N + 1
             with the global node) of the built-in sources.
         graph_model: the pretrained knowledge-graph stage (a `KnowledgeGraphModel` or
-            its folder) for the ``"image"`` and ``"static"`` sources; it is frozen. The
-            model's config records its CNN (``graph_backbone``) and GCN depth
-            (``num_gcn_layers``), so that the saved model rebuilds it. Without it
-            those sources start from an untrained graph model (a warning says so),
-            which only makes sense for tests or before loading weights.
+            its folder) for the ``"image"`` and ``"static"`` sources; frozen; the config
+            records its CNN and GCN depth. Without it those sources start from an
+            untrained graph model (a warning says so): for tests or before loading weights.
         text_encoder: a `PretrainedTextEncoder` built beforehand, used instead of loading
             ``config.text_encoder``.
         knowledge: your own `KnowledgeSource`, used instead of the built-in one that
@@ -378,8 +376,7 @@ def _checked_parts(
     if isinstance(graph_model, (str, os.PathLike)):
         graph_model = KnowledgeGraphModel.from_pretrained(graph_model)
     if graph_model is not None:
-        graph = _check_graph_model(graph_model, config, graph)
-        config = _with_graph_model_architecture(config, graph_model)
+        config, graph = _check_graph_model(graph_model, config, graph)
     graph = graph if graph is not None else KnowledgeGraph.openi40()
     if knowledge is None:
         knowledge = build_knowledge_source(config, graph, graph_model)
@@ -396,8 +393,10 @@ def _checked_parts(
 
 
 def _check_graph_model(graph_model: KnowledgeGraphModel, config: CKNetConfig,
-                       graph: KnowledgeGraph | None) -> KnowledgeGraph:
-    """The graph model's graph, after checking that it fits the config and ``graph``."""
+                       graph: KnowledgeGraph | None) -> tuple[CKNetConfig, KnowledgeGraph]:
+    """The config recording the graph model's CNN and GCN depth (so that a saved model
+    rebuilds it) and its graph, after checking that it fits the config and ``graph``."""
+    backbone = graph_model.settings["backbone"]
     if config.knowledge_source not in ("image", "static"):
         raise ValueError(f"a graph_model is used by the 'image' and 'static' knowledge sources, not "
                          f"{config.knowledge_source!r}")
@@ -406,18 +405,11 @@ def _check_graph_model(graph_model: KnowledgeGraphModel, config: CKNetConfig,
     if graph_model.d_knowledge != config.d_knowledge:
         raise ValueError(f"the graph_model's node embeddings have size {graph_model.d_knowledge} but "
                          f"config.d_knowledge is {config.d_knowledge}")
-    return graph_model.graph
-
-
-def _with_graph_model_architecture(config: CKNetConfig, graph_model: KnowledgeGraphModel) -> CKNetConfig:
-    """The config recording the graph model's CNN and GCN depth, so that a saved model
-    rebuilds the same graph model when it is loaded."""
-    backbone = graph_model.settings["backbone"]
     if config.graph_backbone not in (None, backbone):
         raise ValueError(f"config.graph_backbone is {config.graph_backbone!r} but the graph_model's CNN is "
                          f"{backbone!r}; leave graph_backbone unset to take the graph model's")
     return dataclasses.replace(config, graph_backbone=None if backbone == config.backbone else backbone,
-                               num_gcn_layers=int(graph_model.settings["num_gcn_layers"]))
+                               num_gcn_layers=int(graph_model.settings["num_gcn_layers"])), graph_model.graph
 
 
 def _check_own_knowledge(knowledge: KnowledgeSource, config: CKNetConfig,
