@@ -74,11 +74,14 @@ def main() -> None:
     print(f"graph stage: mean validation AUC {result.best.mean_auc:.3f} (epoch {result.best_epoch})")
     graph_model.save_pretrained(args.output / "graph_model", overwrite=True)
 
-    # 4. CKNet querying the frozen graph model's node embeddings, per study.
+    # 4. CKNet querying the frozen graph model's node embeddings, per study. Its visual
+    # extractor is the graph model's frozen CNN (share_backbone): one backbone pass per
+    # image feeds both the patches and the node embeddings, and only the rest trains.
     tokenizer = cknet.ReportTokenizer.from_reports(train_reports, threshold=1)
     config = cknet.CKNetConfig.iu_xray(
         num_views=1, image_size=64, backbone="resnet18", d_model=64, d_ff=128, num_heads=4,
         num_encoder_layers=1, num_decoder_layers=1, d_knowledge=64, gamma=4, dropout=0.0,
+        share_backbone=True,
     )
     model = cknet.CKNet(config, tokenizer, graph_model=args.output / "graph_model")
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)

@@ -5,6 +5,7 @@ import torch
 import torchvision
 
 from cknet import VisualExtractor
+from cknet.modules.visual import Backbone
 
 
 @pytest.mark.parametrize("backbone, channels", [("resnet18", 512), ("densenet121", 1024),
@@ -26,6 +27,38 @@ def test_views_share_one_backbone_and_are_concatenated_in_order():
         both = extractor(torch.cat([frontal, lateral], 1))
         alone = [extractor(v) for v in (frontal, lateral)]
     torch.testing.assert_close(both, torch.cat(alone, 1))
+
+
+def test_eval_mode_passes_images_in_chunks_with_the_maps_of_one_call():
+    backbone = Backbone("resnet18")
+    backbone.eval_chunk = 3
+    calls = []
+    backbone.trunk.register_forward_hook(lambda module, args, out: calls.append(len(args[0])))
+    images = torch.randn(4, 2, 3, 64, 64)
+    with torch.no_grad():
+        chunked = backbone.eval()(images)
+        # the reference: one float64 call over the whole batch, in the default layout
+        whole = backbone.trunk.double()(images.flatten(0, 1).double()).unflatten(0, (4, 2))
+    assert calls == [3, 3, 2, 8]
+    assert chunked.dtype == torch.float32
+    scale = float(whole.abs().max())
+    torch.testing.assert_close(chunked.double(), whole, rtol=1e-4, atol=1e-5 * scale)
+
+
+def test_training_mode_passes_the_whole_batch_for_its_batch_statistics():
+    backbone = Backbone("resnet18").train()
+    backbone.eval_chunk = 3
+    calls = []
+    backbone.trunk.register_forward_hook(lambda module, args, out: calls.append(len(args[0])))
+    images = torch.randn(4, 2, 3, 64, 64)
+    with torch.no_grad():
+        maps = backbone(images)
+        whole = backbone.trunk(images.flatten(0, 1)).unflatten(0, (4, 2))
+        first_three = backbone.trunk(images.flatten(0, 1)[:3])
+    assert calls == [8, 8, 3]
+    torch.testing.assert_close(maps, whole)
+    # batch statistics: the same images in a smaller batch give other maps
+    assert not torch.allclose(first_three, whole.flatten(0, 1)[:3], atol=1e-3)
 
 
 def test_densenet_trunk_equals_torchvision_features():
