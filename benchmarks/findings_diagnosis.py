@@ -75,7 +75,6 @@ RUNS = {
     "oracle-truth-balanced": {"source": "oracle-truth", "finding_balance": 0.5},
     "oracle-truth-lr3e-3-balanced8": {"source": "oracle-truth", "lr": 3e-3, "final_lr_factor": 1.0,
                                       "finding_balance": 0.8},
-    "base-lr3e-3-balanced8": {"source": "none", "lr": 3e-3, "final_lr_factor": 1.0, "finding_balance": 0.8},
     "image-scst": {"source": "image", "scst_from": "image"},
     "image-balanced-scst": {"source": "image", "scst_from": "image-balanced"},
 }
