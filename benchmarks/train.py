@@ -21,6 +21,7 @@ from machine import PeakMemory, describe
 
 import cknet
 from cknet.training import TrainingConfig
+from cknet.training.optimizer import adam
 
 IU_ANNOTATION = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray" / "annotation.json"
 
@@ -52,7 +53,7 @@ def main() -> None:
         ids = {id(p) for p in visual}
         rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
         groups = [{"params": visual, "lr": recipe.lr_visual}, {"params": rest, "lr": recipe.lr_rest}]
-        return torch.optim.Adam(groups)
+        return adam(groups)
 
     def time_steps(step) -> float:
         step()

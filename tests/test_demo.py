@@ -8,7 +8,7 @@ from PIL import Image
 from cknet import CKNet
 from cknet.cli import main
 from cknet.data.synthetic import FINDINGS, SyntheticDataset, SyntheticReports
-from cknet.demo import SUMMARY_FILE, DemoResult, format_result
+from cknet.demo import SUMMARY_FILE, DemoResult, DemoSettings, format_result, run_demo
 
 QUICK_MARGIN = 0.3  # CE F1 on images minus CE F1 on blank images, `cknet demo --quick`
 
@@ -51,6 +51,19 @@ def test_quick_demo_reads_the_images(tmp_path, capsys):
         assert weights == sorted(weights, reverse=True) and 0 < sum(weights) <= 1 + 1e-6
     detected = [name for name, p in summary["figure_nodes"]["detected"] if p > 0.5]
     assert set(detected) <= set(FINDINGS)
+
+
+def test_demo_trains_and_saves_the_backbone_of_its_settings(tmp_path):
+    tiny = DemoSettings(backbone="mobilenet_v3_small", image_size=64, train_studies=24, val_studies=8,
+                        test_studies=8, graph_epochs=1, epochs=1, d_model=16, d_knowledge=8, layers=1,
+                        num_heads=2, gamma=2)
+    result = run_demo(tmp_path / "demo", settings=tiny, progress=False)
+    model = CKNet.from_pretrained(result.model_dir)
+    assert model.config.backbone == "mobilenet_v3_small" and model.config.share_backbone
+    assert model.knowledge.graph_model.settings["backbone"] == "mobilenet_v3_small"
+    assert model.knowledge.graph_model.backbone.num_channels == 576  # MobileNetV3-Small's last map
+    summary = json.loads((tmp_path / "demo" / SUMMARY_FILE).read_text())
+    assert summary["settings"]["backbone"] == "mobilenet_v3_small"
 
 
 def test_demo_refuses_a_folder_it_did_not_write(tmp_path, capsys):

@@ -45,6 +45,27 @@ def test_eval_mode_passes_images_in_chunks_with_the_maps_of_one_call():
     torch.testing.assert_close(chunked.double(), whole, rtol=1e-4, atol=1e-5 * scale)
 
 
+@pytest.mark.parametrize("chunk", [0, -2, 2.5, "8", True])
+def test_eval_chunk_must_be_a_positive_whole_number(chunk):
+    backbone = Backbone("resnet18")
+    with pytest.raises(ValueError, match="eval_chunk must be a positive whole number"):
+        backbone.eval_chunk = chunk
+    assert backbone.eval_chunk == 8
+
+
+def test_one_chunk_gives_the_maps_of_several():
+    backbone = Backbone("resnet18").eval()
+    images = torch.randn(3, 1, 3, 64, 64)
+    with torch.no_grad():
+        backbone.eval_chunk = 1
+        three_calls = backbone(images)
+        backbone.eval_chunk = 64
+        one_call = backbone(images)
+    assert one_call.shape == (3, 1, 512, 2, 2)
+    # the same maps up to float rounding (convolutions of 1 and of 3 images take other paths)
+    torch.testing.assert_close(one_call, three_calls, rtol=1e-4, atol=1e-5 * float(one_call.abs().max()))
+
+
 def test_training_mode_passes_the_whole_batch_for_its_batch_statistics():
     backbone = Backbone("resnet18").train()
     backbone.eval_chunk = 3

@@ -38,9 +38,11 @@ SUMMARY_FILE = "cknet-demo.json"
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """Sizes of a demo run.
+    """Settings of a demo run: the CNN and the sizes.
 
     Attributes:
+        backbone: the torchvision CNN of the graph stage, which the report model shares
+            (``share_backbone``).
         image_size: side of the rendered views in pixels (one frontal view per study).
         train_studies: training split size.
         val_studies: validation split size.
@@ -56,6 +58,7 @@ class DemoSettings:
         final_lr_factor: the learning rate decays per epoch to this fraction of ``lr``.
     """
 
+    backbone: str = "resnet18"
     image_size: int = 128
     train_studies: int = 2400
     val_studies: int = 200
@@ -152,7 +155,8 @@ def run_demo(
     seed_everything(seed)
 
     config = CKNetConfig.iu_xray(
-        backbone="resnet18", graph_backbone="resnet18", image_size=settings.image_size, num_views=1,
+        backbone=settings.backbone, graph_backbone=settings.backbone, image_size=settings.image_size,
+        num_views=1,
         d_model=settings.d_model, d_ff=2 * settings.d_model, num_heads=settings.num_heads,
         num_encoder_layers=settings.layers, num_decoder_layers=settings.layers,
         d_knowledge=settings.d_knowledge, gamma=settings.gamma, dropout=0.0, knowledge_source="image",
@@ -167,8 +171,8 @@ def run_demo(
         f"studies at {settings.image_size} px, {len(FINDINGS)} findings (drawn when first read)")
 
     graph = synthetic_graph()
-    graph_model = KnowledgeGraphModel(graph, "resnet18", settings.d_knowledge)
-    say(f"[2/4] Knowledge-graph stage: {graph}, ResNet-18 + GCN, {settings.graph_epochs} epochs")
+    graph_model = KnowledgeGraphModel(graph, settings.backbone, settings.d_knowledge)
+    say(f"[2/4] Knowledge-graph stage: {graph}, {settings.backbone} + GCN, {settings.graph_epochs} epochs")
     pretrained = GraphPretrainer(graph_model, epochs=settings.graph_epochs, batch_size=32, lr=1e-3,
                                  device=device, seed=seed, progress=progress).fit(train, val)
     graph_auc = pretrained.best.mean_auc

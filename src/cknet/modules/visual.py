@@ -47,13 +47,10 @@ class Backbone(nn.Module):
             names the file and the folder to place it in.
     """
 
-    #: images per trunk call in eval mode (see above); set it on an instance to trade
-    #: memory for per-call overhead (e.g. larger on a GPU with memory to spare).
-    eval_chunk: int = 8
-
     def __init__(self, name: str = "densenet121", weights: str | os.PathLike[str] | None = None):
         super().__init__()
         self.name = name
+        self.eval_chunk = 8
         model = _build_backbone(name, weights)
         children = []
         for child_name, child in model.named_children():
@@ -64,6 +61,18 @@ class Backbone(nn.Module):
             children.append(nn.ReLU())  # torchvision's DenseNet applies it in forward()
         self.trunk = nn.Sequential(*children)
         self.num_channels = self._probe_channels()
+
+    @property
+    def eval_chunk(self) -> int:
+        """Images per trunk call in eval mode (default 8; see above): larger trades memory
+        for fewer calls (e.g. on a GPU with memory to spare)."""
+        return self._eval_chunk
+
+    @eval_chunk.setter
+    def eval_chunk(self, images: int) -> None:
+        if isinstance(images, bool) or not isinstance(images, int) or images < 1:
+            raise ValueError(f"Backbone.eval_chunk must be a positive whole number of images, got {images!r}")
+        self._eval_chunk = images
 
     def _probe_channels(self) -> int:
         was_training = self.trunk.training
@@ -88,8 +97,9 @@ class Backbone(nn.Module):
         if self.trunk.training:
             maps = self.trunk(flat)  # (B*V, C, h, w)
         else:
-            maps = torch.cat([self.trunk(chunk.contiguous(memory_format=torch.channels_last))
-                              for chunk in flat.split(self.eval_chunk)])
+            chunks = [self.trunk(chunk.contiguous(memory_format=torch.channels_last))
+                      for chunk in flat.split(self.eval_chunk)]
+            maps = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
         return maps.unflatten(0, (batch, views))  # (B, V, C, h, w)
 
 

@@ -3,6 +3,7 @@
 - `config`: `TrainingConfig` and the paper's recipes;
 - `trainer`: `Trainer`, the paper's recipe with resumable checkpoints and DDP;
 - `feature_cache`: `FeatureCache`, a frozen backbone's maps computed once;
+- `optimizer`: `adam`, Adam with torch's fused kernel where it runs;
 - `run`: `train` and `resume` on an R2Gen-format folder;
 - `graph_pretrain`: `GraphPretrainer` and the `pretrain_graph` run;
 - `distributed`: rank and world size under ``torchrun``.

@@ -36,6 +36,7 @@ from cknet.graph import KnowledgeGraph
 from cknet.hub import check_kind
 from cknet.metrics import roc_auc
 from cknet.modules.graph_model import KnowledgeGraphModel
+from cknet.training.optimizer import adam
 
 
 def _pair(item: Any) -> tuple[Any, Any]:
@@ -228,7 +229,7 @@ class GraphPretrainer:
         model = self.model.to(self.device)
         weights = self.positive_weights(self._labels(train)).to(self.device)
         criterion = nn.BCEWithLogitsLoss(pos_weight=weights)
-        optimizer = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        optimizer = adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         result = PretrainResult()
         best_state, best_auc = None, -math.inf
         for epoch in range(1, self.epochs + 1):

@@ -47,6 +47,7 @@ from cknet.modules.language_model import PretrainedTextEncoder
 from cknet.training.config import TrainingConfig
 from cknet.training.distributed import rank, world_size
 from cknet.training.feature_cache import FeatureCache
+from cknet.training.optimizer import adam
 from cknet.training.rewards import ReportReward
 from cknet.training.scst import scst_loss
 from cknet.training.seeding import rng_state, seed_worker, set_rng_state
@@ -142,7 +143,7 @@ class Trainer:
         groups = [{"params": visual, "lr": config.lr_visual}, {"params": rest, "lr": config.lr_rest}]
         if language:  # a pretrained text encoder being fine-tuned
             groups.append({"params": language, "lr": config.lr_text_encoder})
-        self.optimizer = torch.optim.Adam(groups, weight_decay=config.weight_decay, amsgrad=config.amsgrad)
+        self.optimizer = adam(groups, weight_decay=config.weight_decay, amsgrad=config.amsgrad)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=1, gamma=config.lr_decay)
         self.network: torch.nn.Module = self.model
         if world_size() > 1:
