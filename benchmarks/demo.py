@@ -33,7 +33,10 @@ def parse_settings(base: DemoSettings, assignments: list[str]) -> DemoSettings:
         name, _, value = assignment.partition("=")
         if name not in types or not value:
             raise SystemExit(f"--set {assignment!r}: expected NAME=VALUE with NAME one of {sorted(types)}")
-        changes[name] = types[name](value)
+        try:
+            changes[name] = types[name](value)
+        except ValueError:
+            raise SystemExit(f"--set {assignment!r}: {name} takes a {types[name].__name__}") from None
     return dataclasses.replace(base, **changes)
 
 

@@ -19,8 +19,9 @@ import time
 import torch
 from machine import describe
 
-from cknet import CKNet, CKNetConfig, ReportTokenizer
+from cknet import CKNet, ReportTokenizer
 from cknet.data.synthetic import synthetic_graph
+from cknet.demo import QUICK
 from cknet.modules.graph_model import KnowledgeGraphModel
 
 IMPLEMENTATIONS = {"per tensor": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
@@ -28,13 +29,9 @@ IMPLEMENTATIONS = {"per tensor": {"foreach": False}, "foreach": {"foreach": True
 
 def parameter_sets() -> dict[str, list[torch.Tensor]]:
     torch.manual_seed(0)
-    graph_model = KnowledgeGraphModel(synthetic_graph(), "resnet18", 64)
-    config = CKNetConfig.iu_xray(
-        backbone="resnet18", graph_backbone="resnet18", image_size=96, num_views=1, d_model=128, d_ff=256,
-        num_heads=4, num_encoder_layers=2, num_decoder_layers=2, d_knowledge=64, gamma=8,
-        knowledge_source="image", share_backbone=True,
-    )
-    tokenizer = ReportTokenizer([f"word{i}" for i in range(69)])
+    graph_model = KnowledgeGraphModel(synthetic_graph(), QUICK.backbone, QUICK.d_knowledge)
+    config = QUICK.model_config()
+    tokenizer = ReportTokenizer([f"word{i}" for i in range(69)])  # 73 tokens, the quick demo's count
     model = CKNet(config, tokenizer, graph_model=graph_model)
     return {"demo report model": [p for p in model.parameters() if p.requires_grad],
             "graph stage (ResNet-18 + GCN)": list(graph_model.parameters())}

@@ -28,10 +28,13 @@ import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from cknet.config import CKNetConfig
 
 SUMMARY_FILE = "cknet-demo.json"
 
@@ -72,6 +75,18 @@ class DemoSettings:
     gamma: int = 8
     lr: float = 1e-3
     final_lr_factor: float = 0.1
+
+    def model_config(self) -> CKNetConfig:
+        """The demo's `CKNetConfig`: IU X-Ray's preset with these sizes, one frontal view,
+        no dropout, ``knowledge_source="image"`` and the graph stage's CNN shared."""
+        from cknet.config import CKNetConfig
+
+        return CKNetConfig.iu_xray(
+            backbone=self.backbone, graph_backbone=self.backbone, image_size=self.image_size, num_views=1,
+            d_model=self.d_model, d_ff=2 * self.d_model, num_heads=self.num_heads,
+            num_encoder_layers=self.layers, num_decoder_layers=self.layers, d_knowledge=self.d_knowledge,
+            gamma=self.gamma, dropout=0.0, knowledge_source="image", share_backbone=True,
+        )
 
 
 FULL = DemoSettings()
@@ -136,7 +151,6 @@ def run_demo(
     Raises:
         FileExistsError: if ``output_dir`` is a non-empty folder that no demo wrote.
     """
-    from cknet.config import CKNetConfig
     from cknet.data.synthetic import FINDINGS, SyntheticDataset, SyntheticReports, synthetic_graph
     from cknet.evaluation import score_reports
     from cknet.io import write_text_atomic
@@ -154,14 +168,7 @@ def run_demo(
     clock = time.perf_counter()
     seed_everything(seed)
 
-    config = CKNetConfig.iu_xray(
-        backbone=settings.backbone, graph_backbone=settings.backbone, image_size=settings.image_size,
-        num_views=1,
-        d_model=settings.d_model, d_ff=2 * settings.d_model, num_heads=settings.num_heads,
-        num_encoder_layers=settings.layers, num_decoder_layers=settings.layers,
-        d_knowledge=settings.d_knowledge, gamma=settings.gamma, dropout=0.0, knowledge_source="image",
-        share_backbone=True,
-    )
+    config = settings.model_config()
     # Drawn once, kept: the graph stage reads them every epoch, the feature cache once more.
     train = SyntheticDataset(settings.train_studies, config, seed=3 * seed, keep_rendered=True)
     val = SyntheticDataset(settings.val_studies, config, seed=3 * seed + 1, keep_rendered=True)

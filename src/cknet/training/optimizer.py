@@ -2,7 +2,7 @@
 
 torch's fused Adam updates every parameter of a group in one kernel instead of a dozen
 operations per tensor. The update is the same Adam step (the results agree to float
-rounding, ~1e-7); on a 2-core AMD EPYC a step took 1.4 ms instead of 7.1 ms for the demo's
+rounding, ~1e-7); on a 2-core AMD EPYC, in one run, a step took 1.4 ms instead of 7.1 ms for the demo's
 report model and 12.5 ms instead of 51.9 ms for the graph stage's ResNet-18
 (``python benchmarks/optimizer.py``, ``docs/performance.md``). It is
 used when every parameter is a floating-point tensor on a device torch has the kernel
