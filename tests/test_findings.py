@@ -19,7 +19,7 @@ from cknet.modules.graph_model import KnowledgeGraphModel
 from cknet.training import GraphPretrainer, Trainer, TrainingConfig
 from cknet.training.rewards import CiderD, ReportReward, finding_agreement
 from cknet.training.scst import scst_loss
-from cknet.training.trainer import selection_score
+from cknet.training.selection import selection_score
 
 
 def test_selection_rules():

@@ -99,6 +99,31 @@ def test_encoder_matches_dense_gcn_reference():
     torch.testing.assert_close(out.logits, logits)
 
 
+def test_dense_gcn_layers_match_pyg_message_passing():
+    """The dense propagation gives GCNConv's output (a second code path: PyG's
+    per-edge messages), an edge listed twice included, from the same parameters."""
+    from torch_geometric.nn import GCNConv
+
+    graph = KnowledgeGraph(["a", "b", "c", "d", "e"], [("a", "b"), ("b", "c"), ("d", "e")])
+    graph.edges.append((1, 0))  # edited by hand: a-b twice, which GCNConv counts twice
+    encoder = KnowledgeGraphEncoder(graph, 6, 8, num_layers=2).double()
+    maps = torch.randn(3, 2, 6, 3, 3, dtype=torch.float64)
+    edge_index = graph.edge_index(global_node=True)
+    layers = [GCNConv(8, 8).double() for _ in encoder.gcn_layers]
+    for layer, dense in zip(layers, encoder.gcn_layers):
+        layer.load_state_dict(dense.state_dict())  # the same parameter names and shapes
+    flat = maps.flatten(0, 1)
+    attention = encoder.node_attention(flat).flatten(2).softmax(-1)
+    features = flat.flatten(2)
+    nodes = torch.cat([features.mean(2)[:, None], attention @ features.transpose(1, 2)], 1)
+    x = encoder.input_projection(nodes)
+    for layer in layers:
+        x = x + torch.relu(torch.stack([layer(h, edge_index) for h in x]))
+    x = x.unflatten(0, (3, 2)).sum(1)
+    torch.testing.assert_close(encoder(maps).node_embeddings, x)
+    assert encoder.adjacency[1, 2] == encoder.adjacency[2, 1] == 2
+
+
 def test_from_cooccurrence_brute_force():
     rng = np.random.default_rng(0)
     labels = (rng.random((200, 4)) < 0.3).astype(float)

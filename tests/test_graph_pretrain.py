@@ -46,6 +46,26 @@ def test_pretraining_reads_visible_findings_and_stores_static_knowledge():
     torch.testing.assert_close(model.static_knowledge, expected, rtol=1e-4, atol=1e-5)
 
 
+def test_static_knowledge_can_be_skipped():
+    """Without the static matrix the fit makes no pass over the training split in eval
+    mode (only the validation split's), and the model says it has none."""
+    images, labels, _ = make_studies(24, seed=0)
+    val_images, val_labels, _ = make_studies(8, seed=1)
+    seen_in_eval = []
+    for static in (True, False):
+        torch.manual_seed(0)
+        model = KnowledgeGraphModel(GRAPH, backbone="resnet18", d_knowledge=8)
+        model.backbone.trunk.register_forward_hook(
+            lambda module, args, out: None if module.training else seen_in_eval.append(len(args[0])))
+        GraphPretrainer(model, epochs=1, batch_size=8, device="cpu").fit(
+            TensorDataset(images, torch.tensor(labels)), TensorDataset(val_images, torch.tensor(val_labels)),
+            static_knowledge=static)
+        assert model.has_static_knowledge == static
+        assert sum(seen_in_eval) == (8 + 24 if static else 8) * images.shape[1]
+        seen_in_eval.clear()
+    assert not model.static_knowledge.any()
+
+
 def test_positive_weights_balance_the_nodes():
     trainer = GraphPretrainer(KnowledgeGraphModel(GRAPH, backbone="resnet18", d_knowledge=8),
                               max_positive_weight=5)

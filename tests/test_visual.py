@@ -50,7 +50,19 @@ def test_eval_chunk_must_be_a_positive_whole_number(chunk):
     backbone = Backbone("resnet18")
     with pytest.raises(ValueError, match="eval_chunk must be a positive whole number"):
         backbone.eval_chunk = chunk
-    assert backbone.eval_chunk == 8
+    assert backbone.eval_chunk is None
+
+
+@pytest.mark.parametrize(("side", "calls"), [(224, [4, 4, 1]), (112, [9]), (500, [1] * 9), (64, [9])])
+def test_default_chunks_hold_four_224_px_images_worth_of_pixels(side, calls):
+    """Four images per call at 224 px, proportionally more for smaller images, at least one."""
+    backbone = Backbone("resnet18").eval()
+    seen = []
+    backbone.trunk.register_forward_hook(lambda module, args, out: seen.append(len(args[0])))
+    with torch.no_grad():
+        backbone(torch.randn(9, 1, 3, side, side))
+    assert seen == calls
+    assert backbone.chunk_size(112, 112) == 16 and backbone.chunk_size(224, 224) == 4
 
 
 def test_one_chunk_gives_the_maps_of_several():

@@ -59,6 +59,7 @@ class DemoSettings:
         gamma: γ, the knowledge vectors each query keeps.
         lr: Adam learning rate of CKNet.
         final_lr_factor: the learning rate decays per epoch to this fraction of ``lr``.
+        length_grouping: ``TrainingConfig.length_grouping`` of CKNet training (0: off).
     """
 
     backbone: str = "resnet18"
@@ -75,6 +76,7 @@ class DemoSettings:
     gamma: int = 8
     lr: float = 1e-3
     final_lr_factor: float = 0.1
+    length_grouping: int = 4
 
     def model_config(self) -> CKNetConfig:
         """The demo's `CKNetConfig`: IU X-Ray's preset with these sizes, one frontal view,
@@ -181,7 +183,8 @@ def run_demo(
     graph_model = KnowledgeGraphModel(graph, settings.backbone, settings.d_knowledge)
     say(f"[2/4] Knowledge-graph stage: {graph}, {settings.backbone} + GCN, {settings.graph_epochs} epochs")
     pretrained = GraphPretrainer(graph_model, epochs=settings.graph_epochs, batch_size=32, lr=1e-3,
-                                 device=device, seed=seed, progress=progress).fit(train, val)
+                                 device=device, seed=seed, progress=progress).fit(
+        train, val, static_knowledge=False)  # the report model reads each study's nodes
     graph_auc = pretrained.best.mean_auc
     seconds["graph stage"] = time.perf_counter() - clock
     say(f"      validation mean ROC AUC over the nodes: {graph_auc:.3f}")
@@ -195,6 +198,7 @@ def run_demo(
         lr_decay=settings.final_lr_factor ** (1 / settings.epochs), grad_clip=0.0, seed=seed,
         num_workers=0, eval_num_beams=1, eval_batch_size=64, cache_features=True,
         max_eval_studies=50, patience=settings.epochs, select_by="loss",
+        length_grouping=settings.length_grouping,
     )
     say(f"[3/4] CKNet: d_model {settings.d_model}, {settings.layers}+{settings.layers} layers, top-"
         f"{settings.gamma} knowledge query, {settings.epochs} epochs on cached features")

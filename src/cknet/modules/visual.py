@@ -17,6 +17,8 @@ import torchvision
 from torch import nn
 
 _HEAD_CHILDREN = ("avgpool", "fc", "classifier", "head", "heads", "flatten")
+EVAL_CHUNK_PIXELS = 4 * 224 * 224
+"""Pixels per trunk call in eval mode when `Backbone.eval_chunk` is None (the default)."""
 
 
 class Backbone(nn.Module):
@@ -35,11 +37,13 @@ class Backbone(nn.Module):
         output: feature maps ``(B, V, C, h, w)``; C is ``num_channels``.
 
     In eval mode batch norm uses its running statistics, so the images are independent
-    of each other: they pass the trunk ``eval_chunk`` at a time (the maps are the same
-    as in one call; only the peak memory of the activations falls), in the channels-last
-    memory format (the same maps up to float rounding, 18-26% faster for ResNets and
-    11% for DenseNet-121 on an AVX2 CPU; ``docs/performance.md``). In training mode the
-    batch statistics need every image at once, so the batch passes whole, as given.
+    of each other: they pass the trunk in chunks (`eval_chunk`; by default as many
+    images as hold ``EVAL_CHUNK_PIXELS``, four at 224 px, sixteen at 112), in the
+    channels-last memory format. The maps are the same as in one call up to float
+    rounding; chunks bound the peak memory of the activations, and channels-last is
+    18-26% faster for ResNets and 11% for DenseNet-121 on an AVX2 CPU
+    (``docs/performance.md``). In training mode the batch statistics need every image at
+    once, so the batch passes whole, as given.
 
     Raises:
         ValueError: for an unknown backbone or one without a spatial feature map.
@@ -50,7 +54,7 @@ class Backbone(nn.Module):
     def __init__(self, name: str = "densenet121", weights: str | os.PathLike[str] | None = None):
         super().__init__()
         self.name = name
-        self.eval_chunk = 8
+        self.eval_chunk = None
         model = _build_backbone(name, weights)
         children = []
         for child_name, child in model.named_children():
@@ -63,16 +67,24 @@ class Backbone(nn.Module):
         self.num_channels = self._probe_channels()
 
     @property
-    def eval_chunk(self) -> int:
-        """Images per trunk call in eval mode (default 8; see above): larger trades memory
-        for fewer calls (e.g. on a GPU with memory to spare)."""
+    def eval_chunk(self) -> int | None:
+        """Images per trunk call in eval mode; None (the default): as many as hold
+        ``EVAL_CHUNK_PIXELS`` (at least one). Larger trades memory for fewer calls (e.g.
+        on a GPU with memory to spare)."""
         return self._eval_chunk
 
     @eval_chunk.setter
-    def eval_chunk(self, images: int) -> None:
-        if isinstance(images, bool) or not isinstance(images, int) or images < 1:
-            raise ValueError(f"Backbone.eval_chunk must be a positive whole number of images, got {images!r}")
+    def eval_chunk(self, images: int | None) -> None:
+        if images is not None and (isinstance(images, bool) or not isinstance(images, int) or images < 1):
+            raise ValueError(f"Backbone.eval_chunk must be a positive whole number of images or None "
+                             f"(by image size), got {images!r}")
         self._eval_chunk = images
+
+    def chunk_size(self, height: int, width: int) -> int:
+        """Images per trunk call in eval mode for images of this size (see `eval_chunk`)."""
+        if self._eval_chunk is not None:
+            return self._eval_chunk
+        return max(1, EVAL_CHUNK_PIXELS // (height * width))
 
     def _probe_channels(self) -> int:
         was_training = self.trunk.training
@@ -98,7 +110,7 @@ class Backbone(nn.Module):
             maps = self.trunk(flat)  # (B*V, C, h, w)
         else:
             chunks = [self.trunk(chunk.contiguous(memory_format=torch.channels_last))
-                      for chunk in flat.split(self.eval_chunk)]
+                      for chunk in flat.split(self.chunk_size(*flat.shape[-2:]))]
             maps = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
         return maps.unflatten(0, (batch, views))  # (B, V, C, h, w)
 

@@ -51,6 +51,10 @@ class TrainingConfig:
         finding_balance: the share of each epoch's studies drawn (with replacement) from
             training studies whose report states a finding (by the built-in labeler);
             0 shuffles the split as it is.
+        length_grouping: batches of reports of similar length, padded less
+            (`cknet.training.length_batches`): each run of this many batches' studies is
+            ordered by report length before it is cut into batches, and the batches are
+            shuffled; 0 (off) batches the studies in the order drawn.
         stage: ``"xe"`` (cross-entropy, the paper's) or ``"scst"`` (self-critical
             sequence training with the clinical reward of `cknet.training.scst`, beyond
             the paper; start it from a cross-entropy model).
@@ -85,6 +89,7 @@ class TrainingConfig:
     label_smoothing: float = 0.0
     labeler: str = "rules"
     finding_balance: float = 0.0
+    length_grouping: int = 0
     stage: Literal["xe", "scst"] = "xe"
     scst_samples: int = 4
     scst_temperature: float = 1.0
@@ -109,7 +114,7 @@ class TrainingConfig:
             if getattr(self, name) <= 0:
                 raise ValueError(f"TrainingConfig.{name} must be positive, got {getattr(self, name)}")
         for name in ("weight_decay", "grad_clip", "num_workers", "max_eval_studies", "scst_ce_weight",
-                     "scst_nlg_weight"):
+                     "scst_nlg_weight", "length_grouping"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainingConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.labeler != "rules" and not self.labeler.startswith("chexbert:"):

@@ -8,7 +8,8 @@ in the training labels, capped), so that rare findings are not ignored. After ev
 epoch the per-node ROC AUC on the validation split is computed; the epoch with the
 best mean AUC (over nodes with both classes present) is kept. Finally the static
 knowledge matrix (mean node embeddings over the training images) is stored in the
-model for ``knowledge_source="static"``.
+model for ``knowledge_source="static"`` (skipped with ``fit(..., static_knowledge=False)``
+for a model that serves ``"image"`` only: one pass over the training split fewer).
 
 `pretrain_graph` is the whole run on an R2Gen-format dataset (what ``cknet
 pretrain-graph`` does): node labels from a labeler, MeSH tags or a CSV, the datasets,
@@ -207,7 +208,8 @@ class GraphPretrainer:
             count += embeddings.shape[0]
         return total / count
 
-    def fit(self, train: Dataset, val: Dataset, static_data: Dataset | None = None) -> PretrainResult:
+    def fit(self, train: Dataset, val: Dataset, static_data: Dataset | None = None,
+            static_knowledge: bool = True) -> PretrainResult:
         """Train, keep the epoch with the best mean validation AUC, store the static
         knowledge matrix (over ``static_data``, default ``train``; give the training
         split with the evaluation transform when ``train`` augments).
@@ -216,6 +218,9 @@ class GraphPretrainer:
             train: the training studies.
             val: the validation studies.
             static_data: the studies the static knowledge matrix is averaged over.
+            static_knowledge: compute and store the static knowledge matrix (one more
+                pass over ``static_data``); False when the model only serves
+                ``knowledge_source="image"``, which reads each study's own nodes.
 
         Returns:
             The history and the epoch kept (the model holds its weights).
@@ -254,7 +259,8 @@ class GraphPretrainer:
                 best_auc, result.best_epoch = mean_auc, epoch
                 best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
         model.load_state_dict(best_state)
-        model.set_static_knowledge(self.static_knowledge(static_data if static_data is not None else train))
+        if static_knowledge:
+            model.set_static_knowledge(self.static_knowledge(train if static_data is None else static_data))
         return result
 
 

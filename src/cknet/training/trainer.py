@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, WeightedRandomSampler
 
 from cknet.data.collate import collate_studies
 from cknet.evaluation import Evaluation, evaluate
@@ -47,10 +47,12 @@ from cknet.modules.language_model import PretrainedTextEncoder
 from cknet.training.config import TrainingConfig
 from cknet.training.distributed import rank, world_size
 from cknet.training.feature_cache import FeatureCache
+from cknet.training.length_batches import LengthGroupedBatches
 from cknet.training.optimizer import adam
 from cknet.training.rewards import ReportReward
 from cknet.training.scst import scst_loss
 from cknet.training.seeding import rng_state, seed_worker, set_rng_state
+from cknet.training.selection import describe_selection, selection_score
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -134,6 +136,8 @@ class Trainer:
             self.abnormal = torch.as_tensor((labels[:, 1:] == 1).any(axis=1))
             self.reward = ReportReward(reports, self.labeler, model.config.dataset, config.scst_ce_weight,
                                        config.scst_nlg_weight)
+        if config.length_grouping:  # token counts, for batches of similar length
+            self.report_lengths = [len(model.tokenizer.encode(r)) for r in study_reports(train_data)]
         visual = [p for p in model.visual_extractor.parameters() if p.requires_grad]
         language = []
         if isinstance(model.text_encoder, PretrainedTextEncoder):  # fine-tuned at its own rate
@@ -264,9 +268,14 @@ class Trainer:
                                   (1 - self.config.finding_balance) / max(1 - share, 1e-9))
             sampler = WeightedRandomSampler(weights.double(), len(weights), replacement=True,
                                             generator=generator)
-        loader = DataLoader(self.train_data, batch_size=self.config.batch_size, shuffle=sampler is None,
-                            sampler=sampler, generator=generator, collate_fn=self.collate,
-                            num_workers=self.config.num_workers, worker_init_fn=seed_worker)
+        batching = {"batch_size": self.config.batch_size, "shuffle": sampler is None, "sampler": sampler,
+                    "generator": generator}
+        if self.config.length_grouping:  # batches of similar report length, padded less
+            order = sampler or RandomSampler(self.train_data, generator=generator)
+            batching = {"batch_sampler": LengthGroupedBatches(
+                order, self.report_lengths, self.config.batch_size, self.config.length_grouping, generator)}
+        loader = DataLoader(self.train_data, collate_fn=self.collate, num_workers=self.config.num_workers,
+                            worker_init_fn=seed_worker, **batching)
         self.network.train()
         total, count = 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch}/{self.config.epochs}", disable=not self.progress)
@@ -380,38 +389,6 @@ class Trainer:
             write_text_atomic(self.run_dir / "test_metrics.json", json.dumps(test, indent=1) + "\n")
             self.result.test = test
         return self.result
-
-
-def selection_score(rule: str, scores: dict[str, float]) -> float:
-    """The number a selection rule maximises (see ``TrainingConfig.select_by``).
-
-    Args:
-        rule: ``"bleu4"``, ``"loss"``, ``"ce_findings"`` or ``"bleu4+ce_findings"``.
-        scores: validation ``loss``, ``bleu4`` and ``ce_findings_f1``.
-
-    Returns:
-        The score, higher is better.
-    """
-    return {"bleu4": scores["bleu4"], "loss": -scores["loss"], "ce_findings": scores["ce_findings_f1"],
-            "bleu4+ce_findings": scores["bleu4"] + scores["ce_findings_f1"]}[rule]
-
-
-def describe_selection(rule: str, scores: dict[str, float]) -> str:
-    """The model card's words for why an epoch was kept.
-
-    Args:
-        rule: as in `selection_score`.
-        scores: the epoch's validation scores.
-
-    Returns:
-        E.g. ``"best validation BLEU-4 0.1500"``.
-    """
-    also = f"(BLEU-4 {scores['bleu4']:.4f}, CE F1 over the findings {scores['ce_findings_f1']:.4f})"
-    return {"bleu4": f"best validation BLEU-4 {scores['bleu4']:.4f}",
-            "loss": f"lowest validation loss {scores['loss']:.4f} {also}",
-            "ce_findings": f"best validation CE F1 over the findings {scores['ce_findings_f1']:.4f} {also}",
-            "bleu4+ce_findings": f"best validation BLEU-4 + CE F1 over the findings "
-                                 f"{scores['bleu4'] + scores['ce_findings_f1']:.4f} {also}"}[rule]
 
 
 def study_reports(data: Dataset) -> list[str]:
