@@ -81,7 +81,16 @@ class Backbone(nn.Module):
         self._eval_chunk = images
 
     def chunk_size(self, height: int, width: int) -> int:
-        """Images per trunk call in eval mode for images of this size (see `eval_chunk`)."""
+        """Images per trunk call in eval mode (see `eval_chunk`).
+
+        Args:
+            height: the images' height in pixels.
+            width: their width.
+
+        Returns:
+            ``eval_chunk`` when set, else ``EVAL_CHUNK_PIXELS // (height * width)``, at
+            least 1.
+        """
         if self._eval_chunk is not None:
             return self._eval_chunk
         return max(1, EVAL_CHUNK_PIXELS // (height * width))

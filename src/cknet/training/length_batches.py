@@ -23,7 +23,8 @@ class LengthGroupedBatches(Sampler[list[int]]):
     """A batch sampler: the indices of ``sampler`` in batches of similar length.
 
     Args:
-        sampler: yields the epoch's study indices (e.g. a `RandomSampler`).
+        sampler: the epoch's study indices, in the order drawn (a `Sampler` such as
+            `RandomSampler`, or a list).
         lengths: the report length of every study, by index (tokens).
         batch_size: studies per batch; only the epoch's last run ends in a smaller one.
         group: batches per run sorted by length (1 sorts within each batch only, which
@@ -34,8 +35,8 @@ class LengthGroupedBatches(Sampler[list[int]]):
         ValueError: for a ``batch_size`` or ``group`` below 1.
     """
 
-    def __init__(self, sampler: Sampler[int], lengths: Sequence[int], batch_size: int, group: int,
-                 generator: torch.Generator) -> None:
+    def __init__(self, sampler: Sampler[int] | Sequence[int], lengths: Sequence[int], batch_size: int,
+                 group: int, generator: torch.Generator) -> None:
         if batch_size < 1 or group < 1:
             raise ValueError(f"batch_size and group must be at least 1, got {batch_size} and {group}")
         self.sampler = sampler
