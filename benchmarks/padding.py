@@ -18,7 +18,7 @@ import statistics
 from pathlib import Path
 
 import torch
-from torch.utils.data import RandomSampler
+from torch.utils.data import BatchSampler, RandomSampler
 
 from cknet import ReportTokenizer
 from cknet.training.length_batches import LengthGroupedBatches
@@ -30,11 +30,8 @@ def padding_share(lengths: list[int], batch_size: int, group: int, seed: int) ->
     """Share of ``<pad>`` positions over one epoch's batches (``group`` 0: shuffled only)."""
     generator = torch.Generator().manual_seed(seed)
     order = RandomSampler(range(len(lengths)), generator=generator)
-    if group == 0:
-        drawn = list(order)
-        batches = [drawn[i:i + batch_size] for i in range(0, len(drawn), batch_size)]
-    else:
-        batches = list(LengthGroupedBatches(order, lengths, batch_size, group, generator))
+    batches = list(BatchSampler(order, batch_size, drop_last=False) if group == 0
+                   else LengthGroupedBatches(order, lengths, batch_size, group, generator))
     positions = sum(len(batch) * max(lengths[i] for i in batch) for batch in batches)
     return 1 - sum(lengths) / positions
 
