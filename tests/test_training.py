@@ -188,3 +188,37 @@ def test_selection_keeps_the_epoch_with_the_best_validation_score(tmp_path, monk
     assert f"epoch {kept} of 4, {expected}" in card
     history = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert [r["val_ce_findings_f1"] for r in history] == [0.0, 0.1, 0.2, 0.4]
+
+
+@pytest.mark.slow
+def test_eval_every_validates_every_nth_and_the_last_epoch_and_stops_early(tmp_path, monkeypatch):
+    from cknet.evaluation import Evaluation
+    from cknet.training.trainer import Trainer
+
+    validated = []
+    losses = {2: 2.0, 4: 1.0, 6: 1.5, 8: 1.2, 9: 0.5}
+
+    def scripted_evaluate(self, data, full=False, limit=0):
+        validated.append(len(self.result.history) + 1)  # the epoch being validated
+        return Evaluation(losses[validated[-1]], {"bleu4": 0.1, "ce_f1": 0.5, "ce_findings_f1": 0.0})
+
+    monkeypatch.setattr(Trainer, "evaluate", scripted_evaluate)
+    annotation = dataset_without_test(tmp_path / "data", count=8)
+    model, training = tiny(epochs=9, eval_every=2, select_by="loss", patience=10)
+    result = train(model, training, annotation, tmp_path / "run", device="cpu", progress=False)
+    assert validated == [2, 4, 6, 8, 9]  # every second epoch and the last
+    assert result.best_epoch == 9
+    history = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert [r["val_loss"] for r in history] == [None, 2.0, None, 1.0, None, 1.5, None, 1.2, 0.5]
+    assert all(r["train_loss"] > 0 for r in history)
+    card = (tmp_path / "run" / "best" / "README.md").read_text()
+    assert "epoch 9 of 9, lowest validation loss 0.5000" in card
+
+    # patience counts epochs since the kept one: kept 4, not better at 6 (2 epochs) and 8 (4 >= 3): stop
+    validated.clear()
+    model, training = tiny(epochs=9, eval_every=2, select_by="loss", patience=3)
+    result = train(model, training, annotation, tmp_path / "stopped", device="cpu", progress=False)
+    assert validated == [2, 4, 6, 8]
+    assert result.best_epoch == 4 and len(result.history) == 8
+    with pytest.raises(ValueError, match="eval_every"):
+        TrainingConfig(eval_every=0)

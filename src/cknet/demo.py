@@ -60,6 +60,8 @@ class DemoSettings:
         lr: Adam learning rate of CKNet.
         final_lr_factor: the learning rate decays per epoch to this fraction of ``lr``.
         length_grouping: ``TrainingConfig.length_grouping`` of CKNet training (0: off).
+        eval_every: ``TrainingConfig.eval_every`` of CKNet training: validate (and keep the
+            model with the lowest validation loss) every this many epochs and after the last.
     """
 
     backbone: str = "resnet18"
@@ -77,6 +79,7 @@ class DemoSettings:
     lr: float = 1e-3
     final_lr_factor: float = 0.1
     length_grouping: int = 4
+    eval_every: int = 5
 
     def model_config(self) -> CKNetConfig:
         """The demo's `CKNetConfig`: IU X-Ray's preset with these sizes, one frontal view,
@@ -198,7 +201,7 @@ def run_demo(
         lr_decay=settings.final_lr_factor ** (1 / settings.epochs), grad_clip=0.0, seed=seed,
         num_workers=0, eval_num_beams=1, eval_batch_size=64, cache_features=True,
         max_eval_studies=50, patience=settings.epochs, select_by="loss",
-        length_grouping=settings.length_grouping,
+        length_grouping=settings.length_grouping, eval_every=settings.eval_every,
     )
     say(f"[3/4] CKNet: d_model {settings.d_model}, {settings.layers}+{settings.layers} layers, top-"
         f"{settings.gamma} knowledge query, {settings.epochs} epochs on cached features")

@@ -37,6 +37,8 @@ class TrainingConfig:
         batch_size: studies per step (per process under DDP).
         epochs: maximum number of epochs.
         patience: stop after this many epochs without a better validation score.
+        eval_every: validate (and possibly keep the model) after every this many epochs
+            and after the last; early stopping and selection see only those epochs.
         select_by: the validation score that picks the kept epoch: ``"bleu4"`` (BLEU-4 of
             generated reports, as R2Gen and the paper), ``"loss"`` (teacher-forced
             cross-entropy, lower is better; steadier on small validation sets),
@@ -85,6 +87,7 @@ class TrainingConfig:
     batch_size: int = 16
     epochs: int = 100
     patience: int = 50
+    eval_every: int = 1
     select_by: Literal["bleu4", "loss", "ce_findings", "bleu4+ce_findings"] = "bleu4"
     label_smoothing: float = 0.0
     labeler: str = "rules"
@@ -110,7 +113,8 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         check_field_types(self)
         for name in ("lr_visual", "lr_rest", "lr_text_encoder", "lr_decay", "batch_size", "epochs",
-                     "patience", "eval_num_beams", "eval_batch_size", "scst_samples", "scst_temperature"):
+                     "patience", "eval_every", "eval_num_beams", "eval_batch_size", "scst_samples",
+                     "scst_temperature"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"TrainingConfig.{name} must be positive, got {getattr(self, name)}")
         for name in ("weight_decay", "grad_clip", "num_workers", "max_eval_studies", "scst_ce_weight",

@@ -2,7 +2,8 @@
 
 Each epoch: train with masked cross-entropy (teacher forcing), clip gradients, step
 Adam with two parameter groups (visual extractor, the rest), decay both learning
-rates; then validate: teacher-forced loss and BLEU-4 of beam-search reports. The epoch
+rates; then validate (every ``eval_every`` epochs and after the last): teacher-forced
+loss and BLEU-4 of beam-search reports. The validated epoch
 with the best validation BLEU-4 (or, with ``select_by="loss"``, the lowest validation
 loss) is kept (``RUN_DIR/best``, a `CKNet.save_pretrained` directory); the test split is
 evaluated once, at the end, with that model.
@@ -55,6 +56,8 @@ from cknet.training.seeding import rng_state, seed_worker, set_rng_state
 from cknet.training.selection import describe_selection, selection_score
 
 CHECKPOINT = "checkpoint.pt"
+# The history's validation columns: None in epochs without validation (TrainingConfig.eval_every).
+VALIDATION_KEYS = ("val_loss", "val_bleu4", "val_ce_f1", "val_ce_findings_f1")
 
 
 @dataclass
@@ -62,7 +65,8 @@ class TrainResult:
     """What `Trainer.fit` returns.
 
     Attributes:
-        history: one record per epoch (losses, validation BLEU-4 and CE, learning rates).
+        history: one record per epoch (losses, validation BLEU-4 and CE, learning rates);
+            the validation values are None in epochs not validated (``eval_every``).
         best_epoch: the epoch kept.
         best_bleu4: its validation BLEU-4.
         best_score: its selection score (see `selection_score`).
@@ -332,8 +336,28 @@ class Trainer:
             return
         with SummaryWriter(self.run_dir / "tensorboard") as board:
             for key, value in record.items():
-                if key != "epoch":
+                if key != "epoch" and value is not None:
                     board.add_scalar(key, value, record["epoch"])
+
+    def _select(self, epoch: int, val: dict[str, float]) -> None:
+        """Keep the model in ``RUN_DIR/best`` when ``val`` beats the best validation so far."""
+        score = selection_score(self.config.select_by, val)
+        better = score > self.result.best_score or (
+            score == self.result.best_score and val["bleu4"] > self.result.best_bleu4)
+        if not better:
+            self.stale_epochs = epoch - self.result.best_epoch
+            return
+        self.result.best_score, self.result.best_epoch = score, epoch
+        self.result.best_bleu4 = val["bleu4"]
+        self.stale_epochs = 0
+        criterion = self.result.criterion = describe_selection(self.config.select_by, val)
+        self.model.save_pretrained(self.run_dir / "best", overwrite=True, training_info={
+            "training data": f"{len(self.train_data)} training studies",
+            "selection": f"epoch {epoch} of {self.config.epochs}, {criterion} "
+                         f"({len(self.val_data)} validation studies, beam "
+                         f"{self.config.eval_num_beams}, cleaned references)",
+            "recipe": self.config.to_dict(),
+        })
 
     def fit(self) -> TrainResult:
         """Train until ``epochs`` or early stopping, then evaluate the test split once."""
@@ -343,12 +367,15 @@ class Trainer:
                 break
             train_loss = self.train_epoch(epoch)
             if rank() == 0:
-                evaluation = self.evaluate(self.val_data, limit=self.config.max_eval_studies)
-                val = {"loss": evaluation.loss, **evaluation.scores}
+                record = {"epoch": epoch, "train_loss": train_loss, **dict.fromkeys(VALIDATION_KEYS)}
+                validate = epoch % self.config.eval_every == 0 or epoch == self.config.epochs
+                if validate:
+                    evaluation = self.evaluate(self.val_data, limit=self.config.max_eval_studies)
+                    val = {"loss": evaluation.loss, **evaluation.scores}
+                    record.update(zip(VALIDATION_KEYS, (val["loss"], val["bleu4"], val["ce_f1"],
+                                                        val["ce_findings_f1"])))
                 lrs = self.scheduler.get_last_lr()
-                record = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"],
-                          "val_bleu4": val["bleu4"], "val_ce_f1": val["ce_f1"],
-                          "val_ce_findings_f1": val["ce_findings_f1"], "lr_visual": lrs[0], "lr_rest": lrs[1]}
+                record.update(lr_visual=lrs[0], lr_rest=lrs[1])
                 if len(lrs) > 2:
                     record["lr_text_encoder"] = lrs[2]
                 if self.config.stage == "scst":
@@ -356,23 +383,8 @@ class Trainer:
                     record.update(zip(("train_reward", "train_greedy_reward", "train_ce_agreement"),
                                       (float(v) for v in self.scst_totals / seen)))
                 self._log(record)
-                score = selection_score(self.config.select_by, val)
-                better = score > self.result.best_score or (
-                    score == self.result.best_score and val["bleu4"] > self.result.best_bleu4)
-                if better:
-                    self.result.best_score, self.result.best_epoch = score, epoch
-                    self.result.best_bleu4 = val["bleu4"]
-                    self.stale_epochs = 0
-                    criterion = self.result.criterion = describe_selection(self.config.select_by, val)
-                    self.model.save_pretrained(self.run_dir / "best", overwrite=True, training_info={
-                        "training data": f"{len(self.train_data)} training studies",
-                        "selection": f"epoch {epoch} of {self.config.epochs}, {criterion} "
-                                     f"({len(self.val_data)} validation studies, beam "
-                                     f"{self.config.eval_num_beams}, cleaned references)",
-                        "recipe": self.config.to_dict(),
-                    })
-                else:
-                    self.stale_epochs += 1
+                if validate:
+                    self._select(epoch, val)
                 self.save_checkpoint(epoch)
             if world_size() > 1:
                 flag = torch.tensor([self.stale_epochs], device=self.device)
