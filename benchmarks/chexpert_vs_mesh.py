@@ -19,10 +19,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from shared_data import IU_XRAY
 
 from cknet.labeler import CheXpertLabeler, binarize
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray"
+DATA = IU_XRAY
 
 # Compared column -> (the labeler's observations, the MeSH main terms that mean it).
 MESH_TERMS = {

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 from machine import PeakMemory, describe
+from shared_data import IU_XRAY
 
 BATCH, VIEWS, SIZE, NEW_TOKENS = 16, 2, 224, 59
 ROWS = ("floor", "floor-channels-last", "floor-folded-bn", "floor-compiled", "image-two-pass-beam3",
@@ -62,7 +63,7 @@ def floor_model(backbone: str, variant: str) -> torch.nn.Module:
     return model
 
 
-IU_ANNOTATION = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray" / "annotation.json"
+IU_ANNOTATION = IU_XRAY / "annotation.json"
 # CKNet rows: knowledge source, share_backbone, beams
 CKNET_ROWS = {
     "image-two-pass-beam3": ("image", False, 3), "image-shared-beam3": ("image", True, 3),

@@ -31,11 +31,12 @@ from pathlib import Path
 
 import torch
 from machine import PeakMemory, describe
+from shared_data import IU_XRAY
 
 import cknet
 from cknet.generation import GenerationConfig, run_search
 
-IU_ANNOTATION = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray" / "annotation.json"
+IU_ANNOTATION = IU_XRAY / "annotation.json"
 
 
 def tokenizer() -> cknet.ReportTokenizer:

@@ -44,6 +44,7 @@ from pathlib import Path
 
 import torch
 from machine import describe
+from shared_data import IU_XRAY
 from torch.utils.data import Dataset
 
 from cknet import CKNet, CKNetConfig, GenerationConfig, PretrainedReportTokenizer, ReportTokenizer
@@ -58,7 +59,7 @@ from cknet.training import GraphPretrainer, Trainer, TrainingConfig
 from cknet.training.feature_cache import FeatureCache
 from cknet.training.seeding import seed_everything
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray"
+DATA = IU_XRAY
 # name: (knowledge source, text features). The tiny local BERT (random weights, frozen; a
 # WordPiece vocabulary trained on the training reports by `cknet.testing.make_tiny_bert`)
 # checks the pretrained-text-encoder path, the one BioClinicalBERT takes, end to end; it

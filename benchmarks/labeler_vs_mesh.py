@@ -17,12 +17,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from shared_data import IU_XRAY
 
 from cknet.data.labels import load_mesh_labels
 from cknet.graph import KnowledgeGraph
 from cknet.labeler import KeywordLabeler
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray"
+DATA = IU_XRAY
 
 
 def agreement(reference: np.ndarray, predicted: np.ndarray, min_count: int = 10) -> dict:

@@ -15,15 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-from pathlib import Path
 
 import torch
+from shared_data import IU_XRAY
 from torch.utils.data import BatchSampler, RandomSampler
 
 from cknet import ReportTokenizer
 from cknet.training.length_batches import LengthGroupedBatches
 
-IU_ANNOTATION = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray" / "annotation.json"
+IU_ANNOTATION = IU_XRAY / "annotation.json"
 
 
 def padding_share(lengths: list[int], batch_size: int, group: int, seed: int) -> float:

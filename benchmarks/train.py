@@ -14,16 +14,16 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 import torch
 from machine import PeakMemory, describe
+from shared_data import IU_XRAY
 
 import cknet
 from cknet.training import TrainingConfig
 from cknet.training.optimizer import adam
 
-IU_ANNOTATION = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray" / "annotation.json"
+IU_ANNOTATION = IU_XRAY / "annotation.json"
 
 
 def main() -> None:

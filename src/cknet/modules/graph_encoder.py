@@ -66,6 +66,7 @@ class KnowledgeGraphEncoder(nn.Module):
         with warnings.catch_warnings():  # PyG's own use of torch.jit.script, not the user's to fix
             warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
             from torch_geometric.nn import DenseGCNConv
+            from torch_geometric.utils import to_dense_adj
 
         self.num_nodes = graph.num_nodes
         self.node_attention = nn.Conv2d(in_channels, graph.num_nodes, kernel_size=1)
@@ -76,7 +77,11 @@ class KnowledgeGraphEncoder(nn.Module):
         self.classifier_weight = nn.Parameter(torch.empty(graph.num_nodes, d_knowledge))
         self.classifier_bias = nn.Parameter(torch.zeros(graph.num_nodes))
         nn.init.xavier_uniform_(self.classifier_weight)
-        self.register_buffer("adjacency", dense_adjacency(graph), persistent=False)
+        # (N+1, N+1): entry (i, j) counts the edges j -> i (an edge listed twice counts 2, as
+        # in GCNConv's scatter-sum); DenseGCNConv adds the self-loops.
+        edge_index = graph.edge_index(global_node=True)
+        adjacency = to_dense_adj(edge_index.flip(0), max_num_nodes=graph.num_nodes + 1)[0]
+        self.register_buffer("adjacency", adjacency, persistent=False)
 
     def forward(self, maps: torch.Tensor) -> GraphEncoding:
         if maps.dim() != 5:
@@ -94,20 +99,3 @@ class KnowledgeGraphEncoder(nn.Module):
         logits = (x[:, 1:] * self.classifier_weight).sum(-1) + self.classifier_bias
         return GraphEncoding(x, logits)
 
-
-def dense_adjacency(graph: KnowledgeGraph) -> torch.Tensor:
-    """The graph's adjacency with the global node, as GCNConv counts edges.
-
-    Args:
-        graph: the knowledge graph (N finding nodes).
-
-    Returns:
-        ``(N + 1, N + 1)`` float: entry (i, j) the number of edges between i and j (an
-        edge listed twice counts twice, as GCNConv's scatter-sum does); no self-loops
-        (`DenseGCNConv` adds them, and `KnowledgeGraph.validate` refuses them).
-    """
-    edge_index = graph.edge_index(global_node=True)
-    size = graph.num_nodes + 1
-    adjacency = torch.zeros(size, size)
-    ones = torch.ones(edge_index.shape[1])
-    return adjacency.index_put_((edge_index[1], edge_index[0]), ones, accumulate=True)

@@ -13,6 +13,7 @@ as often as the sampler says; only which studies share a batch changes (HuggingF
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -58,4 +59,4 @@ class LengthGroupedBatches(Sampler[list[int]]):
     def __len__(self) -> int:
         studies = len(self.sampler)  # type: ignore[arg-type]
         full_runs, rest = divmod(studies, self.batch_size * self.group)
-        return full_runs * self.group + -(-rest // self.batch_size)
+        return full_runs * self.group + math.ceil(rest / self.batch_size)
