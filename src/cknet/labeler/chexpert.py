@@ -7,14 +7,32 @@ mention counts unless negated or uncertain, and the report's label per observati
 1 if any mention is positive, else -1 if any is uncertain, else 0 if any is negated,
 else blank (NaN). Columns in CheXpert's order.
 
-What CheXpert decides, and so cknet, for the cases that decide most reports:
+Papers score clinical efficacy with CheXbert (Smit et al., EMNLP 2020), a BERT model
+trained on the CheXpert labeler's output and then on radiologists' labels. Where the
+two read a report differently, the default ``convention="chexbert"`` follows CheXbert;
+``convention="chexpert"`` keeps the CheXpert labeler's reading. They differ in two
+places (``docs/evaluation.md`` gives the agreement of each with CheXbert):
+
+- **A structure called stable**: "stable cardiomediastinal silhouette", "heart size is
+  unchanged", "the heart and lungs have XXXX XXXX" (IU X-Ray's de-identification hid the
+  qualifier). The CheXpert labeler calls it uncertain (-1), which the field's CE scripts
+  count as positive; CheXbert, like a radiologist, reads an unchanged silhouette as not
+  enlarged (0) unless the clause also calls it enlarged ("stable enlargement of the
+  cardiac silhouette" stays 1).
+- **No Finding**: CheXbert's is 1 when none of the 12 abnormal observations is positive
+  or uncertain (Support Devices aside), whatever else the report names; the CheXpert
+  labeler also requires that no other abnormality it lists (`OTHER_FINDINGS`:
+  granuloma, calcification, scoliosis, degenerative change, hernia, emphysema, ...) is
+  mentioned, and leaves the column blank otherwise.
+
+What both decide, for the cases that decide most reports:
 
 - **Structures**: "the heart", "heart size", "cardiac silhouette" (Cardiomegaly) and
   "mediastinum", "cardiomediastinal silhouette", "contour" (Enlarged Cardiomediastinum)
-  are mentions: normal, unremarkable or within normal limits -> 0; stable, unchanged,
-  borderline or similar to before -> -1 (uncertain); otherwise (e.g. "the heart is
-  enlarged") -> 1. Heart failure or CHF, positive or uncertain, also makes Cardiomegaly
-  uncertain.
+  are mentions: normal, unremarkable or within normal limits -> 0; borderline -> -1;
+  otherwise (e.g. "the heart is enlarged") -> 1. Mediastinal or hilar adenopathy,
+  fullness, mass or prominence is Enlarged Cardiomediastinum. Heart failure or CHF, positive or
+  uncertain, also makes Cardiomegaly uncertain.
 - **Lung Opacity**: opacity, infiltrate, airspace disease, increased density, interstitial
   markings or pattern, reticular markings, peribronchial or wall thickening, and scar or
   scarring ("pleural scarring" is Pleural Other); not consolidation (its own column),
@@ -23,22 +41,19 @@ What CheXpert decides, and so cknet, for the cases that decide most reports:
   carcinoma, neoplasm, tumor; not a calcified nodule, not a granuloma.
 - **Pneumonia**: pneumonia, infection, infectious process; "airspace disease" is Lung
   Opacity only. **Edema**: edema, heart failure, CHF, vascular or pulmonary congestion,
-  indistinctness, vascular prominence. **Pleural Other**: pleural thickening or scar,
-  fibrothorax, fibrosis. **Fracture**: any fracture, old or healed included.
+  indistinctness, vascular prominence. **Pleural Other**: pleural thickening or scar
+  (also "pleural-parenchymal scarring"), fibrothorax, fibrosis. **Pneumothorax**: also
+  hydro- and hemopneumothorax. **Fracture**: any fracture, old or healed included.
 - **Support Devices**: lines, tubes, catheters, PICC, pacemakers and pacers, ICDs and
-  defibrillators, valves, hardware, plates, screws, drains, coils, markers, cannulas,
-  arthroplasty, support apparatus or equipment, Mediports; not sternotomy wires,
-  surgical clips, stents or a catheter named only by its position ("right IJ").
-- **No Finding** is 1 when no observation but Support Devices is positive or uncertain
-  and no other abnormality CheXpert lists (`OTHER_FINDINGS`: granuloma, calcification,
-  scoliosis, degenerative change, hernia, emphysema, hyperinflation, ...) is mentioned
-  positively or uncertainly; blank otherwise.
+  AICDs, defibrillators, valves, hardware, plates, screws, drains, coils, markers,
+  cannulas, arthroplasty, support apparatus or equipment, Mediports; not sternotomy
+  wires, surgical clips, stents or a catheter named only by its position ("right IJ").
 
-Where cknet deliberately differs from the CheXpert labeler (its phrases are matched as
+Where cknet deliberately differs from both (the CheXpert labeler's phrases are matched as
 plain substrings): cknet matches whole words, so "tuberculosis" is no tube,
 "plate-like atelectasis" no plate, "outlines" no lines and "findings support" no
 support device; and its negation and uncertainty rules are patterns over the clause,
-not a dependency parse. See ``docs/evaluation.md``.
+not a dependency parse or a neural network. See ``docs/evaluation.md``.
 """
 
 from __future__ import annotations
@@ -47,7 +62,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from cknet.labeler.rules import Finding, RuleLabeler
+from cknet.labeler.rules import NEGATIVE, UNCERTAIN, Finding, RuleLabeler
 
 OBSERVATIONS = (
     "No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Lesion", "Lung Opacity",
@@ -59,11 +74,15 @@ _POSITIONAL = r"(?:over|overlying|overly|in) the (?:superior |left |right )?"
 
 PATTERNS: dict[str, dict[str, list[str]]] = {
     "Enlarged Cardiomediastinum": {
-        "patterns": [r"(?:enlarged|widened|wide) (?:cardio)?mediastin\w*", r"mediastinal widening"],
+        "patterns": [r"(?:enlarged|widened|wide) (?:cardio)?mediastin\w*", r"mediastinal widening",
+                     r"(?:mediastinal|hilar|paratracheal) (?:lymph)?adenopathy", r"(?:mediastinal|hilar) fullness",
+                     r"mediastinal (?:mass|prominence)", r"prominence of the mediastinum"],
         "structures": [r"(?:cardio)?mediastinum", r"contours?",
                        r"(?:cardio)?mediastinal (?:configuration|silhouette)", r"pericardial silhouette",
                        r"cardiac silhouette and vascularity"],
-        "exclude": [_POSITIONAL + r"(?:(?:cardio)?mediastinum|contours?|(?:cardio)?mediastinal \w+)"],
+        "exclude": [_POSITIONAL + r"(?:(?:cardio)?mediastinum|contours?|(?:cardio)?mediastinal \w+)",
+                    r"cardiac contours?", r"contour (?:deformity|abnormality|irregularity)",
+                    r"(?:rib|osseous|bony|diaphragm|diaphragmatic|hemidiaphragm|hemidiaphragmatic) contours?"],
     },
     "Cardiomegaly": {
         "patterns": [r"cardiomegaly", r"cardiac enlargement", r"enlarged heart"],
@@ -81,7 +100,7 @@ PATTERNS: dict[str, dict[str, list[str]]] = {
                      r"interstitial (?:marking|pattern|lung)\w*",
                      r"reticular (?:pattern|marking)s?", r"reticulations?", r"parenchymal scar\w*",
                      r"peribronchial thickening", r"wall thickening", r"scar\w*"],
-        "exclude": [r"pleural (?:\w+ )?scar\w*", r"pleuro-?(?:parenchymal|pericardial) scar\w*",
+        "exclude": [r"pleural (?:\w+ )?scar\w*", r"pleur(?:o-?|al-)(?:parenchymal|pericardial) scar\w*",
                     r"nodular opaci\w*"],
     },
     "Edema": {"patterns": [r"edema", r"heart failure", r"chf", r"(?:vascular|pulmonary) congestion",
@@ -89,17 +108,17 @@ PATTERNS: dict[str, dict[str, list[str]]] = {
     "Consolidation": {"patterns": [r"consolidat\w*"]},
     "Pneumonia": {"patterns": [r"pneumonias?", r"infections?", r"infectious(?: process)?"]},
     "Atelectasis": {"patterns": [r"atelecta\w*", r"collapse\w*"]},
-    "Pneumothorax": {"patterns": [r"(?:hydro)?pneumothora(?:x|ces)"]},
+    "Pneumothorax": {"patterns": [r"(?:hydro|hemo)?pneumothora(?:x|ces)"]},
     "Pleural Effusion": {"patterns": [r"pleural fluid", r"effusions?"],
                          "exclude": [r"pericardial effusions?"]},
     "Pleural Other": {"patterns": [
         r"pleural thickening", r"fibrosis", r"fibrothorax", r"pleural (?:\w+ )?scar\w*",
-        r"pleuro-?(?:parenchymal|pericardial) scar\w*",
+        r"pleur(?:o-?|al-)(?:parenchymal|pericardial) scar\w*",
     ]},
     "Fracture": {"patterns": [r"fractures?", r"fractured"]},
     "Support Devices": {"patterns": [
         r"pacers?", r"lines?", r"piccs?", r"tubes?", r"valves?", r"catheters?", r"pacemakers?",
-        r"hardware", r"arthroplast\w*", r"markers?", r"icds?", r"defib\w*", r"devices?", r"drains?",
+        r"hardware", r"arthroplast\w*", r"markers?", r"a?icds?", r"defib\w*", r"devices?", r"drains?",
         r"plates?", r"screws?",
         r"cannulas?", r"apparatus", r"coils?", r"support (?:devices?|lines?|tubes?|apparatus|equipment)",
         r"equipment", r"mediports?",
@@ -124,6 +143,14 @@ _OTHER = "Other finding"
 class CheXpertLabeler:
     """Label reports for the 14 CheXpert observations (see the module docstring).
 
+    Args:
+        convention: ``"chexbert"`` (default: read as CheXbert does, what papers report)
+            or ``"chexpert"`` (the CheXpert labeler's reading of stable structures and of
+            No Finding).
+
+    Raises:
+        ValueError: for another convention.
+
     Example:
         ```python
         labeler = CheXpertLabeler()
@@ -134,12 +161,18 @@ class CheXpertLabeler:
     """
 
     observations: tuple[str, ...] = OBSERVATIONS
+    conventions: tuple[str, ...] = ("chexbert", "chexpert")
 
-    def __init__(self) -> None:
+    def __init__(self, convention: str = "chexbert") -> None:
+        if convention not in self.conventions:
+            raise ValueError(f"convention must be one of {self.conventions}, got {convention!r}")
+        self.convention = convention
         findings = [Finding(name, spec["patterns"], spec.get("exclude", ()), spec.get("structures", ()))
                     for name, spec in PATTERNS.items()]
-        findings.append(Finding(_OTHER, OTHER_FINDINGS))
-        self.rules = RuleLabeler(findings)
+        if convention == "chexpert":
+            findings.append(Finding(_OTHER, OTHER_FINDINGS))
+        stable = UNCERTAIN if convention == "chexpert" else NEGATIVE
+        self.rules = RuleLabeler(findings, stable_structures=stable)
         names = self.rules.names
         self._columns = [names.index(n) for n in OBSERVATIONS[1:]]
         self._abnormal = [names.index(n) for n in names if n != "Support Devices"]
@@ -154,14 +187,14 @@ class CheXpertLabeler:
 
         Returns:
             ``(num_reports, 14)`` float array of 1, 0, -1 and NaN, columns in the order
-            of `observations`.
+            of `observations`. No Finding is 1 or blank.
 
         Raises:
             ValueError: if ``reports`` is one string rather than a list, or a report is
                 not a string.
         """
         reports = self._checked(reports)
-        found = self.rules.label(reports)  # (n, 13 + other findings)
+        found = self.rules.label(reports)  # (n, 13 [+ other findings])
         # CheXpert: heart failure, positive or uncertain, makes cardiomegaly uncertain too.
         failure = self._heart_failure.label(reports)[:, 0]
         raise_to_uncertain = ((failure == 1) | (failure == -1)) & ~(found[:, self._cardiomegaly] == 1)

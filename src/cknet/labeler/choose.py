@@ -1,7 +1,8 @@
 """`make_labeler`: a labeler from a short name, as ``--labeler`` takes it, and `CsvLabeler`,
 labels another labeler wrote to a CSV file.
 
-- ``"rules"``: the built-in `CheXpertLabeler`;
+- ``"rules"``: the built-in `CheXpertLabeler`, read as CheXbert reads reports;
+  ``"rules:chexpert"``: the same with the CheXpert labeler's conventions;
 - ``"chexbert:CHECKPOINT[,BERT_DIR]"``: `CheXbertLabeler` from the published checkpoint
   (and a local ``bert-base-uncased`` folder);
 - the path of a ``.csv`` file: `CsvLabeler`, the labels of the CheXpert labeler's or
@@ -97,8 +98,8 @@ def make_labeler(spec: str) -> Callable[[Sequence[str]], np.ndarray]:
     """A labeler of the 14 CheXpert observations from its short name.
 
     Args:
-        spec: ``"rules"``, ``"chexbert:CHECKPOINT[,BERT_DIR]"`` or the path of a CSV (see
-            the module docstring).
+        spec: ``"rules"``, ``"rules:chexpert"``, ``"chexbert:CHECKPOINT[,BERT_DIR]"`` or the
+            path of a CSV (see the module docstring).
 
     Returns:
         A callable from report texts to ``(n, 14)`` labels.
@@ -108,6 +109,8 @@ def make_labeler(spec: str) -> Callable[[Sequence[str]], np.ndarray]:
     """
     if spec == "rules":
         return CheXpertLabeler()
+    if spec == "rules:chexpert":
+        return CheXpertLabeler(convention="chexpert")
     kind, _, rest = spec.partition(":")
     if kind == "chexbert" and rest:
         from cknet.labeler.chexbert import CheXbertLabeler
@@ -116,4 +119,5 @@ def make_labeler(spec: str) -> Callable[[Sequence[str]], np.ndarray]:
         return CheXbertLabeler(checkpoint, bert_dir or "bert-base-uncased")
     if spec.lower().endswith(".csv"):
         return CsvLabeler(spec)
-    raise ValueError(f"a labeler is 'rules', 'chexbert:CHECKPOINT[,BERT_DIR]' or a CSV file, got {spec!r}")
+    raise ValueError(f"a labeler is 'rules', 'rules:chexpert', 'chexbert:CHECKPOINT[,BERT_DIR]' or a CSV file, "
+                     f"got {spec!r}")

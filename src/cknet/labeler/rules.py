@@ -16,8 +16,10 @@ The approach of the CheXpert labeler, without its parser:
    "upper limits of normal"); else *uncertain* when an uncertainty cue surrounds it
    ("may", "possible", "suggestive of", ...) or it is one of alternatives ("atelectasis
    or scarring", "versus"), or when it names a structure (a `Finding`'s ``structures``:
-   "heart size", "cardiomediastinal silhouette") called stable, unchanged, borderline or
-   similar to before, as CheXpert does; else *positive*. Phrases such as "no change in"
+   "heart size", "cardiomediastinal silhouette") called borderline, or called stable, unchanged or
+   similar to before (`RuleLabeler`'s ``stable_structures``: uncertain as the CheXpert
+   labeler reads it, negative as CheXbert does unless the clause also calls it enlarged);
+   else *positive*. Phrases such as "no change in"
    are not negations.
 3. **Aggregation** per report and finding, as CheXpert does: 1 if any mention is
    positive, else -1 if any is uncertain, else 0 if any is negative, else NaN (not
@@ -36,8 +38,8 @@ POSITIVE, NEGATIVE, UNCERTAIN = 1.0, 0.0, -1.0
 
 _SENTENCE_SPLIT = re.compile(r"(?<!\d)[.;!?\n]+(?!\d)|\s-\s")
 _CLAUSE_SPLIT = re.compile(
-    r"\b(?:but|however|although|though|whereas|except|aside from|apart from|otherwise|"
-    r"with the exception of)\b"
+    r"\b(?:but|however|although|though|whereas|except|aside from|apart from|"
+    r"(?<!is )(?<!are )(?<!appears )(?<!appear )otherwise|with the exception of)\b"
 )
 
 PRE_NEGATION = (
@@ -59,6 +61,7 @@ PSEUDO_NEGATION = (
     r"no (?:significant |interval |definite |substantial |appreciable )?(?:change|changes|"
     r"increase|decrease|worsening|progression|enlargement)(?: in| of)?",
     r"not (?:significantly )?(?:changed|increased|decreased|worsened)",
+    r"without (?:any |significant |interval |significant interval )?(?:change|changes)(?: in| of)?",
     r"not only", r"no longer (?:enlarged|elevated)",
 )
 # "Cannot be excluded" contains a negation but means uncertain: checked first.
@@ -73,7 +76,7 @@ PRE_UNCERTAINTY = (
     r"may", r"might", r"possible", r"possibly", r"probable", r"probably", r"likely",
     r"questionable", r"question of", r"suspicious for", r"suspicious of", r"suspected",
     r"suggestive of", r"suggests?", r"suggesting", r"concerning for", r"concern for",
-    r"consider", r"considered", r"could", r"differential", r"equivocal", r"indeterminate",
+    r"consider", r"considered", r"could", r"differential", r"equivocal", r"(?<!age-)indeterminate",
     r"uncertain", r"presumed", r"presumably", r"favou?r",
 )
 POST_UNCERTAINTY = (r"(?:is|are)? ?(?:possible|suspected|questioned)",)
@@ -84,13 +87,21 @@ WEAK_UNCERTAINTY = (r"or", r"versus", r"vs", r"\?")
 # unremarkable): a few words before it, or as what the mention is said to be.
 NEAR_NORMAL = r"\b(?:normal|unremarkable)(?:\s+[\w-]+){0,2}\s*$"
 SAID_NORMAL = (r"(?:(?:is|are|appears?|remains?|looks?|seems?|was|were)\s+)?(?:otherwise\s+|again\s+|now\s+)?"
-               r"(?:(?:top|upper|high|low)[\s-]+)?(?:normal|unremarkable|within normal limits?|"
+               r"(?:(?:top|upper|high|low)[\s-]+)?(?:normal|unremarkable|clear|within normal limits?|"
                r"(?:at\s+)?(?:the\s+)?upper limits? of normal)")
-# A structure called stable, unchanged or borderline is uncertain (CheXpert's post-
-# negation uncertainty rules for the heart and the mediastinum). So is one whose
-# qualifier IU X-Ray's de-identification hid ("the heart and lungs have XXXX XXXX").
-STABLE = (r"(?:stable|unchanged|borderline|similar|not (?:significantly )?changed|"
+# A structure called borderline is uncertain. One called stable, unchanged or similar
+# to before, or whose qualifier IU X-Ray's de-identification hid ("the heart and lungs
+# have XXXX XXXX"), is uncertain by the CheXpert labeler's post-negation rules for the
+# heart and the mediastinum, and not enlarged by CheXbert's reading, unless the clause
+# also calls it enlarged ("stable enlargement of the cardiac silhouette").
+# "borderline" next to the structure: a few words before it, or what it is said to be.
+NEAR_BORDERLINE = r"\bborderline(?:\s+[\w-]+){0,2}\s*$"
+SAID_BORDERLINE = r"^\W*(?:size\s+)?(?:(?:is|are|appears?|remains?)\s+)?(?:\w+\s+)?borderline\b"
+STABLE = (r"(?:stable|unchanged|similar|not (?:significantly )?changed|"
           r"no (?:significant )?change|(?:have |has )?x{2,})")
+ENLARGED = r"(?:enlarg\w*|large|larger|widen\w*|wide|prominen\w*|increased)"
+NEAR_ENLARGED = rf"\b{ENLARGED}(?:\s+[\w-]+){{0,3}}\s*$"
+SAID_ENLARGED = rf"^\W*(?:[\w-]+\s+){{0,3}}{ENLARGED}\b"
 SCOPE_BREAKERS = (
     r"there (?:is|are|has been|have been)", r"with", r"and (?:there|the)", r"which",
     r"is seen", r"are seen", r"is noted", r"are noted", r"is present", r"are present",
@@ -114,7 +125,8 @@ class Finding:
         structures: patterns naming an anatomical structure rather than the finding
             (``r"heart size"`` for cardiomegaly): mentioned without qualification it
             counts, as in CheXpert, but with "normal" anywhere in its clause it is
-            negative, and with "stable", "unchanged" or "borderline" uncertain.
+            negative, with "borderline" uncertain, and with "stable" or "unchanged" as
+            `RuleLabeler`'s ``stable_structures`` says.
     """
 
     name: str
@@ -161,14 +173,21 @@ class RuleLabeler:
     Args:
         findings: what to look for, one output column each.
         post_window: characters after a mention searched for post-cues ("is not seen").
+        stable_structures: the label of a structure called stable, unchanged or similar to
+            before (not also called enlarged): ``UNCERTAIN`` (-1, the CheXpert labeler's
+            reading) or ``NEGATIVE`` (0, CheXbert's).
     """
 
-    def __init__(self, findings: Sequence[Finding], post_window: int = 30) -> None:
+    def __init__(self, findings: Sequence[Finding], post_window: int = 30,
+                 stable_structures: float = UNCERTAIN) -> None:
         names = [f.name for f in findings]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate finding names in {names}")
+        if stable_structures not in (UNCERTAIN, NEGATIVE):
+            raise ValueError(f"stable_structures must be UNCERTAIN (-1) or NEGATIVE (0), got {stable_structures}")
         self.findings = list(findings)
         self.post_window = post_window
+        self.stable_structures = stable_structures
         self._pre_negation = re.compile(rf"\b(?:{_alternation(PRE_NEGATION)})\b")
         self._post_negation = re.compile(rf"^\W*(?:{_alternation(POST_NEGATION)})\b")
         self._pseudo = re.compile(rf"\b(?:{_alternation(PSEUDO_NEGATION)})\b")
@@ -181,7 +200,11 @@ class RuleLabeler:
         self._near_normal = re.compile(NEAR_NORMAL)
         self._said_normal = re.compile(rf"^\W*{SAID_NORMAL}\b")
         self._called_normal = re.compile(rf"\b{SAID_NORMAL}\b")
+        self._near_borderline = re.compile(NEAR_BORDERLINE)
+        self._said_borderline = re.compile(SAID_BORDERLINE)
         self._stable = re.compile(rf"\b{STABLE}\b")
+        self._near_enlarged = re.compile(NEAR_ENLARGED)
+        self._said_enlarged = re.compile(SAID_ENLARGED)
 
     @property
     def names(self) -> list[str]:
@@ -226,8 +249,11 @@ class RuleLabeler:
                 or self._near_normal.search(scope) or self._said_normal.search(after)
                 or (structure and self._called_normal.search(clause))):
             return NEGATIVE  # also "no opacity to suggest pneumonia"
-        if structure and self._stable.search(clause):
+        if structure and (self._near_borderline.search(scope) or self._said_borderline.search(after)):
             return UNCERTAIN
+        if structure and self._stable.search(clause):
+            return UNCERTAIN if self.stable_structures == UNCERTAIN else (
+                POSITIVE if self._near_enlarged.search(scope) or self._said_enlarged.search(after) else NEGATIVE)
         if (self._pre_uncertainty.search(scope) or self._post_uncertainty.search(after)
                 or self._weak_uncertainty.search(scope) or self._weak_uncertainty.match(after)):
             return UNCERTAIN
