@@ -129,22 +129,19 @@ def test_load_label_csv(tmp_path):
         load_label_csv(bad)
 
 
-# The CheXpert labeler's conventions, one decision per line: (sentence, observation, label)
+# The conventions both modes share, one decision per line: (sentence, observation, label)
 # with 1 positive, 0 negative, -1 uncertain, None blank.
 CHEXPERT_DECISIONS = [
-    # Enlarged Cardiomediastinum: structures, normal -> 0, stable -> -1, widened -> 1
+    # Enlarged Cardiomediastinum: structures, normal -> 0, widened -> 1
     ("The cardiomediastinal silhouette is within normal limits.", "Enlarged Cardiomediastinum", 0),
     ("The cardiomediastinal silhouette is normal in size and contour.", "Enlarged Cardiomediastinum", 0),
-    ("Stable cardiomediastinal silhouette.", "Enlarged Cardiomediastinum", -1),
     ("The mediastinum is widened.", "Enlarged Cardiomediastinum", 1),
     ("Calcification over the left mediastinum.", "Enlarged Cardiomediastinum", None),
     # Cardiomegaly
     ("The heart is normal in size.", "Cardiomegaly", 0),
     ("Heart size upper limits of normal.", "Cardiomegaly", 0),
     ("Heart size is not enlarged.", "Cardiomegaly", 0),
-    ("Heart size is stable.", "Cardiomegaly", -1),
     ("Borderline heart size.", "Cardiomegaly", -1),
-    ("The heart and lungs have XXXX XXXX in the interval.", "Cardiomegaly", -1),
     ("The heart is enlarged.", "Cardiomegaly", 1),
     ("Stable cardiomegaly.", "Cardiomegaly", 1),
     ("Possible CHF.", "Cardiomegaly", -1),
@@ -194,20 +191,60 @@ CHEXPERT_DECISIONS = [
     ("Plate-like atelectasis at the left base.", "Support Devices", None),
     ("History of tuberculosis.", "Support Devices", None),
     ("Findings support chronic changes.", "Support Devices", None),
-    # No Finding: other abnormalities CheXpert lists make a report not normal
+    # No Finding: a pathology, positive or uncertain, makes a report not normal; devices do not
     ("No acute cardiopulmonary abnormality.", "No Finding", 1),
-    ("Calcified granuloma in the right upper lobe.", "No Finding", None),
-    ("Degenerative changes of the spine.", "No Finding", None),
-    ("Mild scoliosis.", "No Finding", None),
     ("No hiatal hernia. Lungs are clear.", "No Finding", 1),
     ("Pacemaker in place. Lungs are clear.", "No Finding", 1),
     ("Possible small effusion.", "No Finding", None),
 ]
 
+# Where CheXbert's reading (the default) and the CheXpert labeler's ("chexpert") differ:
+# (sentence, observation, CheXbert's label, the CheXpert labeler's label).
+CONVENTION_DECISIONS = [
+    # a structure called stable or unchanged: not enlarged (CheXbert), uncertain (CheXpert)
+    ("Stable cardiomediastinal silhouette.", "Enlarged Cardiomediastinum", 0, -1),
+    ("Heart size is stable.", "Cardiomegaly", 0, -1),
+    ("Stable enlargement of the cardiac silhouette.", "Cardiomegaly", 1, -1),
+    # IU X-Ray's de-identification hid the qualifier ("have not changed")
+    ("The heart and lungs have XXXX XXXX in the interval.", "Cardiomegaly", 0, -1),
+    # No Finding: CheXbert looks at the 13 observations only; CheXpert also at its list of
+    # other abnormalities
+    ("Calcified granuloma in the right upper lobe.", "No Finding", 1, None),
+    ("Degenerative changes of the spine.", "No Finding", 1, None),
+    ("Mild scoliosis.", "No Finding", 1, None),
+]
 
+
+def _label(labeler, sentence, observation):
+    from cknet.labeler import OBSERVATIONS
+
+    return labeler.label([sentence])[0, OBSERVATIONS.index(observation)]
+
+
+def _same(value, expected):
+    return (np.isnan(value) and expected is None) or value == expected
+
+
+@pytest.mark.parametrize("convention", ["chexbert", "chexpert"])
 @pytest.mark.parametrize("sentence, observation, expected", CHEXPERT_DECISIONS)
-def test_chexpert_conventions(sentence, observation, expected):
-    from cknet.labeler import OBSERVATIONS, CheXpertLabeler
+def test_chexpert_conventions(sentence, observation, expected, convention):
+    from cknet.labeler import CheXpertLabeler
 
-    value = CheXpertLabeler().label([sentence])[0, OBSERVATIONS.index(observation)]
-    assert (np.isnan(value) and expected is None) or value == expected, (sentence, observation, value)
+    value = _label(CheXpertLabeler(convention), sentence, observation)
+    assert _same(value, expected), (sentence, observation, value)
+
+
+@pytest.mark.parametrize("sentence, observation, chexbert, chexpert", CONVENTION_DECISIONS)
+def test_chexbert_and_chexpert_conventions_differ(sentence, observation, chexbert, chexpert):
+    from cknet.labeler import CheXpertLabeler, make_labeler
+
+    assert _same(_label(CheXpertLabeler(), sentence, observation), chexbert)
+    assert _same(_label(make_labeler("rules"), sentence, observation), chexbert)
+    assert _same(_label(make_labeler("rules:chexpert"), sentence, observation), chexpert)
+
+
+def test_unknown_convention_is_refused():
+    from cknet.labeler import CheXpertLabeler
+
+    with pytest.raises(ValueError, match="convention must be one of"):
+        CheXpertLabeler("negbio")

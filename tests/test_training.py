@@ -191,6 +191,34 @@ def test_selection_keeps_the_epoch_with_the_best_validation_score(tmp_path, monk
 
 
 @pytest.mark.slow
+def test_the_training_labeler_selects_and_the_scoring_labeler_reports(tmp_path, monkeypatch):
+    from cknet.evaluation import Evaluation
+    from cknet.training.trainer import Trainer
+
+    # The scoring labeler's CE (scripted) peaks at epoch 1; the reports themselves, read
+    # by the training labeler (the built-in rules, CheXpert's conventions), state the
+    # reference's effusion at epoch 3 only.
+    reference = "Small left pleural effusion."
+    epochs = iter([(0.9, "No pleural effusion."), (0.5, "No pleural effusion."), (0.1, reference)])
+
+    def scripted_evaluate(self, data, full=False, limit=0):
+        ce, text = next(epochs)
+        predictions = [{"id": "1", "prediction": text, "reference": reference}]
+        return Evaluation(1.0, {"bleu4": 0.1, "ce_f1": ce, "ce_findings_f1": ce}, predictions=predictions)
+
+    monkeypatch.setattr(Trainer, "evaluate", scripted_evaluate)
+    annotation = dataset_without_test(tmp_path / "data", count=8)
+    model, training = tiny(epochs=3, select_by="ce_findings", labeler="rules", training_labeler="rules:chexpert")
+    result = train(model, training, annotation, tmp_path / "run", device="cpu", progress=False)
+    assert result.best_epoch == 3
+    history = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert [r["val_ce_findings_f1"] for r in history] == [0.9, 0.5, 0.1]  # reported: the scoring labeler's
+    assert [r["val_training_ce_findings_f1"] for r in history] == [0.0, 0.0, 1.0]
+    with pytest.raises(ValueError, match="training_labeler"):
+        TrainingConfig(training_labeler="words.csv")
+
+
+@pytest.mark.slow
 def test_eval_every_validates_every_nth_and_the_last_epoch_and_stops_early(tmp_path, monkeypatch):
     from cknet.evaluation import Evaluation
     from cknet.training.trainer import Trainer

@@ -419,6 +419,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--device", default=None)
     tr.add_argument("--quiet", action="store_true")
     tr.set_defaults(handler=_train, takes_extra=True)
+
+    from cknet.labeler.command import add_command as add_label_command
+
+    add_label_command(commands)
     return parser
 
 

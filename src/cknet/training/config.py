@@ -43,15 +43,20 @@ class TrainingConfig:
             generated reports, as R2Gen and the paper), ``"loss"`` (teacher-forced
             cross-entropy, lower is better; steadier on small validation sets),
             ``"ce_findings"`` (CE micro F1 over the findings, "No Finding" excluded,
-            of the built-in labeler: whether reports state what the images show) or
+            by ``training_labeler``: whether reports state what the images show) or
             ``"bleu4+ce_findings"`` (their sum: both lie in [0, 1]). Ties go to the
             higher BLEU-4.
         label_smoothing: of the cross-entropy (0: none, the paper's).
-        labeler: the labeler of validation and test CE and of the ``"scst"`` reward:
-            ``"rules"`` (the built-in `cknet.labeler.CheXpertLabeler`) or
+        labeler: the labeler that scores: the validation and test CE the run reports.
+            ``"rules"`` (the built-in `cknet.labeler.CheXpertLabeler`, read as CheXbert
+            reads reports), ``"rules:chexpert"`` (the CheXpert labeler's conventions) or
             ``"chexbert:CHECKPOINT[,BERT_DIR]"`` (`cknet.labeler.make_labeler`).
+        training_labeler: the labeler that steers training, in the same forms: it
+            picks the ``finding_balance`` studies, gives the CE of ``select_by`` and the
+            ``"scst"`` reward. Apart from ``labeler`` so that the number a run reports
+            need not come from the labeler the run was tuned to please.
         finding_balance: the share of each epoch's studies drawn (with replacement) from
-            training studies whose report states a finding (by the built-in labeler);
+            training studies whose report states a finding (by ``training_labeler``);
             0 shuffles the split as it is.
         length_grouping: batches of reports of similar length, padded less
             (`cknet.training.length_batches`): each run of this many batches' studies is
@@ -91,6 +96,7 @@ class TrainingConfig:
     select_by: Literal["bleu4", "loss", "ce_findings", "bleu4+ce_findings"] = "bleu4"
     label_smoothing: float = 0.0
     labeler: str = "rules"
+    training_labeler: str = "rules"
     finding_balance: float = 0.0
     length_grouping: int = 0
     stage: Literal["xe", "scst"] = "xe"
@@ -121,9 +127,11 @@ class TrainingConfig:
                      "scst_nlg_weight", "length_grouping"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainingConfig.{name} must be >= 0, got {getattr(self, name)}")
-        if self.labeler != "rules" and not self.labeler.startswith("chexbert:"):
-            raise ValueError(f"TrainingConfig.labeler must be 'rules' or 'chexbert:CHECKPOINT[,BERT_DIR]', "
-                             f"got {self.labeler!r}")
+        for name in ("labeler", "training_labeler"):
+            spec = getattr(self, name)
+            if spec not in ("rules", "rules:chexpert") and not spec.startswith("chexbert:"):
+                raise ValueError(f"TrainingConfig.{name} must be 'rules', 'rules:chexpert' or "
+                                 f"'chexbert:CHECKPOINT[,BERT_DIR]', got {spec!r}")
         for name in ("label_smoothing", "finding_balance"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"TrainingConfig.{name} must be in [0, 1), got {getattr(self, name)}")

@@ -37,7 +37,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, WeightedRandomSampler
 
 from cknet.data.collate import collate_studies
-from cknet.evaluation import Evaluation, evaluate
+from cknet.evaluation import Evaluation, evaluate, score_reports
 from cknet.generation import GenerationConfig
 from cknet.hub import check_kind, save_folder
 from cknet.io import write_atomic, write_text_atomic
@@ -130,15 +130,17 @@ class Trainer:
                 val_data = cached(val_data)
         self.train_data, self.val_data, self.test_data = train_data, val_data, test_data
         self.labeler = make_labeler(config.labeler)
+        self.training_labeler = (self.labeler if config.training_labeler == config.labeler
+                                 else make_labeler(config.training_labeler))
         if world_size() > 1 and config.finding_balance:
             raise ValueError("TrainingConfig.finding_balance is not available under torchrun "
                              "(several processes)")
         if config.finding_balance or config.stage == "scst":
             reports = study_reports(train_data)
-            labels = self.labeler(reports)
+            labels = self.training_labeler(reports)
             self.train_labels = {study_id: row for study_id, row in zip(study_ids(train_data), labels)}
             self.abnormal = torch.as_tensor((labels[:, 1:] == 1).any(axis=1))
-            self.reward = ReportReward(reports, self.labeler, model.config.dataset, config.scst_ce_weight,
+            self.reward = ReportReward(reports, self.training_labeler, model.config.dataset, config.scst_ce_weight,
                                        config.scst_nlg_weight)
         if config.length_grouping:  # token counts, for batches of similar length
             self.report_lengths = [len(model.tokenizer.encode(r)) for r in study_reports(train_data)]
@@ -339,6 +341,13 @@ class Trainer:
                 if key != "epoch" and value is not None:
                     board.add_scalar(key, value, record["epoch"])
 
+    def _training_ce(self, evaluation: Evaluation) -> float:
+        """CE F1 over the findings of validation reports by ``training_labeler``."""
+        predictions = evaluation.predictions
+        scored = score_reports([p["reference"] for p in predictions], [p["prediction"] for p in predictions],
+                               self.model.config.dataset, full=False, labeler=self.training_labeler)
+        return float(scored.scores["ce_findings_f1"])
+
     def _select(self, epoch: int, val: dict[str, float]) -> None:
         """Keep the model in ``RUN_DIR/best`` when ``val`` beats the best validation so far."""
         score = selection_score(self.config.select_by, val)
@@ -368,12 +377,17 @@ class Trainer:
             train_loss = self.train_epoch(epoch)
             if rank() == 0:
                 record = {"epoch": epoch, "train_loss": train_loss, **dict.fromkeys(VALIDATION_KEYS)}
+                if self.training_labeler is not self.labeler:
+                    record["val_training_ce_findings_f1"] = None
                 validate = epoch % self.config.eval_every == 0 or epoch == self.config.epochs
                 if validate:
                     evaluation = self.evaluate(self.val_data, limit=self.config.max_eval_studies)
                     val = {"loss": evaluation.loss, **evaluation.scores}
                     record.update(zip(VALIDATION_KEYS, (val["loss"], val["bleu4"], val["ce_f1"],
                                                         val["ce_findings_f1"])))
+                    if self.training_labeler is not self.labeler:  # select_by reads the training labeler
+                        val["ce_findings_f1"] = self._training_ce(evaluation)
+                        record["val_training_ce_findings_f1"] = val["ce_findings_f1"]
                 lrs = self.scheduler.get_last_lr()
                 record.update(lr_visual=lrs[0], lr_rest=lrs[1])
                 if len(lrs) > 2:
