@@ -7,7 +7,7 @@ Cardiomegaly counts Enlarged Cardiomediastinum too, against the MeSH Cardiomegal
 either way). The labeler's phrases were tuned on
 the train split only.
 
-    python benchmarks/chexpert_vs_mesh.py --split test [--uncertain 0]
+    python benchmarks/chexpert_vs_mesh.py --split test [--uncertain 0] [--convention chexpert]
 """
 
 from __future__ import annotations
@@ -55,12 +55,13 @@ def _matches(tag: str, terms: list[str]) -> bool:
     return False
 
 
-def compare(data_dir: Path, split: str, uncertain: int) -> tuple[list[dict], dict, float]:
+def compare(data_dir: Path, split: str, uncertain: int,
+            convention: str = "chexbert") -> tuple[list[dict], dict, float]:
     """Per-column counts and P/R/F1, micro P/R/F1, and reports per second."""
     rows = [r for r in csv.DictReader(open(data_dir / "mesh_tags.csv", newline="")) if r["split"] == split]
     annotation = json.loads((data_dir / "annotation.json").read_text())
     reports = {e["id"]: e["report"] for s in annotation.values() for e in s}
-    labeler = CheXpertLabeler()
+    labeler = CheXpertLabeler(convention)
     start = time.perf_counter()
     labels = binarize(labeler.label([reports[r["id"]] for r in rows]), uncertain)
     rate = len(rows) / (time.perf_counter() - start)
@@ -86,8 +87,10 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=DATA)
     parser.add_argument("--split", default="test")
     parser.add_argument("--uncertain", type=int, choices=[0, 1], default=0)
+    parser.add_argument("--convention", choices=CheXpertLabeler.conventions, default="chexbert",
+                        help="the labeler's reading: CheXbert's (default) or the CheXpert labeler's")
     args = parser.parse_args()
-    table, micro, rate = compare(args.data_dir, args.split, args.uncertain)
+    table, micro, rate = compare(args.data_dir, args.split, args.uncertain, args.convention)
     print(f"CheXpertLabeler vs MeSH tags, IU X-Ray {args.split} split, uncertain -> {args.uncertain}; "
           f"{rate:.0f} reports/s on one core")
     print()

@@ -52,14 +52,29 @@ from shared_data import IU_XRAY
 from cknet.labeler import OBSERVATIONS, binarize, make_labeler
 
 CHEXBERT_ORDER = (
-    "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema", "Consolidation",
-    "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other", "Fracture",
-    "Support Devices", "No Finding",
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Opacity",
+    "Lung Lesion",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
+    "No Finding",
 )
 FINDINGS = [o for o in OBSERVATIONS if o != "No Finding"]
 # What the restricted unpickler may build: numpy arrays and their dtypes, nothing else.
-_ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-            ("numpy", "ndarray"), ("numpy", "dtype")}
+_ALLOWED = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+}
 
 
 class _ArraysOnly(pickle.Unpickler):
@@ -86,15 +101,17 @@ def load_chexbert_pickle(path: Path) -> dict[str, np.ndarray]:
             table = _ArraysOnly(fh).load()
     except (pickle.UnpicklingError, EOFError, ValueError) as err:
         raise ValueError(f"{path} is not XProNet's labels_14.pickle: {err}") from None
-    if not isinstance(table, dict) or not all(isinstance(v, np.ndarray) and v.shape == (14,)
-                                              for v in table.values()):
+    if not isinstance(table, dict) or not all(
+        isinstance(v, np.ndarray) and v.shape == (14,) for v in table.values()
+    ):
         raise ValueError(f"{path} is not XProNet's labels_14.pickle: expected a dict of 14-value arrays")
     order = [CHEXBERT_ORDER.index(o) for o in OBSERVATIONS]
     return {str(k): np.asarray(v, dtype=float)[order] for k, v in table.items()}
 
 
 def study_key(annotation_id: str) -> str:
-    """The pickle's key of an annotation id: without a view suffix (``CXR2372_IM-0933-0001`` -> ``CXR2372_IM-0933``)."""
+    """The pickle's key of an annotation id: without a view suffix
+    (``CXR2372_IM-0933-0001`` -> ``CXR2372_IM-0933``)."""
     return re.sub(r"^(.+-\d+)-\d+$", r"\1", annotation_id)
 
 
@@ -146,8 +163,16 @@ def agreement(reference: np.ndarray, predicted: np.ndarray) -> dict:
     with np.errstate(invalid="ignore", divide="ignore"):
         precision, recall = tp / (tp + fp), tp / (tp + fn)
         f1 = 2 * tp / (2 * tp + fp + fn)
-    return dict(positives=reference.sum(0), labelled=predicted.sum(0), precision=precision, recall=recall,
-                f1=f1, tp=tp, fp=fp, fn=fn)
+    return dict(
+        positives=reference.sum(0),
+        labelled=predicted.sum(0),
+        precision=precision,
+        recall=recall,
+        f1=f1,
+        tp=tp,
+        fp=fp,
+        fn=fn,
+    )
 
 
 def compare(reference: np.ndarray, labels: np.ndarray) -> dict:
@@ -158,23 +183,36 @@ def compare(reference: np.ndarray, labels: np.ndarray) -> dict:
     tp, fp, fn = per["tp"].sum(), per["fp"].sum(), per["fn"].sum()
     nf = OBSERVATIONS.index("No Finding")
     no_finding = agreement(reference[:, [nf]].astype(bool), labels[:, [nf]].astype(bool))
-    return dict(per=per, micro=2 * tp / (2 * tp + fp + fn), micro_p=tp / (tp + fp), micro_r=tp / (tp + fn),
-                macro=float(np.nanmean(per["f1"])), no_finding=no_finding)
+    return dict(
+        per=per,
+        micro=2 * tp / (2 * tp + fp + fn),
+        micro_p=tp / (tp + fp),
+        micro_r=tp / (tp + fn),
+        macro=float(np.nanmean(per["f1"])),
+        no_finding=no_finding,
+    )
 
 
 def print_split(split: str, n: int, result: dict, rate: float) -> None:
     per = result["per"]
     print(f"\n{split}: {n} reports, labelled at {rate:,.0f} reports/s")
-    print(f"| finding | CheXbert + | ours + | precision | recall | F1 |\n|---|---|---|---|---|---|")
+    print("| finding | CheXbert + | ours + | precision | recall | F1 |\n|---|---|---|---|---|---|")
     for i, name in enumerate(FINDINGS):
-        print(f"| {name} | {per['positives'][i]} | {per['labelled'][i]} | {per['precision'][i]:.2f} | "
-              f"{per['recall'][i]:.2f} | {per['f1'][i]:.2f} |")
+        print(
+            f"| {name} | {per['positives'][i]} | {per['labelled'][i]} | {per['precision'][i]:.2f} | "
+            f"{per['recall'][i]:.2f} | {per['f1'][i]:.2f} |"
+        )
     nf = result["no_finding"]
-    print(f"| micro, 13 findings | {per['positives'].sum()} | {per['labelled'].sum()} | {result['micro_p']:.3f} | "
-          f"{result['micro_r']:.3f} | **{result['micro']:.3f}** |")
+    print(
+        f"| micro, 13 findings | {per['positives'].sum()} | {per['labelled'].sum()} | "
+        f"{result['micro_p']:.3f} | "
+        f"{result['micro_r']:.3f} | **{result['micro']:.3f}** |"
+    )
     print(f"| macro, 13 findings | | | | | {result['macro']:.3f} |")
-    print(f"| No Finding | {nf['positives'][0]} | {nf['labelled'][0]} | {nf['precision'][0]:.2f} | "
-          f"{nf['recall'][0]:.2f} | {nf['f1'][0]:.2f} |")
+    print(
+        f"| No Finding | {nf['positives'][0]} | {nf['labelled'][0]} | {nf['precision'][0]:.2f} | "
+        f"{nf['recall'][0]:.2f} | {nf['f1'][0]:.2f} |"
+    )
 
 
 def print_disagreements(reports: list[str], reference: np.ndarray, labels: np.ndarray, finding: str) -> None:
@@ -190,25 +228,40 @@ def main() -> None:
     parser.add_argument("--splits", nargs="+", default=["train", "val", "test"])
     parser.add_argument("--labeler", default="rules", help="as cknet evaluate's --labeler")
     parser.add_argument("--data-dir", type=Path, default=IU_XRAY)
-    parser.add_argument("--openi-reports", type=Path,
-                        help="the Open-i reports: the ecgen-radiology XML folder or indiana_reports.csv")
-    parser.add_argument("--text", choices=["findings", "impression", "both"], default="findings",
-                        help="which section to label (CheXbert's labels are of the impression)")
-    parser.add_argument("--disagreements", metavar="SPLIT", choices=["train", "val"],
-                        help="print the reports of SPLIT where the labelers differ on --finding")
+    parser.add_argument(
+        "--openi-reports",
+        type=Path,
+        help="the Open-i reports: the ecgen-radiology XML folder or indiana_reports.csv",
+    )
+    parser.add_argument(
+        "--text",
+        choices=["findings", "impression", "both"],
+        default="findings",
+        help="which section to label (CheXbert's labels are of the impression)",
+    )
+    parser.add_argument(
+        "--disagreements",
+        metavar="SPLIT",
+        choices=["train", "val"],
+        help="print the reports of SPLIT where the labelers differ on --finding",
+    )
     parser.add_argument("--finding", choices=OBSERVATIONS, default="Lung Opacity")
     args = parser.parse_args()
     chexbert = load_chexbert_pickle(args.pickle)
     annotation = json.loads((args.data_dir / "annotation.json").read_text())
     openi = openi_sections(args.openi_reports) if args.openi_reports else None
     labeler = make_labeler(args.labeler)
-    print(f"labeler {args.labeler!r} on the {args.text} against CheXbert's labels of the impression "
-          f"(positive or uncertain = 1) -- {describe()}")
-    for split in ([args.disagreements] if args.disagreements else args.splits):
+    print(
+        f"labeler {args.labeler!r} on the {args.text} against CheXbert's labels of the impression "
+        f"(positive or uncertain = 1) -- {describe()}"
+    )
+    for split in [args.disagreements] if args.disagreements else args.splits:
         entries = annotation[split]
         missing = [e["id"] for e in entries if study_key(e["id"]) not in chexbert]
         if missing:
-            raise SystemExit(f"{args.pickle} has no labels for {len(missing)} {split} studies, e.g. {missing[:3]}")
+            raise SystemExit(
+                f"{args.pickle} has no labels for {len(missing)} {split} studies, e.g. {missing[:3]}"
+            )
         reports = report_texts(entries, args.text, openi)
         reference = np.stack([chexbert[study_key(e["id"])] for e in entries]).astype(np.int64)
         start = time.perf_counter()

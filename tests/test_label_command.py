@@ -9,8 +9,12 @@ import pytest
 from cknet.cli import main
 from cknet.labeler import OBSERVATIONS, CheXpertLabeler, CsvLabeler
 
-REPORTS = ["No effusion. The heart is enlarged.", "Possible small left pleural effusion.",
-           "Stable cardiomediastinal silhouette. The lungs are clear.", "Right PICC line, tip in the SVC."]
+REPORTS = [
+    "No effusion. The heart is enlarged.",
+    "Possible small left pleural effusion.",
+    "Stable cardiomediastinal silhouette. The lungs are clear.",
+    "Right PICC line, tip in the SVC.",
+]
 
 
 def _same(a, b):
@@ -29,7 +33,9 @@ def test_text_file_round_trips_through_csv_labeler(tmp_path, capsys):
     assert rows[0][0] == "Report Impression" and rows[0][1] == "Enlarged Cardiomediastinum"
     assert rows[0][-1] == "No Finding" and len(rows[0]) == 15 and sorted(rows[0][1:]) == sorted(OBSERVATIONS)
     assert [r[0] for r in rows[1:]] == REPORTS
-    assert rows[2][rows[0].index("Pleural Effusion")] == "-1" and rows[1][rows[0].index("Cardiomegaly")] == "1"
+    assert (
+        rows[2][rows[0].index("Pleural Effusion")] == "-1" and rows[1][rows[0].index("Cardiomegaly")] == "1"
+    )
     assert rows[1][rows[0].index("Pneumothorax")] == ""  # not mentioned: blank
     assert _same(CsvLabeler(out).label(REPORTS), CheXpertLabeler().label(REPORTS))
 
@@ -38,28 +44,38 @@ def test_csv_column_annotation_split_and_chexpert_convention(tmp_path):
     table = tmp_path / "reports.csv"
     table.write_bytes("\ufeffid,findings\n1,Stable cardiomediastinal silhouette.\n".encode())  # with a BOM
     out = tmp_path / "a.csv"
-    assert main(["label", str(table), "--column", "findings", "--output", str(out),
-                 "--labeler", "rules:chexpert"]) == 0
+    assert (
+        main(
+            ["label", str(table), "--column", "findings", "--output", str(out), "--labeler", "rules:chexpert"]
+        )
+        == 0
+    )
     row = next(csv.DictReader(open(out, newline="")))
     assert row["Enlarged Cardiomediastinum"] == "-1"  # the CheXpert labeler's reading of "stable"
     annotation = tmp_path / "annotation.json"
-    annotation.write_text(json.dumps({"train": [{"id": "a", "report": REPORTS[0]}],
-                                      "test": [{"id": "b", "report": REPORTS[1]}]}))
+    annotation.write_text(
+        json.dumps(
+            {"train": [{"id": "a", "report": REPORTS[0]}], "test": [{"id": "b", "report": REPORTS[1]}]}
+        )
+    )
     assert main(["label", str(annotation), "--split", "test", "--output", str(tmp_path / "b.csv")]) == 0
     assert [r["Report Impression"] for r in csv.DictReader(open(tmp_path / "b.csv"))] == [REPORTS[1]]
     assert main(["label", str(annotation), "--output", str(tmp_path / "c.csv")]) == 0
     assert len(list(csv.DictReader(open(tmp_path / "c.csv")))) == 2
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (["--output", "{dir}/labels.csv"], "exists; pass --overwrite"),
-    (["--output", "{dir}/reports.csv"], "is the reports file itself"),
-    (["--output", "{dir}"], "is a folder"),
-    (["--output", "{dir}/missing/x.csv"], "does not exist"),
-    (["--output", "{dir}/new.csv", "--column", "text"], "has no column 'text'"),
-    (["--output", "{dir}/new.csv", "--split", "test"], "--split applies to an annotation.json"),
-    (["--output", "{dir}/new.csv", "--labeler", "negbio"], "a labeler is 'rules'"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--output", "{dir}/labels.csv"], "exists; pass --overwrite"),
+        (["--output", "{dir}/reports.csv"], "is the reports file itself"),
+        (["--output", "{dir}"], "is a folder"),
+        (["--output", "{dir}/missing/x.csv"], "does not exist"),
+        (["--output", "{dir}/new.csv", "--column", "text"], "has no column 'text'"),
+        (["--output", "{dir}/new.csv", "--split", "test"], "--split applies to an annotation.json"),
+        (["--output", "{dir}/new.csv", "--labeler", "negbio"], "a labeler is 'rules'"),
+    ],
+)
 def test_refusals_name_the_thing_at_fault(tmp_path, capsys, arguments, message):
     (tmp_path / "reports.csv").write_text("report\nNo effusion.\n")
     (tmp_path / "labels.csv").write_text("keep me\n")
@@ -86,7 +102,9 @@ def test_the_chexbert_benchmark_reads_arrays_and_refuses_code(tmp_path):
     good.write_bytes(pickle.dumps({"CXR1_IM-0001": row}))
     table = load_chexbert_pickle(good)
     assert table["CXR1_IM-0001"][OBSERVATIONS.index("Cardiomegaly")] == 1 and table["CXR1_IM-0001"].sum() == 1
-    assert study_key("CXR2372_IM-0933-0001") == "CXR2372_IM-0933" and study_key("CXR1_IM-0001") == "CXR1_IM-0001"
+    assert (
+        study_key("CXR2372_IM-0933-0001") == "CXR2372_IM-0933" and study_key("CXR1_IM-0001") == "CXR1_IM-0001"
+    )
 
     class Payload:
         def __reduce__(self):

@@ -208,7 +208,8 @@ def test_the_training_labeler_selects_and_the_scoring_labeler_reports(tmp_path, 
 
     monkeypatch.setattr(Trainer, "evaluate", scripted_evaluate)
     annotation = dataset_without_test(tmp_path / "data", count=8)
-    model, training = tiny(epochs=3, select_by="ce_findings", labeler="rules", training_labeler="rules:chexpert")
+    model, training = tiny(epochs=3, select_by="ce_findings", labeler="rules",
+                           training_labeler="rules:chexpert")
     result = train(model, training, annotation, tmp_path / "run", device="cpu", progress=False)
     assert result.best_epoch == 3
     history = json.loads((tmp_path / "run" / "metrics.json").read_text())

@@ -75,14 +75,15 @@ _POSITIONAL = r"(?:over|overlying|overly|in) the (?:superior |left |right )?"
 PATTERNS: dict[str, dict[str, list[str]]] = {
     "Enlarged Cardiomediastinum": {
         "patterns": [r"(?:enlarged|widened|wide) (?:cardio)?mediastin\w*", r"mediastinal widening",
-                     r"(?:mediastinal|hilar|paratracheal) (?:lymph)?adenopathy", r"(?:mediastinal|hilar) fullness",
+                     r"(?:mediastinal|hilar|paratracheal) (?:lymph)?adenopathy",
+                     r"(?:mediastinal|hilar) fullness",
                      r"mediastinal (?:mass|prominence)", r"prominence of the mediastinum"],
         "structures": [r"(?:cardio)?mediastinum", r"contours?",
                        r"(?:cardio)?mediastinal (?:configuration|silhouette)", r"pericardial silhouette",
                        r"cardiac silhouette and vascularity"],
         "exclude": [_POSITIONAL + r"(?:(?:cardio)?mediastinum|contours?|(?:cardio)?mediastinal \w+)",
                     r"cardiac contours?", r"contour (?:deformity|abnormality|irregularity)",
-                    r"(?:rib|osseous|bony|diaphragm|diaphragmatic|hemidiaphragm|hemidiaphragmatic) contours?"],
+                    r"(?:rib|osseous|bony|(?:hemi)?diaphragm(?:atic)?) contours?"],
     },
     "Cardiomegaly": {
         "patterns": [r"cardiomegaly", r"cardiac enlargement", r"enlarged heart"],

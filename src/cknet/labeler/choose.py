@@ -119,5 +119,5 @@ def make_labeler(spec: str) -> Callable[[Sequence[str]], np.ndarray]:
         return CheXbertLabeler(checkpoint, bert_dir or "bert-base-uncased")
     if spec.lower().endswith(".csv"):
         return CsvLabeler(spec)
-    raise ValueError(f"a labeler is 'rules', 'rules:chexpert', 'chexbert:CHECKPOINT[,BERT_DIR]' or a CSV file, "
-                     f"got {spec!r}")
+    raise ValueError("a labeler is 'rules', 'rules:chexpert', 'chexbert:CHECKPOINT[,BERT_DIR]' or a CSV "
+                     f"file, got {spec!r}")

@@ -27,13 +27,26 @@ from cknet.labeler.choose import REPORT_COLUMNS, make_labeler
 
 # CheXbert's output columns: the findings in its order, No Finding last.
 CHEXBERT_COLUMNS = (
-    "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema", "Consolidation",
-    "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other", "Fracture",
-    "Support Devices", "No Finding",
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Opacity",
+    "Lung Lesion",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
+    "No Finding",
 )
 
 
-def read_reports(path: str | os.PathLike[str], column: str | None = None, split: str | None = None) -> list[str]:
+def read_reports(
+    path: str | os.PathLike[str], column: str | None = None, split: str | None = None
+) -> list[str]:
     """Report texts from a text file, a CSV column or an annotation file (see the module).
 
     Args:
@@ -125,24 +138,32 @@ def run(args: argparse.Namespace) -> int:
     labels = make_labeler(args.labeler)(reports)
     write_text_atomic(output, chexbert_csv(reports, labels))
     positive = int(np.nansum(np.asarray(labels)[:, 1:] == 1))
-    print(f"labelled {len(reports)} reports with {args.labeler} ({positive} positive finding labels) -> {output}")
+    print(
+        f"labelled {len(reports)} reports with {args.labeler} ({positive} positive finding labels) "
+        f"-> {output}"
+    )
     return 0
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
     """Register ``cknet label`` on the command line's sub-parsers."""
     command = commands.add_parser(
-        "label", help="label reports (14 CheXpert observations) and write CheXbert's CSV layout",
+        "label",
+        help="label reports (14 CheXpert observations) and write CheXbert's CSV layout",
         description="Label report texts with the built-in labeler (or CheXbert, or a labeler's CSV) and "
-                    "write them as CheXbert's label.py does: Report Impression, then 14 columns of "
-                    "1 / 0 / -1 / blank.",
+        "write them as CheXbert's label.py does: Report Impression, then 14 columns of "
+        "1 / 0 / -1 / blank.",
     )
-    command.add_argument("reports", type=Path,
-                         help="a text file (one report a line), a CSV file or an annotation.json")
+    command.add_argument(
+        "reports", type=Path, help="a text file (one report a line), a CSV file or an annotation.json"
+    )
     command.add_argument("--output", required=True, help="the labels CSV to write")
-    command.add_argument("--labeler", default="rules",
-                         help="rules (built-in, CheXbert's conventions), rules:chexpert (the CheXpert "
-                              "labeler's), chexbert:CHECKPOINT[,BERT_DIR] or a labeler's CSV")
+    command.add_argument(
+        "--labeler",
+        default="rules",
+        help="rules (built-in, CheXbert's conventions), rules:chexpert (the CheXpert "
+        "labeler's), chexbert:CHECKPOINT[,BERT_DIR] or a labeler's CSV",
+    )
     command.add_argument("--column", help="the CSV column holding the reports")
     command.add_argument("--split", help="the annotation split to label (default: every split)")
     command.add_argument("--overwrite", action="store_true")

@@ -184,7 +184,8 @@ class RuleLabeler:
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate finding names in {names}")
         if stable_structures not in (UNCERTAIN, NEGATIVE):
-            raise ValueError(f"stable_structures must be UNCERTAIN (-1) or NEGATIVE (0), got {stable_structures}")
+            raise ValueError(f"stable_structures must be UNCERTAIN (-1) or NEGATIVE (0), "
+                             f"got {stable_structures}")
         self.findings = list(findings)
         self.post_window = post_window
         self.stable_structures = stable_structures
@@ -252,8 +253,10 @@ class RuleLabeler:
         if structure and (self._near_borderline.search(scope) or self._said_borderline.search(after)):
             return UNCERTAIN
         if structure and self._stable.search(clause):
-            return UNCERTAIN if self.stable_structures == UNCERTAIN else (
-                POSITIVE if self._near_enlarged.search(scope) or self._said_enlarged.search(after) else NEGATIVE)
+            if self.stable_structures == UNCERTAIN:
+                return UNCERTAIN
+            enlarged = self._near_enlarged.search(scope) or self._said_enlarged.search(after)
+            return POSITIVE if enlarged else NEGATIVE
         if (self._pre_uncertainty.search(scope) or self._post_uncertainty.search(after)
                 or self._weak_uncertainty.search(scope) or self._weak_uncertainty.match(after)):
             return UNCERTAIN

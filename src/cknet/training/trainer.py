@@ -140,8 +140,8 @@ class Trainer:
             labels = self.training_labeler(reports)
             self.train_labels = {study_id: row for study_id, row in zip(study_ids(train_data), labels)}
             self.abnormal = torch.as_tensor((labels[:, 1:] == 1).any(axis=1))
-            self.reward = ReportReward(reports, self.training_labeler, model.config.dataset, config.scst_ce_weight,
-                                       config.scst_nlg_weight)
+            self.reward = ReportReward(reports, self.training_labeler, model.config.dataset,
+                                       config.scst_ce_weight, config.scst_nlg_weight)
         if config.length_grouping:  # token counts, for batches of similar length
             self.report_lengths = [len(model.tokenizer.encode(r)) for r in study_reports(train_data)]
         visual = [p for p in model.visual_extractor.parameters() if p.requires_grad]
