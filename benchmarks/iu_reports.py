@@ -29,7 +29,7 @@ of labeler can re-score them (``--rescore``) without training again.
 
     python benchmarks/iu_reports.py [--seeds 0 1 2] [--recipes best] (or paper, best-30)
         [--variants Base +MEN +CKNet] [--decodings "beam 3" "beam 3, length penalty 1"]
-        [--labeler rules] [--output runs/iu_reports]
+        [--labeler rules] [--training-labeler rules] [--output runs/iu_reports]
 """
 
 from __future__ import annotations
@@ -209,7 +209,12 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS)[:3], choices=list(VARIANTS))
     parser.add_argument("--recipes", nargs="+", default=["best"], choices=list(RECIPES))
     parser.add_argument("--decodings", nargs="+", default=list(DECODINGS), choices=list(DECODINGS))
-    parser.add_argument("--labeler", default="rules", help="rules, chexbert:CKPT[,BERT_DIR] or a label CSV")
+    parser.add_argument("--labeler", default="rules",
+                        help="the labeler that scores: rules, rules:chexpert, chexbert:CKPT[,BERT_DIR] or a "
+                             "label CSV (also the validation CE each run logs, when not a CSV)")
+    parser.add_argument("--training-labeler", default="rules",
+                        help="the labeler that steers training (finding_balance, select_by): rules, "
+                             "rules:chexpert or chexbert:CKPT[,BERT_DIR]")
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--graph-epochs", type=int, default=4)
     parser.add_argument("--epochs", type=int, help="override every recipe's epochs (a smoke test)")
@@ -270,7 +275,8 @@ def main() -> None:
                         lr_decay=recipe["final_lr_factor"] ** (1 / epochs), seed=seed, num_workers=0,
                         eval_batch_size=64, cache_features=True, patience=epochs,
                         select_by=recipe["select_by"], finding_balance=recipe["finding_balance"],
-                        labeler=args.labeler,
+                        labeler=args.labeler if not args.labeler.endswith(".csv") else args.training_labeler,
+                        training_labeler=args.training_labeler,
                     )
                     result = Trainer(model, training, cache["train"], cache["val"], run_dir,
                                      test_data=cache["test"], device=args.device, progress=False).fit()

@@ -129,7 +129,8 @@ def openi_sections(path: Path) -> dict[str, dict[str, str]]:
     if path.is_dir():
         for file in sorted(path.glob("*.xml")):
             root = ET.parse(file).getroot()
-            uid = root.find("uId").get("id").removeprefix("CXR")
+            uid_element = root.find(".//uId")  # <uId id="CXR12"/>; else the file is 12.xml
+            uid = (uid_element.get("id", "") if uid_element is not None else file.stem).removeprefix("CXR")
             text = {(e.get("Label") or "").lower(): (e.text or "") for e in root.iter("AbstractText")}
             sections[uid] = {"findings": text.get("findings", ""), "impression": text.get("impression", "")}
         return sections

@@ -122,3 +122,36 @@ def test_the_chexbert_benchmark_reads_arrays_and_refuses_code(tmp_path):
     ours[0, 2] = ours[1, 2] = ours[2, 6] = 1
     result = compare(reference, ours)
     assert result["micro"] == pytest.approx(4 / 6)
+
+
+def test_the_chexbert_benchmark_reads_openi_xml_and_csv_sections(tmp_path):
+    import sys
+
+    from conftest import REPO
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from labeler_vs_chexbert import openi_sections, report_texts
+
+    folder = tmp_path / "ecgen-radiology"
+    folder.mkdir()
+    (folder / "7.xml").write_text(
+        '<?xml version="1.0" encoding="utf-8"?><eCitation><uId id="CXR7"/><MedlineCitation><Article>'
+        '<Abstract><AbstractText Label="COMPARISON">None.</AbstractText>'
+        '<AbstractText Label="FINDINGS">Minimal atelectasis.</AbstractText>'
+        '<AbstractText Label="IMPRESSION">No acute disease.</AbstractText></Abstract></Article>'
+        '</MedlineCitation><parentImage id="CXR7_IM-2263-1001"/></eCitation>'
+    )
+    (folder / "8.xml").write_text(  # no uId, no impression: the file name, an empty section
+        '<eCitation><MedlineCitation><Article><Abstract><AbstractText Label="FINDINGS">Clear.'
+        "</AbstractText></Abstract></Article></MedlineCitation></eCitation>"
+    )
+    sections = openi_sections(folder)
+    assert sections == {"7": {"findings": "Minimal atelectasis.", "impression": "No acute disease."},
+                        "8": {"findings": "Clear.", "impression": ""}}
+    table = tmp_path / "indiana_reports.csv"
+    table.write_text('uid,findings,impression\n7,"Minimal atelectasis.",No acute disease.\n')
+    assert openi_sections(table)["7"] == sections["7"]
+    entries = [{"id": "CXR7_IM-2263", "report": "Minimal atelectasis."}]
+    assert report_texts(entries, "impression", sections) == ["No acute disease."]
+    assert report_texts(entries, "both", sections) == ["Minimal atelectasis. No acute disease."]
+    assert report_texts(entries, "findings", None) == ["Minimal atelectasis."]

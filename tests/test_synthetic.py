@@ -116,3 +116,36 @@ def test_keep_rendered_draws_each_study_once(monkeypatch):
     fresh = SyntheticDataset(5, config, seed=2)
     assert all(torch.equal(a, fresh[i]["images"]) for i, a in enumerate(first))
     assert len(calls) == 10 and not fresh.rendered  # drawn again, nothing kept
+
+
+# Each rendered finding's CheXpert observation(s): a report stating it is positive there.
+_OBSERVED_AS = {
+    "cardiomegaly": {"Cardiomegaly"}, "pleural effusion": {"Pleural Effusion"},
+    "pneumothorax": {"Pneumothorax"}, "lung opacity": {"Lung Opacity", "Consolidation"},
+    "lung nodule": {"Lung Lesion"}, "atelectasis": {"Atelectasis"}, "pulmonary edema": {"Edema"},
+    "rib fracture": {"Fracture"}, "support devices": {"Support Devices"},
+    "hiatal hernia": set(), "scoliosis": set(), "calcified granuloma": set(),
+}
+
+
+@pytest.mark.parametrize("convention", ["chexbert", "chexpert"])
+def test_the_labeler_reads_every_rendered_finding_as_the_renderer_drew_it(convention):
+    from cknet.data.synthetic import FINDINGS, SyntheticReports
+    from cknet.labeler import OBSERVATIONS
+
+    labeler = CheXpertLabeler(convention)
+    for finding in FINDINGS:
+        observed = _OBSERVED_AS[finding.removeprefix("left ").removeprefix("right ")]
+        reports = sorted({SyntheticReports.write([finding], np.random.default_rng(s)) for s in range(40)})
+        assert len(reports) >= 2, finding  # every phrasing of the finding is drawn
+        for report, row in zip(reports, labeler.label(reports)):
+            stated = {o for o, v in zip(OBSERVATIONS, row) if v == 1 and o != "No Finding"}
+            assert stated == observed or (len(observed) == 2 and len(stated) == 1 and stated <= observed), (
+                finding, report, stated)
+            assert not (row[1:] == -1).any(), (finding, report)  # nothing the renderer drew is hedged
+            no_finding = row[0] == 1
+            assert no_finding == (not observed - {"Support Devices"} and convention == "chexbert"
+                                  or finding == "support devices"), (finding, report)
+    normal = sorted({SyntheticReports.write([], np.random.default_rng(s)) for s in range(40)})
+    labels = labeler.label(normal)
+    assert (labels[:, 0] == 1).all() and not (labels[:, 1:] == 1).any() and not (labels[:, 1:] == -1).any()

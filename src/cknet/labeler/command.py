@@ -124,7 +124,15 @@ def chexbert_csv(reports: list[str], labels: np.ndarray) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """The ``cknet label`` handler."""
+    """The ``cknet label`` handler: label the reports and write the CSV (atomically).
+
+    Args:
+        args: the parsed ``reports``, ``output``, ``labeler``, ``column``, ``split`` and
+            ``overwrite``.
+
+    Returns:
+        0 (errors are raised, and printed by the command line).
+    """
     output = Path(args.output)
     if output.resolve() == Path(args.reports).resolve():
         raise ValueError(f"--output {output} is the reports file itself; write the labels elsewhere")
@@ -146,7 +154,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
-    """Register ``cknet label`` on the command line's sub-parsers."""
+    """Register ``cknet label`` on the command line's sub-parsers.
+
+    Args:
+        commands: the ``add_subparsers()`` object of the ``cknet`` parser.
+    """
     command = commands.add_parser(
         "label",
         help="label reports (14 CheXpert observations) and write CheXbert's CSV layout",
