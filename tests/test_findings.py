@@ -13,6 +13,7 @@ from conftest import small_config
 from cknet import CKNet, CKNetConfig, ReportTokenizer
 from cknet.data.synthetic import SyntheticDataset, SyntheticReports, synthetic_graph
 from cknet.evaluation import findings_f1, score_reports
+from cknet.features import StudyFeatures
 from cknet.generation import GenerationConfig, run_search
 from cknet.labeler import CheXpertLabeler
 from cknet.modules.graph_model import KnowledgeGraphModel
@@ -113,7 +114,7 @@ def test_self_critical_steps_make_rewarded_reports_likelier(iu_tokenizer):
 
     def share(samples=8):
         with torch.no_grad():
-            encoding = model.eval().encode_features(maps)
+            encoding = model.eval().encode(features=StudyFeatures(maps))
             found = run_search(model, encoding, 8, iu_tokenizer, GenerationConfig(
                 do_sample=True, num_return_sequences=samples).resolve(60, 3),
                 generator=torch.Generator().manual_seed(1))
@@ -124,8 +125,8 @@ def test_self_critical_steps_make_rewarded_reports_likelier(iu_tokenizer):
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
     for step in range(15):
         optimizer.zero_grad()
-        result = scst_loss(model, (maps, None), None, references, np.zeros((8, 14)), reward, samples=8,
-                           generator=torch.Generator().manual_seed(step))
+        result = scst_loss(model, {"features": StudyFeatures(maps)}, references, np.zeros((8, 14)), reward,
+                           samples=8, generator=torch.Generator().manual_seed(step))
         result.loss.backward()
         optimizer.step()
     assert not model.training  # SCST runs with dropout off

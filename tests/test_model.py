@@ -283,3 +283,53 @@ def test_knowledge_attention_needs_a_knowledge_matrix(iu_tokenizer):
     model = CKNet(small_config(knowledge_source="none"), iu_tokenizer)
     with pytest.raises(ValueError, match="no knowledge matrix"):
         knowledge_attention(model, images_for(model.config))
+
+
+@pytest.mark.parametrize("source", ["image", "static", "random", "none"])
+def test_encode_from_images_equals_encode_from_their_cached_features(iu_tokenizer, source):
+    from cknet.features import StudyFeatures
+
+    model = CKNet(small_config(knowledge_source=source), iu_tokenizer).eval()
+    images = images_for(model.config, batch=3)
+    with torch.no_grad():
+        direct = model.encode(images)
+        features = model.study_features(images)
+        assert (features.knowledge is not None) == (source == "image")  # only a per-study G is cached
+        # cached in float16 on the CPU, as FeatureCache stores them, and moved back
+        cached = model.encode(features=StudyFeatures(features.maps.half(), features.knowledge).to("cpu"))
+        exact = model.encode(features=features)
+    torch.testing.assert_close(exact.memory, direct.memory)
+    torch.testing.assert_close(cached.memory, direct.memory, atol=2e-2, rtol=2e-2)
+    with pytest.raises(ValueError, match="exactly one"):
+        model.encode(images, features)
+    with pytest.raises(ValueError, match="exactly one"):
+        model.encode()
+    if source == "image":
+        with pytest.raises(ValueError, match="cached features hold none"):
+            model.encode(features=StudyFeatures(features.maps))
+
+
+def test_images_are_scanned_for_nan_once_per_call(iu_tokenizer, monkeypatch):
+    import cknet.validation
+
+    model = CKNet(small_config(), iu_tokenizer).eval()
+    scans = []
+    real_isfinite = torch.isfinite
+
+    def counting_isfinite(tensor):
+        if tensor.dim() == 5:  # a batch of images
+            scans.append(tuple(tensor.shape))
+        return real_isfinite(tensor)
+
+    monkeypatch.setattr(cknet.validation.torch, "isfinite", counting_isfinite)
+    images = images_for(model.config, batch=2)
+    ids, _ = iu_tokenizer.encode_batch(["the heart is normal.", "no effusion."])
+    model(images, ids, labels=ids)
+    assert len(scans) == 1
+    scans.clear()
+    model.generate(images, num_beams=1, max_new_tokens=3)
+    assert len(scans) == 1
+    bad = images.clone()
+    bad[1, 0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        model.generate(bad, num_beams=1, max_new_tokens=3)

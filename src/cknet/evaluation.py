@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from cknet.data.collate import collate_studies
+from cknet.features import encode_inputs
 from cknet.generation import GenerationConfig, run_search
 from cknet.losses import masked_cross_entropy
 from cknet.metrics import CE_VARIANTS, bleu_4, ce_scores, nlg_scores
@@ -234,18 +235,11 @@ def evaluate(
     was_training = model.training
     model.eval()
     device, tokenizer = model.device, model.tokenizer
-    per_study = model.knowledge is not None and model.knowledge.per_study
     total, count, predictions = 0.0, 0, []
     try:
         for batch in tqdm(loader, desc="evaluating", disable=not progress, leave=False):
             input_ids = batch["input_ids"].to(device)
-            if "maps" in batch:
-                knowledge = batch.get("knowledge") if per_study else None
-                if knowledge is not None:
-                    knowledge = knowledge.to(device, torch.float32)
-                encoding = model.encode_features(batch["maps"].to(device, torch.float32), knowledge)
-            else:
-                encoding = model.encode(batch["images"].to(device))
+            encoding = model.encode(**encode_inputs(batch, device))
             loss = masked_cross_entropy(model.decode(input_ids, encoding), input_ids, tokenizer.pad_id)
             total += loss.item() * len(batch["ids"])
             count += len(batch["ids"])

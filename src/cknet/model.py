@@ -28,16 +28,15 @@ from torch import nn
 
 from cknet.config import CKNetConfig
 from cknet.decoding import DecodingState, Encoding
+from cknet.features import StudyFeatures
 from cknet.generation import GeneratedReport, GenerationConfig, LogitsProcessor, generate
 from cknet.graph import KnowledgeGraph
 from cknet.knowledge import (
-    GraphModelKnowledge,
     KnowledgeSource,
-    build_knowledge_source,
-    register_knowledge_source,
 )
 from cknet.losses import masked_cross_entropy
 from cknet.model_files import load_model, save_model
+from cknet.model_parts import checked_parts, text_encoder_for
 from cknet.modules.cache import DecoderCache
 from cknet.modules.graph_model import KnowledgeGraphModel
 from cknet.modules.knowledge_matrix import CrossModalKnowledgeMatrix
@@ -46,7 +45,7 @@ from cknet.modules.text import TokenEmbedding
 from cknet.modules.transformer import CKNetTransformer
 from cknet.modules.visual import VisualExtractor
 from cknet.tokenizers import ReportTokenizerBase
-from cknet.validation import check_images, check_input_ids, check_model_parts
+from cknet.validation import check_images, check_input_ids
 
 
 @dataclass
@@ -108,7 +107,7 @@ class CKNet(nn.Module):
         knowledge: KnowledgeSource | None = None,
     ) -> None:
         super().__init__()
-        config, graph, knowledge = _checked_parts(config, tokenizer, graph, graph_model, knowledge)
+        config, graph, knowledge = checked_parts(config, tokenizer, graph, graph_model, knowledge)
         self.config, self.tokenizer, self.graph = config, tokenizer, graph
         backbone = knowledge.graph_model.backbone if config.share_backbone else config.backbone
         self.visual_extractor = VisualExtractor(backbone, config.d_model, config.backbone_weights,
@@ -117,7 +116,7 @@ class CKNet(nn.Module):
         self.cross_modal = None if knowledge is None else CrossModalKnowledgeMatrix(
             config.d_model, config.d_knowledge, config.num_heads, config.gamma, config.knowledge_weighting,
             config.kernel)
-        self.text_encoder = _text_encoder(config, tokenizer, text_encoder)
+        self.text_encoder = text_encoder_for(config, tokenizer, text_encoder)
         self.transformer = CKNetTransformer(config.d_model, config.num_heads, config.d_ff,
                                             config.num_encoder_layers, config.num_decoder_layers,
                                             config.dropout, config.norm_first)
@@ -154,33 +153,59 @@ class CKNet(nn.Module):
         """
         return None if self.knowledge is None else self.knowledge(images)
 
-    def encode(self, images: torch.Tensor) -> Encoding:
-        """Everything the decoder needs from the images, computed once per study.
+    def study_features(self, images: torch.Tensor, reuse_maps: bool | None = None) -> StudyFeatures:
+        """The part of `encode` that a frozen backbone lets one cache: the backbone's maps
+        and, for a per-study knowledge source, each study's G.
 
         Args:
             images: ``(B, V, 3, S, S)`` preprocessed images (``(B, 3, S, S)`` for V = 1).
+            reuse_maps: compute G from the visual backbone's maps (one backbone pass for
+                both) instead of from the images; default: when the visual CNN is the
+                graph model's (``config.share_backbone``). `cknet.training.FeatureCache`
+                also sets it for a frozen copy of the graph model's CNN.
+
+        Returns:
+            The `StudyFeatures`.
+
+        Raises:
+            ValueError: for malformed images.
         """
         images = check_images(images, self.config)
         maps = self.visual_extractor.maps(images)
         knowledge = None
         if self.knowledge is not None and self.knowledge.per_study:
-            # One backbone pass feeds both when the visual CNN is the graph model's.
-            shared = self.config.share_backbone
-            knowledge = self.knowledge.from_maps(maps) if shared else self.knowledge(images)
-        return self.encode_features(maps, knowledge)
+            reuse = self.config.share_backbone if reuse_maps is None else reuse_maps
+            knowledge = self.knowledge.from_maps(maps) if reuse else self.knowledge(images)
+        return StudyFeatures(maps, knowledge)
 
-    def encode_features(self, maps: torch.Tensor, knowledge: torch.Tensor | None = None) -> Encoding:
-        """`encode` from precomputed backbone maps (the cached-feature training mode).
+    def encode(self, images: torch.Tensor | None = None, features: StudyFeatures | None = None) -> Encoding:
+        """Everything the decoder needs from a batch of studies, computed once per study:
+        from their images, or from their cached `StudyFeatures`. The one place that
+        decides between the two, and between a per-study and a shared G.
 
         Args:
-            maps: ``(B, V, C, h, w)`` visual backbone maps.
-            knowledge: G for the same studies (``(B, M, d)``) for a per-study source; None
-                takes the model's own shared matrix.
+            images: ``(B, V, 3, S, S)`` preprocessed images (``(B, 3, S, S)`` for V = 1).
+            features: the studies' cached maps (and per-study G), instead of images.
+
+        Returns:
+            The `Encoding`.
+
+        Raises:
+            ValueError: unless exactly one of ``images`` and ``features`` is given; for
+                malformed images; for features without the G a per-study source needs.
         """
-        source = self.visual_extractor.project(maps)  # v_s, eq. (1)
+        if (images is None) == (features is None):
+            raise ValueError("encode takes images or features (cached StudyFeatures), exactly one of them")
+        if features is None:
+            features = self.study_features(images)
+        per_study = self.knowledge is not None and self.knowledge.per_study
+        if per_study and features.knowledge is None:
+            raise ValueError(f"the {self.knowledge.name!r} knowledge source gives each study its own G, but "
+                             f"the cached features hold none: cache them with this model (FeatureCache)")
+        source = self.visual_extractor.project(features.maps)  # v_s, eq. (1)
         projection = None
         if self.cross_modal is not None:
-            knowledge = self.knowledge_matrix() if knowledge is None else knowledge
+            knowledge = features.knowledge if per_study else self.knowledge_matrix()
             projection = self.cross_modal.project_knowledge(knowledge)  # W_k, W_g: eqs. (4), (7)
             source = self.cross_modal(source, projection)  # k_s, eqs. (4)-(9)
         return Encoding(self.transformer.encode(source), projection)  # eq. (10)
@@ -231,7 +256,7 @@ class CKNet(nn.Module):
         images: torch.Tensor | None,
         input_ids: torch.Tensor,
         labels: torch.Tensor | None = None,
-        features: tuple[torch.Tensor, torch.Tensor | None] | None = None,
+        features: StudyFeatures | None = None,
     ) -> CKNetOutput:
         """Teacher-forced forward pass.
 
@@ -242,8 +267,7 @@ class CKNet(nn.Module):
             labels: optional ``(B, T)`` target ids aligned with ``input_ids`` (usually the
                 same tensor); the model shifts them, so ``logits[:, t]`` is scored against
                 ``labels[:, t + 1]``. ``<pad>`` and -100 are ignored.
-            features: precomputed ``(maps, knowledge)`` instead of images (see
-                `encode_features`).
+            features: the studies' cached `StudyFeatures` instead of images (see `encode`).
 
         Returns:
             `CKNetOutput` with ``logits`` ``(B, T, vocab_size)`` and, given labels, the mean
@@ -252,13 +276,8 @@ class CKNet(nn.Module):
         Raises:
             ValueError: for malformed images, token ids or labels.
         """
-        if features is not None:
-            check_input_ids(input_ids, self.config.vocab_size, features[0].shape[0])
-            encoding = self.encode_features(*features)
-        else:
-            images = check_images(images, self.config)
-            check_input_ids(input_ids, self.config.vocab_size, images.shape[0])
-            encoding = self.encode(images)
+        encoding = self.encode(images, features)
+        check_input_ids(input_ids, self.config.vocab_size, encoding.memory.shape[0])
         logits = self.decode(input_ids, encoding)
         loss = None if labels is None else masked_cross_entropy(logits, labels, self.tokenizer.pad_id)
         return CKNetOutput(logits, loss)
@@ -360,91 +379,3 @@ class CKNet(nn.Module):
         """
         return load_model(cls, name_or_path, map_location, revision)
 
-
-def _checked_parts(
-    config: CKNetConfig, tokenizer: ReportTokenizerBase, graph: KnowledgeGraph | None,
-    graph_model: KnowledgeGraphModel | str | os.PathLike[str] | None, knowledge: KnowledgeSource | None,
-) -> tuple[CKNetConfig, KnowledgeGraph, KnowledgeSource | None]:
-    """The config (vocabulary size filled in, the source named), the graph and the
-    knowledge source of a new CKNet, each checked against the others."""
-    if not isinstance(config, CKNetConfig):
-        raise ValueError(f"config must be a CKNetConfig, got {type(config).__name__}")
-    config.validate()
-    if config.vocab_size == 0:
-        config = dataclasses.replace(config, vocab_size=tokenizer.vocab_size)
-    check_model_parts(config, tokenizer)
-    if isinstance(graph_model, (str, os.PathLike)):
-        graph_model = KnowledgeGraphModel.from_pretrained(graph_model)
-    if graph_model is not None:
-        config, graph = _check_graph_model(graph_model, config, graph)
-    graph = graph if graph is not None else KnowledgeGraph.openi40()
-    if knowledge is None:
-        knowledge = build_knowledge_source(config, graph, graph_model)
-    else:
-        config = _check_own_knowledge(knowledge, config, graph_model)
-    if config.share_backbone and not (isinstance(knowledge, GraphModelKnowledge)
-                                      and knowledge.graph_model.backbone.name == config.backbone):
-        raise ValueError(f"config.share_backbone uses the graph model's CNN as the visual extractor's: it "
-                         f"needs the 'image' knowledge source with a {config.backbone!r} graph model")
-    if knowledge is not None and not 1 <= config.gamma <= knowledge.num_vectors:
-        raise ValueError(f"config.gamma ({config.gamma}) must be in [1, {knowledge.num_vectors}], the "
-                         f"knowledge vectors of the {knowledge.name!r} source")
-    return config, graph, knowledge
-
-
-def _check_graph_model(graph_model: KnowledgeGraphModel, config: CKNetConfig,
-                       graph: KnowledgeGraph | None) -> tuple[CKNetConfig, KnowledgeGraph]:
-    """The config recording the graph model's CNN and GCN depth (so that a saved model
-    rebuilds it) and its graph, after checking that it fits the config and ``graph``."""
-    backbone = graph_model.settings["backbone"]
-    if config.knowledge_source not in ("image", "static"):
-        raise ValueError(f"a graph_model is used by the 'image' and 'static' knowledge sources, not "
-                         f"{config.knowledge_source!r}")
-    if graph is not None and graph != graph_model.graph:
-        raise ValueError("graph differs from the graph the graph_model was trained on")
-    if graph_model.d_knowledge != config.d_knowledge:
-        raise ValueError(f"the graph_model's node embeddings have size {graph_model.d_knowledge} but "
-                         f"config.d_knowledge is {config.d_knowledge}")
-    if config.graph_backbone not in (None, backbone):
-        raise ValueError(f"config.graph_backbone is {config.graph_backbone!r} but the graph_model's CNN is "
-                         f"{backbone!r}; leave graph_backbone unset to take the graph model's")
-    return dataclasses.replace(config, graph_backbone=None if backbone == config.backbone else backbone,
-                               num_gcn_layers=int(graph_model.settings["num_gcn_layers"])), graph_model.graph
-
-
-def _check_own_knowledge(knowledge: KnowledgeSource, config: CKNetConfig,
-                         graph_model: KnowledgeGraphModel | None) -> CKNetConfig:
-    """The config naming a user's knowledge source, after checking that it fits."""
-    if not isinstance(knowledge, KnowledgeSource):
-        raise ValueError(f"knowledge must be a cknet.KnowledgeSource, got {type(knowledge).__name__}")
-    if graph_model is not None:
-        raise ValueError("pass either knowledge= (your own source) or graph_model=, not both")
-    if knowledge.dim != config.d_knowledge:
-        raise ValueError(f"the knowledge source's vectors have size {knowledge.dim} but config.d_knowledge "
-                         f"is {config.d_knowledge}")
-    register_knowledge_source(type(knowledge))  # so that from_pretrained can rebuild it
-    return dataclasses.replace(config, knowledge_source=knowledge.name)
-
-
-def _text_encoder(config: CKNetConfig, tokenizer: ReportTokenizerBase,
-                  encoder: PretrainedTextEncoder | None) -> TokenEmbedding | PretrainedTextEncoder:
-    """The module giving v_t: a learned embedding, or a pretrained language model checked
-    against the tokenizer and config."""
-    if not config.pretrained_text_encoder:
-        if encoder is not None:
-            raise ValueError("a text_encoder module was given but config.text_encoder is 'embedding'")
-        return TokenEmbedding(config.vocab_size, config.d_model, config.dropout, tokenizer.pad_id)
-    if encoder is None:
-        encoder = PretrainedTextEncoder.from_pretrained(config.text_encoder, config.d_model, config.dropout,
-                                                        config.train_text_encoder)
-    rows = encoder.language_model.config.vocab_size
-    if tokenizer.vocab_size > rows:
-        raise ValueError(f"the tokenizer has {tokenizer.vocab_size} ids but the text encoder embeds {rows}: "
-                         f"load both from the same language model ({config.text_encoder!r})")
-    if encoder.max_positions and config.max_length > encoder.max_positions:
-        raise ValueError(f"config.max_length ({config.max_length}) exceeds the text encoder's "
-                         f"{encoder.max_positions} positions")
-    if encoder.projection.out_features != config.d_model:
-        raise ValueError(f"the text encoder projects to {encoder.projection.out_features} features but "
-                         f"config.d_model is {config.d_model}")
-    return encoder

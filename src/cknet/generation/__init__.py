@@ -150,7 +150,7 @@ def generate(
     resolved = (options or GenerationConfig()).resolve(model.config.max_length, model.config.num_beams)
     if not isinstance(images, torch.Tensor):
         images = prepare_images(images, model.config, repeat_single_view)
-    images = check_images(images, model.config)
+    images = check_images(images, model.config, finite=False)  # the values: in model.encode, once
     size = images.shape[0] if batch_size is None else int(batch_size)
     if size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")

@@ -40,8 +40,7 @@ class FeatureCache(Dataset):
         from tqdm.auto import tqdm
 
         self.items: list[dict] = []
-        per_study = model.knowledge is not None and model.knowledge.per_study
-        one_pass = per_study and same_backbone(model)
+        reuse_maps = same_backbone(model)  # one backbone pass for the maps and G
         loader = DataLoader(data, batch_size=batch_size, collate_fn=list)
         was_training = model.training
         model.eval()
@@ -49,13 +48,8 @@ class FeatureCache(Dataset):
             with torch.no_grad():
                 for items in tqdm(loader, desc="caching features", disable=not progress, leave=False):
                     images = torch.stack([i["images"] for i in items]).to(model.device)
-                    maps = model.visual_extractor.maps(images)
-                    knowledge = None
-                    if one_pass:
-                        knowledge = model.knowledge.from_maps(maps).to("cpu", dtype)
-                    elif per_study:
-                        knowledge = model.knowledge_matrix(images).to("cpu", dtype)
-                    maps = maps.to("cpu", dtype)
+                    features = model.study_features(images, reuse_maps).to("cpu", dtype)
+                    maps, knowledge = features.maps, features.knowledge
                     for row, item in enumerate(items):
                         self.items.append({"id": item["id"], "report": item["report"], "maps": maps[row],
                                            "knowledge": None if knowledge is None else knowledge[row]})

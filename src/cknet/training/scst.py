@@ -50,8 +50,7 @@ class SCSTStep:
 
 def scst_loss(
     model: Any,
-    features: tuple[torch.Tensor, torch.Tensor | None] | None,
-    images: torch.Tensor | None,
+    inputs: dict[str, Any],
     references: Sequence[str],
     reference_labels: np.ndarray,
     reward: ReportReward,
@@ -63,8 +62,8 @@ def scst_loss(
 
     Args:
         model: a `CKNet` (set to evaluation mode here; the caller restores its mode).
-        features: cached ``(maps, knowledge)`` of the batch, or None with ``images``.
-        images: ``(B, V, 3, S, S)``, or None with ``features``.
+        inputs: the batch for `CKNet.encode`: ``{"images": (B, V, 3, S, S)}`` or
+            ``{"features": StudyFeatures}`` (`cknet.features.encode_inputs`).
         references: the B reference reports.
         reference_labels: their labels, ``(B, k)``, from the reward's labeler.
         reward: the reward.
@@ -78,12 +77,9 @@ def scst_loss(
     model.eval()
     tokenizer, config = model.tokenizer, model.config
 
-    def encode():
-        return model.encode_features(*features) if features is not None else model.encode(images)
-
     batch = len(references)
     with torch.no_grad():
-        encoding = encode()
+        encoding = model.encode(**inputs)
         sampled = run_search(model, encoding, batch, tokenizer, GenerationConfig(
             do_sample=True, num_return_sequences=samples, temperature=temperature,
         ).resolve(config.max_length, config.num_beams), generator=generator)
@@ -97,7 +93,7 @@ def scst_loss(
     baseline, _, _ = reward(greedy_texts, references, reference_labels)
     advantage = torch.as_tensor(rewards - baseline[rows], dtype=torch.float32, device=tokens.device)
 
-    encoding = encode().select(torch.as_tensor(rows, device=tokens.device))
+    encoding = model.encode(**inputs).select(torch.as_tensor(rows, device=tokens.device))
     logits = model.decode(tokens[:, :-1], encoding)  # (B*K, T, V)
     targets = tokens[:, 1:]
     logprobs = logits.float().log_softmax(dim=-1).gather(-1, targets[..., None])[..., 0]

@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 
 from cknet.data.collate import collate_studies
 from cknet.evaluation import Evaluation, evaluate, score_reports
+from cknet.features import encode_inputs
 from cknet.generation import GenerationConfig
 from cknet.hub import check_kind, save_folder
 from cknet.io import write_atomic, write_text_atomic
@@ -225,28 +226,18 @@ class Trainer:
                              f"{restart}") from None
 
     # ------------------------------------------------------------ loops
-    def _features(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None] | None:
-        """The batch's cached ``(maps, knowledge)`` on the device, or None for images."""
-        if "maps" not in batch:
-            return None
-        per_study = self.model.knowledge is not None and self.model.knowledge.per_study
-        knowledge = batch.get("knowledge") if per_study else None  # G of a cache shared with such a model
-        knowledge = None if knowledge is None else knowledge.to(self.device, torch.float32)
-        return batch["maps"].to(self.device, torch.float32), knowledge
-
     def _batch_loss(self, batch: dict) -> torch.Tensor:
-        features = self._features(batch)
-        images = None if features is not None else batch["images"].to(self.device)
+        inputs = encode_inputs(batch, self.device)  # images, or cached features
         if self.config.stage == "scst":
             labels = np.stack([self.train_labels[i] for i in batch["ids"]])
-            step = scst_loss(self.model, features, images, batch["reports"], labels, self.reward,
+            step = scst_loss(self.model, inputs, batch["reports"], labels, self.reward,
                              self.config.scst_samples, self.config.scst_temperature, self.generator)
             self.scst_totals += np.array([step.reward, step.baseline, step.ce]) * len(batch["ids"])
             return step.loss
         input_ids = batch["input_ids"].to(self.device)
         autocast = self.device.type == "cuda" and self.config.mixed_precision == "bf16"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
-            logits = self.network(images, input_ids, features=features).logits
+            logits = self.network(inputs.get("images"), input_ids, features=inputs.get("features")).logits
         pad_id = self.model.tokenizer.pad_id
         return masked_cross_entropy(logits, input_ids, pad_id, self.config.label_smoothing)
 
