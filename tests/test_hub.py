@@ -1,54 +1,38 @@
-"""Saved folders: marked by kind, never written across kinds, and cknet 0.1 folders still load."""
+"""Saved folders: marked by kind, never written across kinds, never taken for cknet's without the marker."""
 
-import json
-import logging
 
 import pytest
 import torch
 from conftest import small_config
-from safetensors.torch import load_file, save_file
 
 from cknet import CKNet, KnowledgeGraph
 from cknet.hub import MARKER, folder_kind, save_folder
 from cknet.modules.graph_model import KnowledgeGraphModel
 
-# The weight names a cknet 0.1 model saved, by prefix (the format as it was released).
-OLD_PREFIXES = {"cross_modal.": "knowledge_matrix.", "knowledge.graph_model.": "graph_model.",
-                "knowledge.matrix": "knowledge_bank", "text_encoder.": "text_embedding."}
 
-
-def as_saved_by_0_1(folder):
-    """Rewrite a saved model folder in the cknet 0.1 layout: no marker, old weight names,
-    ``top_k`` in the config."""
-    (folder / MARKER).unlink()
-    state = load_file(folder / "model.safetensors")
-    old = {}
-    for name, tensor in state.items():
-        for new, previous in OLD_PREFIXES.items():
-            if name.startswith(new):
-                name = previous + name[len(new):]
-                break
-        old[name] = tensor
-    save_file(old, folder / "model.safetensors")
-    config = json.loads((folder / "config.json").read_text())
-    config["top_k"] = config.pop("gamma")
-    (folder / "config.json").write_text(json.dumps(config))
-    return old
-
-
-@pytest.mark.parametrize("source", ["image", "static", "random", "none"])
-def test_a_model_saved_by_cknet_0_1_loads_with_identical_outputs(tmp_path, iu_tokenizer, source, caplog):
-    model = CKNet(small_config(knowledge_source=source), iu_tokenizer).eval()
-    model.save_pretrained(tmp_path / "m")
-    old = as_saved_by_0_1(tmp_path / "m")
-    assert source == "none" or any(k.startswith(("knowledge_bank", "graph_model.")) for k in old)
-    with caplog.at_level(logging.WARNING):
-        loaded = CKNet.from_pretrained(tmp_path / "m")
-    assert "cknet 0.1" in caplog.text and loaded.config.gamma == model.config.gamma
-    images = torch.randn(2, 2, 3, 64, 64)
-    ids, _ = iu_tokenizer.encode_batch(["no effusion.", "the heart is normal."])
-    with torch.no_grad():
-        assert torch.equal(loaded(images, ids).logits, model(images, ids).logits)
+@pytest.mark.parametrize("marker_of", ["model", "run"])
+def test_a_folder_cknet_did_not_mark_is_never_replaced_nor_read(tmp_path, iu_tokenizer, marker_of):
+    """A Hugging Face model folder (its own config.json and model.safetensors) or a folder
+    with a run.json looks like cknet's by its files; only the marker makes it so."""
+    model = CKNet(small_config(knowledge_source="random"), iu_tokenizer)
+    model.save_pretrained(tmp_path / "saved")
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    if marker_of == "model":  # every file of a cknet model but the marker, and the user's own
+        for path in (tmp_path / "saved").iterdir():
+            if path.name != MARKER and path.is_file():
+                (theirs / path.name).write_bytes(path.read_bytes())
+    else:
+        (theirs / "run.json").write_text("{}")
+    (theirs / "vocab.txt").write_text("the user's file")
+    before = {p.name: p.read_bytes() for p in theirs.iterdir()}
+    assert folder_kind(theirs) is None
+    with pytest.raises(FileExistsError, match="holds no cknet model"):
+        model.save_pretrained(theirs, overwrite=True)
+    if marker_of == "model":
+        with pytest.raises(ValueError, match="has no cknet.json"):
+            CKNet.from_pretrained(theirs)
+    assert {p.name: p.read_bytes() for p in theirs.iterdir()} == before
 
 
 def test_folders_say_what_they_hold_and_no_writer_crosses_kinds(tmp_path, iu_tokenizer):

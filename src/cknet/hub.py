@@ -17,9 +17,11 @@ is no ``flock``, `read_folder` compares the marker's ``save_id`` before and afte
 reading and reads again when it changed. Temporary folders of killed writers are removed by
 the next writer (their names carry the writer's process id).
 
-Folders written before the marker existed (cknet 0.1) are recognised by their files.
-`resolve_folder` turns a folder or a Hugging Face Hub id into a local folder, and says
-plainly when a local path does not exist instead of asking the Hub for it.
+Only the marker makes a folder cknet's: a folder without one (a Hugging Face model
+folder with its own ``config.json`` and ``model.safetensors``, a folder of the user's) is
+never replaced, and never read as a cknet folder. `resolve_folder` turns a folder or a
+Hugging Face Hub id into a local folder, and says plainly when a local path does not
+exist instead of asking the Hub for it.
 """
 
 from __future__ import annotations
@@ -43,16 +45,14 @@ MARKER = "cknet.json"
 FORMAT = 2
 KINDS = {"model": "a saved CKNet model", "graph_model": "a saved knowledge-graph model",
          "run": "a training run"}
-# What marks each kind in folders written before the marker existed.
-LEGACY_FILES = {"model": ("config.json", "model.safetensors"), "graph_model": ("graph_model.json",),
-                "run": ("run.json",)}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2
 T = TypeVar("T")
 
 
 def folder_kind(folder: str | os.PathLike[str]) -> str | None:
-    """What a folder holds: a kind of `KINDS`, or None (missing, empty, or not cknet's).
+    """What a folder holds: a kind of `KINDS`, or None (missing, empty, or without the
+    marker that cknet writes into every folder it saves).
 
     Args:
         folder: the folder.
@@ -65,12 +65,7 @@ def folder_kind(folder: str | os.PathLike[str]) -> str | None:
     """
     folder = Path(folder)
     marker = folder / MARKER
-    if marker.is_file():
-        return read_marker(folder)["kind"]
-    for kind, files in LEGACY_FILES.items():
-        if all((folder / name).is_file() for name in files):
-            return kind
-    return None
+    return read_marker(folder)["kind"] if marker.is_file() else None
 
 
 def read_marker(folder: Path) -> dict[str, Any]:
@@ -118,6 +113,9 @@ def check_kind(folder: Path, kind: str, writing: bool) -> str | None:
             f"{folder} is not empty and holds no cknet {kind.replace('_', ' ')}: choose another "
             f"folder (cknet replaces only folders it wrote itself)"
         )
+    if found is None and not writing and folder.is_dir():
+        raise ValueError(f"{folder} is not {KINDS[kind]}: it has no {MARKER}, which cknet writes into every "
+                         f"folder it saves (was it written by another tool, or copied without that file?)")
     if found is not None and found != kind:
         message = f"{folder} holds {KINDS[found]}, not {KINDS[kind]}"
         if writing:

@@ -1,4 +1,4 @@
-"""The folder of a saved `CKNet`, and reading folders of earlier versions.
+"""The folder of a saved `CKNet`.
 
 A saved model is one folder (written whole by `cknet.hub.save_folder`, kind ``"model"``):
 
@@ -8,17 +8,10 @@ A saved model is one folder (written whole by `cknet.hub.save_folder`, kind ``"m
   and its architecture (``config.json``) in ``text_encoder/``;
 - ``graph.json``: the knowledge graph;
 - ``README.md``: the model card; ``cknet.json``: the marker.
-
-Folders saved by cknet 0.1 (no marker) still load: their config keys and weight names
-are upgraded on reading (``top_k`` is now ``gamma``; the weights of the knowledge
-source, the cross-modal module and the text encoder moved). Re-save such a model with
-`CKNet.save_pretrained` to write the current layout.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,10 +35,6 @@ GRAPH_FILE = "graph.json"
 CARD_FILE = "README.md"
 FILES = (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, GRAPH_FILE)
 HUB_FILES = (*FILES, CARD_FILE, MARKER, f"{TEXT_ENCODER_DIR}/*")
-# cknet 0.1 weight names -> today's, by prefix
-LEGACY_PREFIXES = (("knowledge_matrix.", "cross_modal."), ("graph_model.", "knowledge.graph_model."),
-                   ("knowledge_bank", "knowledge.matrix"), ("text_embedding.", "text_encoder."))
-logger = logging.getLogger(__name__)
 Model = TypeVar("Model", bound=nn.Module)
 
 
@@ -95,8 +84,7 @@ def _read(cls: type[Model], folder: Path, map_location: str | torch.device) -> M
     missing = [name for name in FILES if not (folder / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{folder} is not a saved CKNet model: missing {', '.join(missing)}")
-    legacy = not (folder / MARKER).is_file()
-    config = _read_config(folder / CONFIG_FILE, legacy)
+    config = CKNetConfig.from_json_file(folder / CONFIG_FILE)
     tokenizer = load_tokenizer(folder / TOKENIZER_FILE)
     graph = KnowledgeGraph.from_json(folder / GRAPH_FILE)
     text_encoder = None
@@ -110,10 +98,6 @@ def _read(cls: type[Model], folder: Path, map_location: str | torch.device) -> M
         text_encoder = PretrainedTextEncoder.from_config(folder / TEXT_ENCODER_DIR, config.d_model,
                                                          config.dropout, config.train_text_encoder)
     state = load_weights(folder / WEIGHTS_FILE, map_location)
-    if legacy:
-        logger.warning("%s was saved by cknet 0.1: read with upgraded names; re-save it with "
-                       "save_pretrained to write the current layout", folder)
-        state = upgrade_legacy_state(state)
     # Empty modules of the right shapes (no backbone weights fetched); the saved
     # weights replace every one of them.
     source = config.knowledge_source
@@ -133,36 +117,3 @@ def _read(cls: type[Model], folder: Path, map_location: str | torch.device) -> M
     load_state(model, state, folder / WEIGHTS_FILE)
     return model.to(map_location)
 
-
-def _read_config(path: Path, legacy: bool) -> CKNetConfig:
-    if not legacy:
-        return CKNetConfig.from_json_file(path)
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path} is not a JSON config: {err}") from None
-    if isinstance(data, dict) and "top_k" in data:
-        data["gamma"] = data.pop("top_k")
-    try:
-        return CKNetConfig.from_dict(data)
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
-
-
-def upgrade_legacy_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename the weights of a cknet 0.1 model to today's names.
-
-    Args:
-        state: the saved tensors by name.
-
-    Returns:
-        The same tensors under the current names.
-    """
-    upgraded = {}
-    for name, tensor in state.items():
-        for old, new in LEGACY_PREFIXES:
-            if name.startswith(old):
-                name = new + name[len(old):]
-                break
-        upgraded[name] = tensor
-    return upgraded
