@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 import cknet
 from cknet import CKNetConfig
 from cknet.cli import main
@@ -64,6 +66,14 @@ def test_generate_command(tmp_path, capsys, iu_annotation, iu_tokenizer):
 
     rows = list(csv.DictReader(csv_out.open()))
     assert [r["prediction"] for r in rows] == expected
+    capsys.readouterr()
+    # the progress bar counts studies: 2 of 2 in a batch of up to 16, not 16 of 2
+    assert main(args[:-3] + ["--output", str(tmp_path / "bar.json"), "--batch-size", "16"]) == 0
+    bar = capsys.readouterr().err
+    assert "2/2" in bar and "16/2" not in bar
+    (tmp_path / "folder.json").mkdir()
+    with pytest.raises(SystemExit, match="is a folder"):
+        main(args[:-3] + ["--output", str(tmp_path / "folder.json")])
 
 
 def test_generate_command_reports_bad_input(tmp_path, capsys, iu_tokenizer):

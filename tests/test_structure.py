@@ -90,3 +90,16 @@ def test_the_model_class_stays_small():
     model = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "CKNet")
     lines = model.end_lineno - model.lineno + 1
     assert lines <= MAX_MODEL_CLASS_LINES, f"CKNet is {lines} lines"
+
+
+def test_the_public_names_are_listed_once_and_all_resolve():
+    tree = ast.parse((PACKAGE / "__init__.py").read_text(encoding="utf-8"))
+    typed = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.If)
+             for child in ast.walk(node) if isinstance(child, ast.ImportFrom) for alias in child.names}
+    exports = set(cknet._EXPORTS)
+    assert typed == exports, (typed ^ exports)
+    assert set(cknet.__all__) == exports | {"__version__"}
+    for name in ("KnowledgeGraphModel", "Trainer", "TrainingConfig", "evaluate", "StudyFeatures"):
+        assert name in cknet.__all__
+    for name in cknet.__all__:
+        assert getattr(cknet, name) is not None

@@ -61,6 +61,8 @@ def _generate(args: argparse.Namespace) -> int:
     if output is not None:
         if output.suffix.lower() not in (".json", ".csv"):
             raise SystemExit(f"error: --output must end in .json or .csv, got {output}")
+        if output.is_dir():
+            raise SystemExit(f"error: --output {output} is a folder; give the path of a .json or .csv file")
         if output.exists() and not args.overwrite:
             raise SystemExit(f"error: {output} exists; pass --overwrite to replace it")
         if not output.parent.is_dir():
@@ -102,7 +104,7 @@ def _generate(args: argparse.Namespace) -> int:
                         print(f"{record['id']}\t{record['prediction']}")
                 if output is not None:  # what is done is kept, batch by batch
                     _write_records(output, records)
-            bar.update(args.batch_size)
+            bar.update(len(studies[start:start + args.batch_size]))  # the last batch may be short
     if skipped:
         print(f"skipped {len(skipped)} of {len(studies)} studies with unreadable images:", file=sys.stderr)
         for _, reason in skipped[:20]:

@@ -154,21 +154,15 @@ class CKNet(nn.Module):
         return None if self.knowledge is None else self.knowledge(images)
 
     def study_features(self, images: torch.Tensor, reuse_maps: bool | None = None) -> StudyFeatures:
-        """The part of `encode` that a frozen backbone lets one cache: the backbone's maps
-        and, for a per-study knowledge source, each study's G.
+        """The part of `encode` that a frozen backbone lets one cache (`StudyFeatures`):
+        the backbone's maps and, for a per-study knowledge source, each study's G.
 
         Args:
             images: ``(B, V, 3, S, S)`` preprocessed images (``(B, 3, S, S)`` for V = 1).
             reuse_maps: compute G from the visual backbone's maps (one backbone pass for
-                both) instead of from the images; default: when the visual CNN is the
-                graph model's (``config.share_backbone``). `cknet.training.FeatureCache`
-                also sets it for a frozen copy of the graph model's CNN.
-
-        Returns:
-            The `StudyFeatures`.
-
-        Raises:
-            ValueError: for malformed images.
+                both); default: when the visual CNN is the graph model's
+                (``config.share_backbone``). `cknet.training.FeatureCache` also sets it
+                for a frozen copy of the graph model's CNN.
         """
         images = check_images(images, self.config)
         maps = self.visual_extractor.maps(images)
@@ -179,20 +173,13 @@ class CKNet(nn.Module):
         return StudyFeatures(maps, knowledge)
 
     def encode(self, images: torch.Tensor | None = None, features: StudyFeatures | None = None) -> Encoding:
-        """Everything the decoder needs from a batch of studies, computed once per study:
-        from their images, or from their cached `StudyFeatures`. The one place that
+        """Everything the decoder needs from a batch of studies (an `Encoding`), from
+        their images or their cached `StudyFeatures` (exactly one): the one place that
         decides between the two, and between a per-study and a shared G.
 
         Args:
             images: ``(B, V, 3, S, S)`` preprocessed images (``(B, 3, S, S)`` for V = 1).
             features: the studies' cached maps (and per-study G), instead of images.
-
-        Returns:
-            The `Encoding`.
-
-        Raises:
-            ValueError: unless exactly one of ``images`` and ``features`` is given; for
-                malformed images; for features without the G a per-study source needs.
         """
         if (images is None) == (features is None):
             raise ValueError("encode takes images or features (cached StudyFeatures), exactly one of them")
@@ -258,7 +245,9 @@ class CKNet(nn.Module):
         labels: torch.Tensor | None = None,
         features: StudyFeatures | None = None,
     ) -> CKNetOutput:
-        """Teacher-forced forward pass.
+        """Teacher-forced forward pass: a `CKNetOutput` with ``logits`` ``(B, T,
+        vocab_size)`` and, given labels, the mean cross-entropy over the non-ignored target
+        tokens. Raises ValueError for malformed images, token ids or labels.
 
         Args:
             images: ``(B, V, 3, S, S)`` preprocessed images (``(B, 3, S, S)`` for V = 1);
@@ -268,13 +257,6 @@ class CKNet(nn.Module):
                 same tensor); the model shifts them, so ``logits[:, t]`` is scored against
                 ``labels[:, t + 1]``. ``<pad>`` and -100 are ignored.
             features: the studies' cached `StudyFeatures` instead of images (see `encode`).
-
-        Returns:
-            `CKNetOutput` with ``logits`` ``(B, T, vocab_size)`` and, given labels, the mean
-            cross-entropy over the non-ignored target tokens.
-
-        Raises:
-            ValueError: for malformed images, token ids or labels.
         """
         encoding = self.encode(images, features)
         check_input_ids(input_ids, self.config.vocab_size, encoding.memory.shape[0])
