@@ -1,6 +1,8 @@
 """Extending cknet from outside the package: a knowledge source, a logits processor, a
 dataset preset (the examples of docs/extending.md)."""
 
+import copy
+
 import pytest
 import torch
 from conftest import small_config
@@ -130,3 +132,46 @@ def test_adding_a_dataset_preset_is_one_table_entry(monkeypatch, iu_annotation):
     assert len(model.generate(torch.randn(2, 1, 3, 64, 64), max_new_tokens=4)) == 2
     with pytest.raises(ValueError, match="toy_cxr"):
         CKNetConfig.preset("not_a_dataset")
+
+
+def test_the_factory_builds_a_registered_source_named_in_the_config(tmp_path, iu_tokenizer):
+    @cknet.register_knowledge_source
+    class OnesKnowledge(cknet.KnowledgeSource):
+        """Built from the config alone: M = 5 rows of ones."""
+
+        name = "ones-test"
+
+        def __init__(self, num_vectors: int, dim: int) -> None:
+            super().__init__(num_vectors, dim)
+            self.register_buffer("matrix", torch.ones(num_vectors, dim))
+
+        def forward(self, images=None):
+            return self.matrix
+
+        @classmethod
+        def create(cls, config, graph, graph_model):
+            return cls(5, config.d_knowledge)
+
+        @classmethod
+        def for_loading(cls, config, graph, shapes):
+            return cls(*shapes["matrix"])
+
+    try:
+        from cknet.knowledge import create_knowledge_source
+
+        config = small_config(knowledge_source="ones-test", gamma=2)
+        source = create_knowledge_source(config, cknet.KnowledgeGraph.openi40(), None)
+        assert isinstance(source, OnesKnowledge) and source.num_vectors == 5
+        model = CKNet(config, iu_tokenizer).eval()  # no instance passed: the registry builds it
+        assert isinstance(model.knowledge, OnesKnowledge) and torch.equal(model.knowledge_matrix(),
+                                                                          torch.ones(5, 32))
+        model.save_pretrained(tmp_path / "m")
+        loaded = CKNet.from_pretrained(tmp_path / "m")
+        assert isinstance(loaded.knowledge, OnesKnowledge) and loaded.knowledge.num_vectors == 5
+        unknown = copy.copy(config)
+        unknown.knowledge_source = "nobody-registered-this"
+        with pytest.raises(ValueError, match="not registered"):
+            create_knowledge_source(unknown, cknet.KnowledgeGraph.openi40(), None)
+    finally:
+        KNOWLEDGE_SOURCES.pop("ones-test", None)
+        KNOWLEDGE_SOURCE_NAMES.discard("ones-test")

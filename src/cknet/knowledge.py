@@ -10,14 +10,17 @@ G to `CKNet`; the config's ``knowledge_source`` names one:
 | ``"image"`` | node embeddings of the frozen graph model, per study, ``(B, M, d)`` | CKNet |
 | ``"static"`` | their mean over the training split, one ``(M, d)`` buffer | CKNet, read literally |
 | ``"random"`` | a trainable random ``(M, d)`` matrix | +MEN ablation |
-| ``"none"`` | no knowledge matrix (`build_knowledge_source` returns None) | Base ablation |
+| ``"none"`` | no knowledge matrix (`create_knowledge_source` returns None) | Base ablation |
 
 M is N + 1: the graph's N finding nodes and the global node (row 0).
 
-Your own source (a matrix built from a text knowledge base, a different graph model,
-...) is a subclass with a ``name``; pass an instance as ``CKNet(..., knowledge=...)``
-and, so that `CKNet.from_pretrained` can rebuild it, register the class with
-`register_knowledge_source` (see ``docs/extending.md``).
+Sources are a registry, as timm's models are: `register_knowledge_source` makes a
+subclass known by its ``name``, and `create_knowledge_source` builds the one a config
+names through the class's `KnowledgeSource.create`, built-in or yours alike. Your own
+source (a matrix built from a text knowledge base, a different graph model, ...) is a
+registered subclass: name it in the config, or pass an instance as
+``CKNet(..., knowledge=...)``; `CKNet.from_pretrained` rebuilds it by name (see
+``docs/extending.md``).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class KnowledgeSource(nn.Module, ABC):
 
     name: ClassVar[str]
     per_study: ClassVar[bool] = False
+    uses_graph_model: ClassVar[bool] = False  # built from CKNet(..., graph_model=...)
 
     def __init__(self, num_vectors: int, dim: int) -> None:
         super().__init__()
@@ -90,6 +94,24 @@ class KnowledgeSource(nn.Module, ABC):
         """
         return cls(graph.num_nodes + 1, config.d_knowledge)
 
+    @classmethod
+    def create(cls, config: CKNetConfig, graph: KnowledgeGraph,
+               graph_model: KnowledgeGraphModel | None) -> KnowledgeSource:
+        """The source for a new model whose config names this class
+        (`create_knowledge_source` calls it). Override it to build yours from the config;
+        by default it is `for_loading` with no saved shapes.
+
+        Args:
+            config: the new model's config.
+            graph: its knowledge graph.
+            graph_model: the pretrained graph stage, for a source with
+                ``uses_graph_model``; else None.
+
+        Returns:
+            The source.
+        """
+        return cls.for_loading(config, graph, {})
+
 
 class GraphModelKnowledge(KnowledgeSource):
     """``"image"``: the frozen, pretrained graph model's node embeddings of each study
@@ -101,6 +123,7 @@ class GraphModelKnowledge(KnowledgeSource):
 
     name = "image"
     per_study = True
+    uses_graph_model = True
 
     def __init__(self, graph_model: KnowledgeGraphModel) -> None:
         super().__init__(graph_model.graph.num_nodes + 1, graph_model.d_knowledge)
@@ -150,6 +173,21 @@ class GraphModelKnowledge(KnowledgeSource):
         return cls(KnowledgeGraphModel(graph, config.graph_backbone or config.backbone, config.d_knowledge,
                                        config.num_gcn_layers))
 
+    @classmethod
+    def create(cls, config: CKNetConfig, graph: KnowledgeGraph,
+               graph_model: KnowledgeGraphModel | None) -> GraphModelKnowledge:
+        """The frozen graph model's source (see `KnowledgeSource.create`).
+
+        Args:
+            config: the new model's config.
+            graph: its knowledge graph.
+            graph_model: the pretrained graph stage (None: an untrained one, with a warning).
+        """
+        if graph_model is None:
+            _warn_untrained()
+            return cls.for_loading(config, graph, {})
+        return cls(graph_model)
+
 
 class StaticKnowledge(KnowledgeSource):
     """``"static"``: one frozen matrix for the whole dataset, e.g. the graph model's mean
@@ -161,6 +199,7 @@ class StaticKnowledge(KnowledgeSource):
     """
 
     name = "static"
+    uses_graph_model = True
 
     def __init__(self, matrix: torch.Tensor) -> None:
         if matrix.dim() != 2:
@@ -203,6 +242,21 @@ class StaticKnowledge(KnowledgeSource):
             shapes: the saved shapes; ``"matrix"`` gives the matrix's.
         """
         return cls(torch.zeros(shapes.get("matrix", (graph.num_nodes + 1, config.d_knowledge))))
+
+    @classmethod
+    def create(cls, config: CKNetConfig, graph: KnowledgeGraph,
+               graph_model: KnowledgeGraphModel | None) -> StaticKnowledge:
+        """The graph model's mean node embeddings (see `KnowledgeSource.create`).
+
+        Args:
+            config: the new model's config.
+            graph: its knowledge graph.
+            graph_model: the pretrained graph stage (None: a zero matrix, with a warning).
+        """
+        if graph_model is None:
+            _warn_untrained()
+            return cls.for_loading(config, graph, {})
+        return cls.from_graph_model(graph_model)
 
 
 class RandomKnowledge(KnowledgeSource):
@@ -252,10 +306,11 @@ def register_knowledge_source(source: type[KnowledgeSource]) -> type[KnowledgeSo
     return source
 
 
-def build_knowledge_source(
+def create_knowledge_source(
     config: CKNetConfig, graph: KnowledgeGraph, graph_model: KnowledgeGraphModel | None
 ) -> KnowledgeSource | None:
-    """The built-in source that ``config.knowledge_source`` names.
+    """The source that ``config.knowledge_source`` names, built by its registered class's
+    `KnowledgeSource.create` (the built-in ones and those of `register_knowledge_source`).
 
     Args:
         config: the model config.
@@ -269,26 +324,24 @@ def build_knowledge_source(
     graph stage (a warning says so): only for tests, or before loading saved weights.
 
     Raises:
-        ValueError: for a name that is not built in (pass your own source as
-            ``CKNet(..., knowledge=...)``).
+        ValueError: for a name no class is registered under.
     """
     name = config.knowledge_source
     if name == "none":
         return None
-    if name in ("image", "static") and graph_model is None:
-        logger.warning(
-            "CKNet is built without a pretrained graph_model: its knowledge matrix comes from an "
-            "untrained knowledge-graph stage. Pretrain one with cknet.training.GraphPretrainer (or "
-            "`cknet pretrain-graph`) and pass it as graph_model."
+    if name not in KNOWLEDGE_SOURCES:
+        raise ValueError(
+            f"config.knowledge_source {name!r} is not registered "
+            f"({', '.join(['none', *KNOWLEDGE_SOURCES])}): "
+            f"register your KnowledgeSource class with cknet.register_knowledge_source, or pass an "
+            f"instance as CKNet(..., knowledge=...)"
         )
-        return KNOWLEDGE_SOURCES[name].for_loading(config, graph, {})
-    if name == "image":
-        return GraphModelKnowledge(graph_model)
-    if name == "static":
-        return StaticKnowledge.from_graph_model(graph_model)
-    if name == "random":
-        return RandomKnowledge(graph.num_nodes + 1, config.d_knowledge)
-    raise ValueError(
-        f"config.knowledge_source {name!r} is not built in ({', '.join(['none', *KNOWLEDGE_SOURCES])}); "
-        f"pass your own KnowledgeSource as CKNet(..., knowledge=...)"
+    return KNOWLEDGE_SOURCES[name].create(config, graph, graph_model)
+
+
+def _warn_untrained() -> None:
+    logger.warning(
+        "CKNet is built without a pretrained graph_model: its knowledge matrix comes from an "
+        "untrained knowledge-graph stage. Pretrain one with cknet.training.GraphPretrainer (or "
+        "`cknet pretrain-graph`) and pass it as graph_model."
     )

@@ -10,9 +10,10 @@ import os
 from cknet.config import CKNetConfig
 from cknet.graph import KnowledgeGraph
 from cknet.knowledge import (
+    KNOWLEDGE_SOURCES,
     GraphModelKnowledge,
     KnowledgeSource,
-    build_knowledge_source,
+    create_knowledge_source,
     register_knowledge_source,
 )
 from cknet.modules.graph_model import KnowledgeGraphModel
@@ -40,7 +41,7 @@ def checked_parts(
         config, graph = _check_graph_model(graph_model, config, graph)
     graph = graph if graph is not None else KnowledgeGraph.openi40()
     if knowledge is None:
-        knowledge = build_knowledge_source(config, graph, graph_model)
+        knowledge = create_knowledge_source(config, graph, graph_model)
     else:
         config = _check_own_knowledge(knowledge, config, graph_model)
     if config.share_backbone and not (isinstance(knowledge, GraphModelKnowledge)
@@ -58,8 +59,10 @@ def _check_graph_model(graph_model: KnowledgeGraphModel, config: CKNetConfig,
     """The config recording the graph model's CNN and GCN depth (so that a saved model
     rebuilds it) and its graph, after checking that it fits the config and ``graph``."""
     backbone = graph_model.settings["backbone"]
-    if config.knowledge_source not in ("image", "static"):
-        raise ValueError(f"a graph_model is used by the 'image' and 'static' knowledge sources, not "
+    source = KNOWLEDGE_SOURCES.get(config.knowledge_source)
+    if source is None or not source.uses_graph_model:
+        users = [name for name, cls in KNOWLEDGE_SOURCES.items() if cls.uses_graph_model]
+        raise ValueError(f"a graph_model is used by the knowledge sources {users}, not "
                          f"{config.knowledge_source!r}")
     if graph is not None and graph != graph_model.graph:
         raise ValueError("graph differs from the graph the graph_model was trained on")
