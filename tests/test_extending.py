@@ -2,6 +2,7 @@
 dataset preset (the examples of docs/extending.md)."""
 
 import copy
+import json
 
 import pytest
 import torch
@@ -116,9 +117,16 @@ def test_greedy_with_a_processor_equals_argmax_of_the_processed_recomputation(iu
     assert texts == [iu_tokenizer.decode(row) for row in ids]
 
 
-def test_adding_a_dataset_preset_is_one_table_entry(monkeypatch, iu_annotation):
-    monkeypatch.setitem(DATASETS, "toy_cxr", DatasetPreset(num_views=1, max_length=24, vocab_threshold=2,
-                                                           fold_whitespace=True))
+def test_adding_a_dataset_preset_is_one_registration(iu_annotation):
+    preset = DatasetPreset(num_views=1, max_length=24, vocab_threshold=2, fold_whitespace=True)
+    assert cknet.register_dataset("toy_cxr", preset) is preset
+    assert cknet.register_dataset("toy_cxr", preset) is preset  # the same preset again: fine
+    with pytest.raises(ValueError, match="taken"):
+        cknet.register_dataset("toy_cxr", DatasetPreset(num_views=2, max_length=24, vocab_threshold=2))
+    with pytest.raises(ValueError, match="taken"):
+        cknet.register_dataset("iu_xray", preset)
+    with pytest.raises(TypeError):
+        DATASETS["toy_cxr"] = preset  # the registry is no mutable global
     config = CKNetConfig.preset("toy_cxr", backbone="resnet18", image_size=64, d_model=32, num_heads=2,
                                 d_ff=32, d_knowledge=16, gamma=4, num_encoder_layers=1, num_decoder_layers=1)
     assert (config.num_views, config.max_length) == (1, 24)
@@ -175,3 +183,86 @@ def test_the_factory_builds_a_registered_source_named_in_the_config(tmp_path, iu
     finally:
         KNOWLEDGE_SOURCES.pop("ones-test", None)
         KNOWLEDGE_SOURCE_NAMES.discard("ones-test")
+
+
+class TinyCNN(torch.nn.Module):
+    """A user's own CNN: 3 x H x W images to 24 x H/8 x W/8 maps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 16, 3, stride=4, padding=1), torch.nn.ReLU(),
+            torch.nn.Conv2d(16, 24, 3, stride=2, padding=1), torch.nn.ReLU())
+
+    def forward(self, images):
+        return self.layers(images)
+
+
+def tiny_graph():
+    return cknet.KnowledgeGraph(["effusion", "atelectasis", "cardiomegaly"], [("effusion", "atelectasis")])
+
+
+def test_ones_own_backbone_and_graph_by_name_work_in_cknet_pretraining_and_loading(tmp_path, iu_tokenizer,
+                                                                                    capsys):
+    from test_annotation import write_dataset
+
+    from cknet.cli import main
+    from cknet.modules.graph_model import KnowledgeGraphModel
+
+    built = []
+
+    def build_tiny(weights):
+        built.append(weights)
+        return TinyCNN()
+
+    cknet.register_backbone("tiny-cnn-test", build_tiny)
+    cknet.register_graph("tiny-graph-test", tiny_graph)
+    with pytest.raises(ValueError, match="torchvision model's name"):
+        cknet.register_backbone("resnet18", build_tiny)
+    with pytest.raises(ValueError, match="taken"):
+        cknet.register_graph("openi40", tiny_graph)
+    graph = cknet.KnowledgeGraph.by_name("tiny-graph-test")
+    assert graph.name == "tiny-graph-test" and graph.num_nodes == 3
+    with pytest.raises(ValueError, match="registered"):
+        cknet.KnowledgeGraph.by_name("no-such-graph")
+
+    # the command line: the graph by name, the backbone by name
+    write_dataset(tmp_path / "data", count=12)
+    args = ["pretrain-graph", "--data-dir", str(tmp_path / "data"), "--graph", "tiny-graph-test",
+            "--backbone", "tiny-cnn-test", "--image-size", "64", "--d-knowledge", "16", "--epochs", "1",
+            "--batch-size", "8", "--output", str(tmp_path / "graph_model"), "--quiet", "--device", "cpu"]
+    assert main(args) == 0, capsys.readouterr().err
+    graph_model = KnowledgeGraphModel.from_pretrained(tmp_path / "graph_model")
+    assert graph_model.graph.name == "tiny-graph-test" and graph_model.backbone.num_channels == 24
+
+    # the model: the user's CNN as the visual extractor, the pretrained graph stage as G
+    config = small_config(backbone="tiny-cnn-test", d_knowledge=16, gamma=2)
+    model = CKNet(config, iu_tokenizer, graph_model=graph_model).eval()
+    assert isinstance(model.visual_extractor.backbone.trunk, TinyCNN)
+    images = images_for(model.config)
+    ids, _ = iu_tokenizer.encode_batch(["no effusion.", "the heart is normal."])
+    model.save_pretrained(tmp_path / "m")
+    loaded = CKNet.from_pretrained(tmp_path / "m")
+    assert isinstance(loaded.visual_extractor.backbone.trunk, TinyCNN)
+    with torch.no_grad():
+        assert torch.equal(loaded(images, ids).logits, model(images, ids).logits)
+
+
+def test_installed_plugins_are_loaded_by_the_command_line(monkeypatch, capsys):
+    import importlib.metadata
+
+    from cknet.cli import main
+    from cknet.presets import DATASETS
+
+    class EntryPoint:
+        name, value = "toy", "toy_plugin"
+
+        def load(self):
+            if "plugin_cxr" not in DATASETS:
+                preset = DatasetPreset(num_views=1, max_length=30, vocab_threshold=2)
+                cknet.register_dataset("plugin_cxr", preset)
+
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda group: [EntryPoint()] if group == "cknet.plugins" else [])
+    assert main(["config", "plugin_cxr"]) == 0  # a dataset only the plugin knows
+    assert CKNetConfig.from_dict(json.loads(capsys.readouterr().out)).max_length == 30

@@ -40,6 +40,9 @@ _EXPORTS = {
     "Trainer": "cknet.training",
     "TrainingConfig": "cknet.training",
     "evaluate": "cknet.evaluation",
+    "register_dataset": "cknet.presets",
+    "register_graph": "cknet.graph",
+    "register_backbone": "cknet.modules.visual",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
@@ -54,6 +57,7 @@ if TYPE_CHECKING:
     from cknet.generation import GenerationConfig as GenerationConfig
     from cknet.generation import LogitsProcessor as LogitsProcessor
     from cknet.graph import KnowledgeGraph as KnowledgeGraph
+    from cknet.graph import register_graph as register_graph
     from cknet.kernels import knowledge_query as knowledge_query
     from cknet.knowledge import KnowledgeSource as KnowledgeSource
     from cknet.knowledge import register_knowledge_source as register_knowledge_source
@@ -66,6 +70,8 @@ if TYPE_CHECKING:
     from cknet.modules.text import TokenEmbedding as TokenEmbedding
     from cknet.modules.transformer import CKNetTransformer as CKNetTransformer
     from cknet.modules.visual import VisualExtractor as VisualExtractor
+    from cknet.modules.visual import register_backbone as register_backbone
+    from cknet.presets import register_dataset as register_dataset
     from cknet.tokenizers import PretrainedReportTokenizer as PretrainedReportTokenizer
     from cknet.tokenizers import ReportTokenizer as ReportTokenizer
     from cknet.training import Trainer as Trainer

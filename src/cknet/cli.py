@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cknet.io import write_text_atomic
+from cknet.registry import load_plugins
 from cknet.version import __version__
 
 
@@ -119,7 +120,9 @@ def _add_data_arguments(command: argparse.ArgumentParser) -> None:
                          help="annotation.json (default: DATA_DIR/annotation.json)")
     command.add_argument("--image-dir", type=Path,
                          help="image root (default: images/ beside the annotation)")
-    command.add_argument("--graph", default="openi40", help="openi40, chexpert14 or a graph JSON file")
+    command.add_argument("--graph", default="openi40",
+                         help="a registered graph (openi40, chexpert14, or one a cknet.plugins entry point "
+                              "registers) or a graph JSON file")
 
 
 def _annotation_path(args: argparse.Namespace) -> Path:
@@ -129,13 +132,9 @@ def _annotation_path(args: argparse.Namespace) -> Path:
 
 
 def _graph_from_argument(value: str):
-    from cknet.graph import KnowledgeGraph
+    from cknet.graph import GRAPHS, KnowledgeGraph
 
-    if value == "openi40":
-        return KnowledgeGraph.openi40()
-    if value == "chexpert14":
-        return KnowledgeGraph.chexpert14()
-    return KnowledgeGraph.from_json(value)
+    return KnowledgeGraph.by_name(value) if value in GRAPHS else KnowledgeGraph.from_json(value)
 
 
 def _pretrain_graph(args: argparse.Namespace) -> int:
@@ -430,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cknet`` console script; returns the exit status."""
+    load_plugins()  # what installed packages register, before the choices are listed
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if args.command is None:

@@ -6,9 +6,10 @@ knowledge vectors of a 512-dimensional knowledge matrix; beam size 3; a DenseNet
 visual extractor.
 
 What differs between datasets (views per study, longest report, vocabulary threshold,
-report cleaning) is one entry of `DATASETS`; `CKNetConfig.preset(name)` builds a config
-from it (`CKNetConfig.iu_xray()` and `CKNetConfig.mimic_cxr()` are the two built in).
-Adding a dataset is adding one `DatasetPreset` to that table.
+report cleaning) is one `DatasetPreset` of the `cknet.presets.DATASETS` registry;
+`CKNetConfig.preset(name)` builds a config from it (`CKNetConfig.iu_xray()` and
+`CKNetConfig.mimic_cxr()` are the two built in). Adding a dataset is
+`cknet.register_dataset(name, DatasetPreset(...))`, with no change to cknet.
 
 A config round-trips through `to_dict` / `from_dict` and `to_json_file` /
 `from_json_file`; unknown keys and values of the wrong type raise a `ValueError` that
@@ -26,6 +27,12 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
+# The dataset presets, here too for those who import them with the config.
+from cknet.presets import DATASETS as DATASETS
+from cknet.presets import DatasetPreset as DatasetPreset
+from cknet.presets import dataset_preset as dataset_preset
+from cknet.presets import register_dataset as register_dataset
+
 KnowledgeWeighting = Literal["softmax", "sum"]
 KernelBackend = Literal["auto", "torch", "triton"]
 
@@ -33,51 +40,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-@dataclass(frozen=True)
-class DatasetPreset:
-    """What differs between datasets, in one place.
-
-    Attributes:
-        num_views: images per study (IU X-Ray: frontal and lateral).
-        max_length: longest report in tokens, ``<bos>`` and ``<eos>`` included (R2Gen's).
-        vocab_threshold: a word enters the vocabulary if it occurs this often in the
-            training reports (R2Gen's).
-        fold_whitespace: report cleaning also folds newlines, underscores and repeated
-            spaces (R2Gen does for MIMIC-CXR).
-    """
-
-    num_views: int
-    max_length: int
-    vocab_threshold: int
-    fold_whitespace: bool = False
-
-
-DATASETS: dict[str, DatasetPreset] = {
-    "iu_xray": DatasetPreset(num_views=2, max_length=60, vocab_threshold=3),
-    "mimic_cxr": DatasetPreset(num_views=1, max_length=100, vocab_threshold=10, fold_whitespace=True),
-}
-
-
 # The names `CKNetConfig.knowledge_source` accepts: the built-in sources, and those that
 # `cknet.register_knowledge_source` adds.
 KNOWLEDGE_SOURCE_NAMES: set[str] = {"image", "static", "random", "none"}
-
-
-def dataset_preset(name: str) -> DatasetPreset:
-    """The `DATASETS` entry of a dataset.
-
-    Args:
-        name: its key, e.g. ``"iu_xray"``.
-
-    Returns:
-        The preset.
-
-    Raises:
-        ValueError: for a name not in `DATASETS` (the message lists them).
-    """
-    if not isinstance(name, str) or name not in DATASETS:
-        raise ValueError(f"dataset must be one of {sorted(DATASETS)} (cknet.config.DATASETS), got {name!r}")
-    return DATASETS[name]
 
 
 @dataclass

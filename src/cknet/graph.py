@@ -6,7 +6,9 @@ report labelers), and undirected edges link related findings. The
 findings yields N + 1 knowledge vectors.
 
 The built-in default is `KnowledgeGraph.openi40()`: the 40 IU X-Ray MeSH keywords and
-their adjacency from earlier work (MIT licence, see NOTICE).
+their adjacency from earlier work (MIT licence, see NOTICE). Graphs have names in the
+`GRAPHS` registry (``"openi40"``, ``"chexpert14"``, and yours with `register_graph`):
+`KnowledgeGraph.by_name` builds one, and ``cknet pretrain-graph --graph NAME`` takes one.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import resources
 
 import numpy as np
 import torch
 
 from cknet.io import write_text_atomic
+from cknet.registry import Registry
 
 
 class KnowledgeGraph:
@@ -302,6 +305,27 @@ class KnowledgeGraph:
                    f"min_probability={min_probability}")
 
     @classmethod
+    def by_name(cls, name: str) -> KnowledgeGraph:
+        """The graph registered as ``name`` (see `register_graph`).
+
+        Args:
+            name: ``"openi40"``, ``"chexpert14"`` or a name you registered.
+
+        Returns:
+            A new graph from the name's factory, named ``name``.
+
+        Raises:
+            ValueError: for an unregistered name (the message lists the registered ones),
+                or a factory that does not return a `KnowledgeGraph`.
+        """
+        graph = GRAPHS[name]()
+        if not isinstance(graph, KnowledgeGraph):
+            raise ValueError(f"the factory of the graph {name!r} returned a {type(graph).__name__}, "
+                             f"not a KnowledgeGraph")
+        graph.name = name
+        return graph
+
+    @classmethod
     def chexpert14(cls) -> KnowledgeGraph:
         """The 14 CheXpert observations, in CheXpert's order, with cliques inside organ
         groups (heart and mediastinum; lung parenchyma; pleura), for MIMIC-CXR users.
@@ -401,3 +425,24 @@ class KnowledgeGraph:
 
     def __repr__(self) -> str:
         return f"KnowledgeGraph(name={self.name!r}, num_nodes={self.num_nodes}, num_edges={self.num_edges})"
+
+
+GRAPHS: Registry[Callable[[], KnowledgeGraph]] = Registry(
+    "knowledge graph", {"openi40": KnowledgeGraph.openi40, "chexpert14": KnowledgeGraph.chexpert14})
+
+
+def register_graph(name: str, factory: Callable[[], KnowledgeGraph]) -> Callable[[], KnowledgeGraph]:
+    """Make a graph known by name to `KnowledgeGraph.by_name` and to ``cknet pretrain-graph
+    --graph NAME``; returns ``factory``.
+
+    Args:
+        name: the graph's name (saved models keep it as ``KnowledgeGraph.name``).
+        factory: builds the graph, without arguments.
+
+    Raises:
+        ValueError: for a name taken by another factory, or a factory that is not callable.
+    """
+    if not callable(factory):
+        raise ValueError(f"register_graph takes a function that builds the graph, "
+                         f"got {type(factory).__name__}")
+    return GRAPHS.register(name, factory)

@@ -5,19 +5,22 @@ For any graph, each node is found by its name and synonyms (whole words, a trail
 uncertainty scoped to the clause). `KeywordLabeler.openi40()` uses phrases tuned, on
 the IU X-Ray train split only, to agree with the human MeSH indexing of the reports
 (see ``docs/knowledge_graph.md`` for per-node agreement on the val split).
+`keyword_labeler` picks the labeler of a graph: the one registered for its name in
+`KEYWORD_LABELERS` (``register_keyword_labeler``), else the generic one.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import resources
 
 import numpy as np
 
 from cknet.graph import KnowledgeGraph
 from cknet.labeler.rules import Finding, RuleLabeler, binarize
+from cknet.registry import Registry
 
 
 def _phrase_pattern(phrase: str) -> str:
@@ -124,3 +127,33 @@ class KeywordLabeler:
             ``(num_reports, num_nodes)`` int64 0/1 labels.
         """
         return binarize(self.label(reports), uncertain)
+
+
+KEYWORD_LABELERS: Registry[Callable[[KnowledgeGraph], KeywordLabeler]] = Registry(
+    "keyword labeler", {"openi40": KeywordLabeler.openi40})
+
+
+def register_keyword_labeler(graph_name: str, factory: Callable[[KnowledgeGraph], KeywordLabeler]
+                             ) -> Callable[[KnowledgeGraph], KeywordLabeler]:
+    """Use ``factory(graph)`` as the labeler of graphs named ``graph_name`` (tuned phrases
+    for your graph's nodes); returns ``factory``.
+
+    Args:
+        graph_name: the `KnowledgeGraph.name` it labels.
+        factory: builds the labeler from the graph.
+    """
+    return KEYWORD_LABELERS.register(graph_name, factory)
+
+
+def keyword_labeler(graph: KnowledgeGraph) -> KeywordLabeler:
+    """The labeler of a graph's nodes: the one registered for its name, else the generic
+    `KeywordLabeler` over the nodes' names and synonyms.
+
+    Args:
+        graph: the knowledge graph.
+
+    Returns:
+        The labeler.
+    """
+    factory = KEYWORD_LABELERS.get(graph.name)
+    return factory(graph) if factory is not None else KeywordLabeler(graph)

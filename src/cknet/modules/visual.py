@@ -5,16 +5,24 @@ Equation (1) of the paper: {v^s_1, ..., v^s_Ns} = f_img(I). The CNN's last featu
 from C to d_model channels. The views of a study (IU X-Ray's frontal and lateral) go
 through ONE shared backbone and their patch sequences are concatenated, giving
 ``V * h * w`` patches (98 for two views at 224 px).
+
+A backbone is a torchvision model name, or a name in the `BACKBONES` registry
+(`register_backbone`): your own CNN, any ``nn.Module`` that maps ``(N, 3, H, W)`` images
+to ``(N, C, h, w)`` maps (C is found by running it once on a 64 x 64 image, so it must
+accept one), built by a factory from ``CKNetConfig.backbone_weights``.
 """
 
 from __future__ import annotations
 
 import os
 import urllib.error
+from collections.abc import Callable
 
 import torch
 import torchvision
 from torch import nn
+
+from cknet.registry import Registry
 
 _HEAD_CHILDREN = ("avgpool", "fc", "classifier", "head", "heads", "flatten")
 EVAL_CHUNK_PIXELS = 4 * 224 * 224
@@ -22,12 +30,13 @@ EVAL_CHUNK_PIXELS = 4 * 224 * 224
 
 
 class Backbone(nn.Module):
-    """A torchvision classification model without its pooling and classifier, applied
-    to every view of a study.
+    """A torchvision classification model without its pooling and classifier (or your
+    own registered CNN), applied to every view of a study.
 
     Args:
         name: a torchvision model name (``"densenet121"``, ``"resnet101"``,
-            ``"resnet18"``, ``"efficientnet_b0"``, ...) whose last feature map is spatial.
+            ``"resnet18"``, ``"efficientnet_b0"``, ...) whose last feature map is spatial,
+            or a name of `register_backbone`.
         weights: ``None`` (random initialisation), ``"imagenet"`` (torchvision's default
             weights, read from the torch hub cache or downloaded) or the path of a local
             state dict (``.safetensors``, or a torch file loaded with ``weights_only``).
@@ -55,15 +64,14 @@ class Backbone(nn.Module):
         super().__init__()
         self.name = name
         self.eval_chunk = None
-        model = _build_backbone(name, weights)
-        children = []
-        for child_name, child in model.named_children():
-            if child_name in _HEAD_CHILDREN:
-                break
-            children.append(child)
-        if isinstance(model, torchvision.models.DenseNet):
-            children.append(nn.ReLU())  # torchvision's DenseNet applies it in forward()
-        self.trunk = nn.Sequential(*children)
+        if name in BACKBONES:
+            trunk = BACKBONES[name](weights)
+            if not isinstance(trunk, nn.Module):
+                raise ValueError(f"the factory of backbone {name!r} returned a {type(trunk).__name__}, "
+                                 f"not an nn.Module")
+            self.trunk = trunk
+        else:
+            self.trunk = _torchvision_trunk(name, weights)
         self.num_channels = self._probe_channels()
 
     @property
@@ -188,12 +196,53 @@ class VisualExtractor(nn.Module):
         return self.project(self.maps(images))  # f_img(I), eq. (1)
 
 
+BACKBONES: Registry[Callable[[str | os.PathLike[str] | None], nn.Module]] = Registry("backbone")
+
+
+def register_backbone(name: str, factory: Callable[[str | os.PathLike[str] | None], nn.Module]
+                      ) -> Callable[[str | os.PathLike[str] | None], nn.Module]:
+    """Make your own CNN a backbone by name (``CKNetConfig(backbone=name)``, ``cknet
+    pretrain-graph --backbone name``); returns ``factory``. Register it again in the process
+    that loads a saved model, as for a knowledge source.
+
+    Args:
+        name: the name the config keeps (not a torchvision model's name).
+        factory: ``factory(weights)`` builds the module from ``CKNetConfig.backbone_weights``
+            (None, ``"imagenet"`` or a path: yours to interpret); it maps ``(N, 3, H, W)``
+            images to ``(N, C, h, w)`` maps.
+
+    Raises:
+        ValueError: for a torchvision model's name, a name taken by another factory, or
+            a factory that is not callable.
+    """
+    if name in torchvision.models.list_models(module=torchvision.models):
+        raise ValueError(f"{name!r} is a torchvision model's name; give your backbone another")
+    if not callable(factory):
+        raise ValueError(f"register_backbone takes a function that builds the module, "
+                         f"got {type(factory).__name__}")
+    return BACKBONES.register(name, factory)
+
+
+def _torchvision_trunk(name: str, weights: str | os.PathLike[str] | None) -> nn.Module:
+    """A torchvision classification model without its pooling and classifier."""
+    model = _build_backbone(name, weights)
+    children = []
+    for child_name, child in model.named_children():
+        if child_name in _HEAD_CHILDREN:
+            break
+        children.append(child)
+    if isinstance(model, torchvision.models.DenseNet):
+        children.append(nn.ReLU())  # torchvision's DenseNet applies it in forward()
+    return nn.Sequential(*children)
+
+
 def _build_backbone(name: str, weights: str | os.PathLike[str] | None) -> nn.Module:
     available = torchvision.models.list_models(module=torchvision.models)
     if name not in available:
         raise ValueError(
             f"unknown backbone {name!r}: expected a torchvision classification model such "
-            f"as densenet121 or resnet101"
+            f"as densenet121 or resnet101, or a name registered with cknet.register_backbone "
+            f"(registered: {sorted(BACKBONES)})"
         )
     if weights is None:
         return torchvision.models.get_model(name, weights=None)

@@ -288,11 +288,12 @@ def node_labels(spec: str, graph: KnowledgeGraph, annotation: Mapping[str, list]
         ValueError: for a malformed spec, or a CSV without a row for a train or val entry.
     """
     from cknet.data.labels import load_label_csv, load_mesh_labels
-    from cknet.labeler import KeywordLabeler, binarize
+    from cknet.labeler import binarize
+    from cknet.labeler.keyword import keyword_labeler
 
     kind, _, path = spec.partition(":")
     if kind == "keyword" and not path:
-        labeler = KeywordLabeler.openi40(graph) if graph.name == "openi40" else KeywordLabeler(graph)
+        labeler = keyword_labeler(graph)
         entries = [e for split in ("train", "val") for e in annotation.get(split, [])]
         values = labeler.label_binary([e["report"] for e in entries], uncertain=uncertain)
         return {e["id"]: row for e, row in zip(entries, values)}

@@ -1,0 +1,103 @@
+"""`Registry`: named things of one kind that users add to without editing cknet.
+
+As timm's and torchvision's model registries do, each kind has a register/create
+pair: ``register_graph(name, factory)`` then ``KnowledgeGraph.by_name(name)``,
+``register_backbone(name, factory)`` then ``CKNetConfig(backbone=name)``,
+``register_dataset(name, preset)`` then ``CKNetConfig(dataset=name)``, and
+``register_knowledge_source(cls)`` then ``CKNetConfig(knowledge_source=cls.name)``;
+installed packages reach the command line through `load_plugins`.
+A registry reads like a mapping (``name in registry``, ``registry[name]``,
+``sorted(registry)``) but changes only through `Registry.register`, which refuses to
+give a taken name to something else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class UnknownName(KeyError, ValueError):
+    """A name no item is registered under: a `KeyError` (as a mapping raises) and a
+    `ValueError` (as cknet's argument checks raise)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class Registry(Mapping[str, T], Generic[T]):
+    """Named items of one kind.
+
+    Args:
+        kind: what the items are, for messages (``"knowledge graph"``).
+        items: the built-in items by name.
+    """
+
+    def __init__(self, kind: str, items: Mapping[str, T] | None = None) -> None:
+        self.kind = kind
+        self._items: dict[str, T] = dict(items or {})
+
+    def register(self, name: str, item: T) -> T:
+        """Add ``item`` under ``name``.
+
+        Args:
+            name: a non-empty name; registering the same item again under it is allowed.
+            item: what the name stands for.
+
+        Returns:
+            ``item``.
+
+        Raises:
+            ValueError: for an empty name, or a name taken by another item.
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a {self.kind} needs a non-empty name, got {name!r}")
+        taken = self._items.get(name)
+        if taken is not None and taken != item:
+            raise ValueError(f"the {self.kind} name {name!r} is taken; choose another name")
+        self._items[name] = item
+        return item
+
+    def __getitem__(self, name: str) -> T:
+        if name not in self._items:
+            raise UnknownName(f"no {self.kind} is registered as {name!r} (registered: {sorted(self._items)})")
+        return self._items[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+PLUGIN_GROUP = "cknet.plugins"
+
+
+def load_plugins() -> list[str]:
+    """Import the modules that installed packages list under the ``cknet.plugins`` entry
+    point group, so that what they register (backbones, graphs, dataset presets,
+    knowledge sources) is known to the ``cknet`` commands. A package declares one in its
+    ``pyproject.toml``: ``[project.entry-points."cknet.plugins"] mine = "mypkg.cknet_parts"``.
+
+    Returns:
+        The entry points loaded, by name.
+
+    Raises:
+        ImportError: naming the entry point whose module failed to import.
+    """
+    from importlib.metadata import entry_points
+
+    loaded = []
+    for entry in entry_points(group=PLUGIN_GROUP):
+        try:
+            entry.load()
+        except Exception as err:
+            raise ImportError(f"the cknet plugin {entry.name!r} ({entry.value}) failed to import: "
+                              f"{err}") from err
+        loaded.append(entry.name)
+    return loaded
