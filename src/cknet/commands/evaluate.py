@@ -1,0 +1,98 @@
+"""``cknet evaluate``: NLG metrics and clinical efficacy of a predictions file, printed,
+and written as JSON (every score and setting) and per report as CSV (each report's
+labels, for audit)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+from pathlib import Path
+
+from cknet.io import write_text_atomic
+from cknet.presets import DATASETS
+
+
+def run(args: argparse.Namespace) -> int:
+    from cknet.evaluation import read_records, score_reports
+    from cknet.labeler import OBSERVATIONS, make_labeler
+
+    output = Path(args.output) if args.output else None
+    for path in (output, args.per_report):
+        if path is not None and Path(path).exists() and not args.overwrite:
+            raise SystemExit(f"error: {path} exists; pass --overwrite to replace it")
+        if path is not None and not Path(path).parent.is_dir():
+            raise SystemExit(f"error: the folder of {path}, {Path(path).parent}, does not exist")
+    if args.references:
+        predictions = read_records(args.predictions, ("id", "prediction"))
+        by_id = {r["id"]: r["reference"] for r in read_records(args.references, ("id", "reference"))}
+        missing = [r["id"] for r in predictions if r["id"] not in by_id]
+        if missing:
+            raise SystemExit(f"error: no reference for {len(missing)} prediction(s), e.g. {missing[:3]}")
+        pairs = [(r["id"], by_id[r["id"]], r["prediction"]) for r in predictions]
+    else:
+        records = read_records(args.predictions, ("id", "prediction", "reference"))
+        pairs = [(r["id"], r["reference"], r["prediction"]) for r in records]
+    ids, references, predictions_text = (list(x) for x in zip(*pairs))
+    result = score_reports(references, predictions_text, args.dataset, labeler=make_labeler(args.labeler),
+                           average=args.average, uncertain=args.uncertain, reference_form=args.reference_form)
+    reference_labels, predicted_labels = result.reference_labels, result.predicted_labels
+    print(f"NLG ({len(pairs)} reports, {args.reference_form} references) -- " +
+          ", ".join(f"{k}: {'n/a' if v is None else f'{v:.4f}'}" for k, v in result.nlg["scores"].items()))
+    for note in result.nlg["notes"]:
+        print(f"  note: {note}")
+    ce = result.ce
+    print(f"CE, labeler {args.labeler} -- " + ", ".join(f"{k}: {v}" for k, v in ce["settings"].items()))
+    print("  " + ", ".join(f"{k} {v:.4f}" for k, v in ce["scores"].items() if v is not None)
+          + f", findings F1 {result.scores['ce_findings_f1']:.4f}")
+    print("  variants: " + ", ".join(
+        f"{name} P {v['scores']['precision']:.4f} R {v['scores']['recall']:.4f} F1 {v['scores']['f1']:.4f}"
+        for name, v in result.ce_variants.items()))
+    print(f"  {'observation':<27} {'support':>7} {'pred':>5} {'P':>6} {'R':>6} {'F1':>6}")
+    for row in ce["table"]:
+        print(f"  {row['observation']:<27} {row['support']:>7} {row['predicted']:>5} "
+              f"{row['precision']:6.3f} {row['recall']:6.3f} {row['f1']:6.3f}")
+    if output is not None:
+        write_text_atomic(output, json.dumps({"nlg": result.nlg, "ce": ce, "ce_variants": result.ce_variants},
+                                             indent=1) + "\n")
+    if args.per_report is not None:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        header = [f"reference {o}" for o in OBSERVATIONS] + [f"predicted {o}" for o in OBSERVATIONS]
+        writer.writerow(["id", *header])
+        for key, ref_row, pred_row in zip(ids, reference_labels, predicted_labels):
+            cells = ["" if v != v else int(v) for v in list(ref_row) + list(pred_row)]
+            writer.writerow([key] + cells)
+        write_text_atomic(Path(args.per_report), buffer.getvalue())
+    return 0
+
+
+def add_command(commands: argparse._SubParsersAction) -> None:
+    """Register ``cknet evaluate`` on the command line's sub-parsers.
+
+    Args:
+        commands: the ``add_subparsers()`` object of the ``cknet`` parser.
+    """
+    ev = commands.add_parser(
+        "evaluate", help="NLG metrics and clinical efficacy of generated reports",
+        description="BLEU-1..4, METEOR, ROUGE-L, CIDEr (pycocoevalcap) and CE of the 14 CheXpert "
+                    "observations (built-in labeler) for a predictions file as `cknet generate` writes it.",
+    )
+    ev.add_argument("--predictions", required=True, type=Path,
+                    help="JSON or CSV: id, prediction[, reference]")
+    ev.add_argument("--references", type=Path,
+                    help="JSON or CSV: id, reference (else read from --predictions)")
+    ev.add_argument("--reference-form", choices=["cleaned", "raw"], default="cleaned",
+                    help="score against R2Gen-cleaned, truncated references (the peers' way) or raw text")
+    ev.add_argument("--dataset", choices=sorted(DATASETS), default="iu_xray")
+    ev.add_argument("--labeler", default="rules",
+                    help="rules (built-in), chexbert:CHECKPOINT[,BERT_DIR] (the CheXbert model) or the CSV "
+                         "another labeler wrote for every report (default rules)")
+    ev.add_argument("--average", choices=["micro", "macro", "example"], default="micro")
+    ev.add_argument("--uncertain", type=int, choices=[0, 1], default=0,
+                    help="what an uncertain label (-1) counts as: 0 negative (default) or 1 positive")
+    ev.add_argument("--output", help="write every score and setting as JSON here")
+    ev.add_argument("--per-report", type=Path, help="write each report's labels as CSV here, for audit")
+    ev.add_argument("--overwrite", action="store_true")
+    ev.set_defaults(handler=run)

@@ -1,0 +1,141 @@
+"""``cknet generate``: reports for image files, study folders or an annotation split,
+printed or written as JSON or CSV (id, prediction, reference), batch by batch, so that
+what is done is kept when a later study fails."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+from cknet.commands import positive_int
+from cknet.io import write_text_atomic
+
+
+def studies_from_annotation(args: argparse.Namespace, num_views: int) -> list[dict]:
+    from cknet.data.annotation import read_annotation
+
+    annotation = read_annotation(args.annotation)
+    if args.split not in annotation:
+        raise SystemExit(f"error: {args.annotation} has no {args.split!r} split "
+                         f"(it has {sorted(annotation)})")
+    image_dir = Path(args.image_dir) if args.image_dir else Path(args.annotation).parent / "images"
+    studies = []
+    for entry in annotation[args.split]:
+        paths = [image_dir / p for p in entry["image_path"]][:num_views]
+        studies.append({"id": entry["id"], "views": paths, "reference": entry.get("report")})
+    return studies
+
+
+def write_records(output: Path, records: list[dict]) -> None:
+    """Write generated reports as JSON or CSV (atomically)."""
+    if output.suffix.lower() == ".json":
+        write_text_atomic(output, json.dumps(records, indent=1) + "\n")
+        return
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["id", "prediction", "reference"])
+    writer.writeheader()
+    writer.writerows(records)
+    write_text_atomic(output, buffer.getvalue())
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm.auto import tqdm
+
+    from cknet.data.images import prepare_images
+    from cknet.model import CKNet
+
+    if not args.inputs and not args.annotation:
+        raise SystemExit("error: give images or study folders, or --annotation FILE")
+    output = Path(args.output) if args.output else None
+    if output is not None:
+        if output.suffix.lower() not in (".json", ".csv"):
+            raise SystemExit(f"error: --output must end in .json or .csv, got {output}")
+        if output.is_dir():
+            raise SystemExit(f"error: --output {output} is a folder; give the path of a .json or .csv file")
+        if output.exists() and not args.overwrite:
+            raise SystemExit(f"error: {output} exists; pass --overwrite to replace it")
+        if not output.parent.is_dir():
+            raise SystemExit(f"error: the folder of --output, {output.parent}, does not exist")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
+    model = CKNet.from_pretrained(args.model, map_location=device).to(dtype).eval()
+    if args.annotation:
+        studies = studies_from_annotation(args, model.config.num_views)
+    else:
+        studies = [{"id": str(p), "views": p, "reference": None} for p in args.inputs]
+    records: list[dict] = []
+    skipped: list[tuple[str, str]] = []
+    with tqdm(total=len(studies), desc="generating", unit="study", disable=args.quiet) as bar:
+        for start in range(0, len(studies), args.batch_size):
+            chunk, images = [], []
+            for study in studies[start:start + args.batch_size]:
+                try:
+                    images.append(prepare_images([study["views"]], model.config, args.repeat_single_view,
+                                                 names=[study["id"]])[0])
+                    chunk.append(study)
+                except (ValueError, OSError) as err:
+                    if not args.skip_bad_images:
+                        kept = f"; the {len(records)} reports before it are in {output}" \
+                            if output is not None and records else ""
+                        raise ValueError(f"{err}{kept} (--skip-bad-images skips such studies)") from None
+                    skipped.append((study["id"], str(err)))
+            if chunk:
+                texts = model.generate(
+                    torch.stack(images), num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
+                    length_penalty=args.length_penalty, no_repeat_ngram_size=args.no_repeat_ngram_size,
+                )
+                for study, text in zip(chunk, texts):
+                    record = {"id": study["id"], "prediction": text}
+                    if study["reference"] is not None:
+                        record["reference"] = study["reference"]
+                    records.append(record)
+                    if output is None:
+                        print(f"{record['id']}\t{record['prediction']}")
+                if output is not None:  # what is done is kept, batch by batch
+                    write_records(output, records)
+            bar.update(len(studies[start:start + args.batch_size]))  # the last batch may be short
+    if skipped:
+        print(f"skipped {len(skipped)} of {len(studies)} studies with unreadable images:", file=sys.stderr)
+        for _, reason in skipped[:20]:
+            print(f"  {reason}", file=sys.stderr)
+    return 0
+
+
+def add_command(commands: argparse._SubParsersAction) -> None:
+    """Register ``cknet generate`` on the command line's sub-parsers.
+
+    Args:
+        commands: the ``add_subparsers()`` object of the ``cknet`` parser.
+    """
+    gen = commands.add_parser(
+        "generate", help="write reports for images, study folders or an annotation split",
+        description="Write a report for each study. A study is an image file, or a folder whose "
+                    "images (sorted by name) are its views; or every study of --split in an "
+                    "R2Gen annotation.json.",
+    )
+    gen.add_argument("inputs", nargs="*", type=Path, metavar="IMAGE_OR_STUDY_DIR")
+    gen.add_argument("--model", required=True, help="directory written by save_pretrained, or a Hub id")
+    gen.add_argument("--annotation", type=Path, help="R2Gen annotation.json")
+    gen.add_argument("--split", default="test", help="split of --annotation (default: test)")
+    gen.add_argument("--image-dir", type=Path,
+                     help="root of the annotation's image paths (default: images/ beside it)")
+    gen.add_argument("--num-beams", type=int, default=None, help="default: the model's (3)")
+    gen.add_argument("--max-new-tokens", type=int, default=None)
+    gen.add_argument("--length-penalty", type=float, default=0.0)
+    gen.add_argument("--no-repeat-ngram-size", type=int, default=0)
+    gen.add_argument("--batch-size", type=positive_int, default=16, help="studies per batch (default 16)")
+    gen.add_argument("--skip-bad-images", action="store_true",
+                     help="skip studies whose images are missing or unreadable, and say how many")
+    gen.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    gen.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    gen.add_argument("--repeat-single-view", action="store_true",
+                     help="let one image fill every view of a multi-view model")
+    gen.add_argument("--output", help="write JSON or CSV (id, prediction, reference) here")
+    gen.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    gen.add_argument("--quiet", action="store_true", help="no progress bar")
+    gen.set_defaults(handler=run)
