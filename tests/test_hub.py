@@ -1,5 +1,6 @@
 """Saved folders: marked by kind, never written across kinds, never taken for cknet's without the marker."""
 
+import json
 
 import pytest
 import torch
@@ -94,3 +95,22 @@ def test_a_graph_model_with_its_own_cnn_and_depth_reloads_with_identical_outputs
         torch.testing.assert_close(loaded(images, ids).logits, model(images, ids).logits)
     with pytest.raises(ValueError, match="graph_backbone is 'resnet18' but the graph_model's CNN is"):
         CKNet(small_config(graph_backbone="resnet18"), iu_tokenizer, graph_model=graph_model)
+
+
+def test_a_graph_model_keeps_its_settings_under_the_names_cknet_config_uses(tmp_path, iu_tokenizer):
+    from cknet.modules.graph_model import GraphModelConfig
+
+    graph_model = KnowledgeGraphModel(KnowledgeGraph(["a", "b"], [(0, 1)]), "resnet18", 16, num_gcn_layers=3)
+    assert graph_model.config == GraphModelConfig(backbone="resnet18", d_knowledge=16, num_gcn_layers=3)
+    graph_model.save_pretrained(tmp_path / "g")
+    saved = json.loads((tmp_path / "g" / "graph_model.json").read_text())
+    names = ("backbone", "d_knowledge", "num_gcn_layers")
+    assert {k: saved[k] for k in names} == graph_model.config.to_dict()
+    assert KnowledgeGraphModel.from_pretrained(tmp_path / "g").config == graph_model.config
+    model = CKNet(small_config(knowledge_source="image", d_knowledge=16, gamma=2), iu_tokenizer,
+                  graph_model=graph_model)
+    assert (model.config.graph_backbone, model.config.num_gcn_layers) == (None, 3)  # the same names
+    saved["gcn_layers"] = saved.pop("num_gcn_layers")  # a setting under another name is refused, named
+    (tmp_path / "g" / "graph_model.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="gcn_layers"):
+        KnowledgeGraphModel.from_pretrained(tmp_path / "g")

@@ -51,7 +51,7 @@ def _pretrain_graph(args: argparse.Namespace) -> int:
 
     settings = GraphRun(
         dataset=args.dataset, backbone=args.backbone, backbone_weights=args.backbone_weights,
-        image_size=args.image_size, d_knowledge=args.d_knowledge, gcn_layers=args.gcn_layers,
+        image_size=args.image_size, d_knowledge=args.d_knowledge, num_gcn_layers=args.num_gcn_layers,
         epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, uncertain=args.uncertain, seed=args.seed,
         num_workers=args.num_workers, skip_invalid=args.skip_invalid,
@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--backbone-weights", default=None, help="imagenet or a local state dict")
     pre.add_argument("--image-size", type=int, default=224)
     pre.add_argument("--d-knowledge", type=int, default=512)
-    pre.add_argument("--gcn-layers", type=int, default=2)
+    pre.add_argument("--num-gcn-layers", type=int, default=2)
     pre.add_argument("--epochs", type=int, default=10)
     pre.add_argument("--batch-size", type=int, default=16)
     pre.add_argument("--lr", type=float, default=1e-4)

@@ -58,7 +58,7 @@ def _check_graph_model(graph_model: KnowledgeGraphModel, config: CKNetConfig,
                        graph: KnowledgeGraph | None) -> tuple[CKNetConfig, KnowledgeGraph]:
     """The config recording the graph model's CNN and GCN depth (so that a saved model
     rebuilds it) and its graph, after checking that it fits the config and ``graph``."""
-    backbone = graph_model.settings["backbone"]
+    backbone = graph_model.config.backbone
     source = KNOWLEDGE_SOURCES.get(config.knowledge_source)
     if source is None or not source.uses_graph_model:
         users = [name for name, cls in KNOWLEDGE_SOURCES.items() if cls.uses_graph_model]
@@ -73,7 +73,7 @@ def _check_graph_model(graph_model: KnowledgeGraphModel, config: CKNetConfig,
         raise ValueError(f"config.graph_backbone is {config.graph_backbone!r} but the graph_model's CNN is "
                          f"{backbone!r}; leave graph_backbone unset to take the graph model's")
     return dataclasses.replace(config, graph_backbone=None if backbone == config.backbone else backbone,
-                               num_gcn_layers=int(graph_model.settings["num_gcn_layers"])), graph_model.graph
+                               num_gcn_layers=graph_model.config.num_gcn_layers), graph_model.graph
 
 
 def _check_own_knowledge(knowledge: KnowledgeSource, config: CKNetConfig,

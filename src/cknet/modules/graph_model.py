@@ -11,8 +11,10 @@ labels, then frozen: CKNet queries its node embeddings per study
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +33,51 @@ GRAPH_FILE = "graph.json"
 HISTORY_FILE = "history.json"
 
 
+@dataclass(frozen=True)
+class GraphModelConfig:
+    """The architecture of a `KnowledgeGraphModel`, saved as ``graph_model.json``; the same
+    names as `CKNetConfig` (``graph_backbone`` there is ``backbone`` here), so that a
+    setting has one name wherever it is set.
+
+    Attributes:
+        backbone: the CNN (a torchvision model name or a registered backbone).
+        d_knowledge: size of the node embeddings.
+        num_gcn_layers: residual GCN layers.
+    """
+
+    backbone: str = "densenet121"
+    d_knowledge: int = 512
+    num_gcn_layers: int = 2
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GraphModelConfig:
+        """A config from `to_dict`'s form.
+
+        Args:
+            data: exactly the fields.
+
+        Returns:
+            The config.
+
+        Raises:
+            ValueError: for missing or unknown keys (named).
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        if set(data) != known:
+            raise ValueError(f"a graph-model config holds {sorted(known)}, got {sorted(data)}")
+        return cls(**data)
+
+
 class KnowledgeGraphModel(nn.Module):
     """Backbone + GCN knowledge-graph encoder.
 
     Args:
         graph: the knowledge graph (N finding nodes).
-        backbone: torchvision model name for the CNN.
+        backbone: the CNN: a torchvision model name or a registered backbone.
         d_knowledge: size of the node embeddings.
         num_gcn_layers: residual GCN layers.
         backbone_weights: initial CNN weights (``None``, ``"imagenet"`` or a path).
@@ -47,6 +88,7 @@ class KnowledgeGraphModel(nn.Module):
         global node) and logits ``(B, N)``.
 
     Attributes:
+        config: the `GraphModelConfig` (backbone, d_knowledge, num_gcn_layers).
         static_knowledge: ``(N + 1, d_knowledge)`` mean node embeddings over a training
             split, once `set_static_knowledge` (or `GraphPretrainer`) has computed them.
     """
@@ -61,9 +103,7 @@ class KnowledgeGraphModel(nn.Module):
     ) -> None:
         super().__init__()
         self.graph = graph
-        self.settings: dict[str, Any] = {
-            "backbone": backbone, "d_knowledge": d_knowledge, "num_gcn_layers": num_gcn_layers,
-        }
+        self.config = GraphModelConfig(backbone, d_knowledge, num_gcn_layers)
         self.backbone = Backbone(backbone, backbone_weights)
         self.encoder = KnowledgeGraphEncoder(graph, self.backbone.num_channels, d_knowledge, num_gcn_layers)
         self.register_buffer("static_knowledge", torch.zeros(graph.num_nodes + 1, d_knowledge))
@@ -72,7 +112,7 @@ class KnowledgeGraphModel(nn.Module):
     @property
     def d_knowledge(self) -> int:
         """Size of the node embeddings."""
-        return int(self.settings["d_knowledge"])
+        return self.config.d_knowledge
 
     def forward(self, images: torch.Tensor) -> GraphEncoding:
         return self.encoder(self.backbone(images))
@@ -109,7 +149,7 @@ class KnowledgeGraphModel(nn.Module):
             FileExistsError: if the folder holds a graph model and ``overwrite`` is False,
                 or holds anything else.
         """
-        config = {"type": "KnowledgeGraphModel", **self.settings,
+        config = {"type": "KnowledgeGraphModel", **self.config.to_dict(),
                   "has_static_knowledge": self.has_static_knowledge}
 
         def write(folder: Path) -> None:
@@ -158,12 +198,9 @@ def _read(cls: type[KnowledgeGraphModel], folder: Path,
     if not isinstance(config, dict) or config.pop("type", None) != "KnowledgeGraphModel":
         raise ValueError(f"{path} does not describe a KnowledgeGraphModel")
     has_static = bool(config.pop("has_static_knowledge", False))
-    known = {"backbone", "d_knowledge", "num_gcn_layers"}
-    if set(config) != known:
-        raise ValueError(f"{path} must hold {sorted(known)} (and 'type', 'has_static_knowledge'), "
-                         f"got {sorted(config)}")
     try:
-        model = cls(KnowledgeGraph.from_json(folder / GRAPH_FILE), **config)
+        settings = GraphModelConfig.from_dict(config)
+        model = cls(KnowledgeGraph.from_json(folder / GRAPH_FILE), **settings.to_dict())
     except (TypeError, ValueError) as err:
         raise ValueError(f"{path}: {err}") from None
     load_state(model, load_weights(folder / WEIGHTS_FILE, map_location), folder / WEIGHTS_FILE)

@@ -326,7 +326,7 @@ class GraphRun:
         backbone_weights: its initial weights: None (random), ``"imagenet"`` or a path.
         image_size: side of the input images.
         d_knowledge: size of the node embeddings.
-        gcn_layers: GCN layers.
+        num_gcn_layers: GCN layers.
         epochs: training epochs.
         batch_size: studies per step.
         lr: Adam learning rate.
@@ -341,7 +341,7 @@ class GraphRun:
     backbone_weights: str | None = None
     image_size: int = 224
     d_knowledge: int = 512
-    gcn_layers: int = 2
+    num_gcn_layers: int = 2
     epochs: int = 10
     batch_size: int = 16
     lr: float = 1e-4
@@ -404,7 +404,7 @@ def pretrain_graph(
     for name in ("train", "val"):
         if datasets[name].skipped:
             log(f"skipped {len(datasets[name].skipped)} {name} studies with missing or unreadable images")
-    model = KnowledgeGraphModel(graph, settings.backbone, settings.d_knowledge, settings.gcn_layers,
+    model = KnowledgeGraphModel(graph, settings.backbone, settings.d_knowledge, settings.num_gcn_layers,
                                 settings.backbone_weights)
     trainer = GraphPretrainer(model, epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
                               device=device, seed=settings.seed, num_workers=settings.num_workers,
