@@ -260,13 +260,42 @@ def test_nan_never_turns_into_a_silent_report(options):
 
 
 def test_nan_in_the_normalisation_or_the_saved_weights_is_named(tmp_path):
+    from safetensors.torch import load_file, save_file
+
     with pytest.raises(ValueError, match="image_mean and image_std must be finite"):
         CKNetConfig(image_mean=(float("nan"), 0.5, 0.5))
     model = tiny_model(WORDS_A, 0)
-    with torch.no_grad():
-        model.transformer.decoder_norm.weight[3] = float("inf")
     model.save_pretrained(tmp_path / "m")
+    state = load_file(tmp_path / "m" / "model.safetensors")
+    state["transformer.decoder_norm.weight"][3] = float("inf")
+    save_file(state, tmp_path / "m" / "model.safetensors")
     with pytest.raises(ValueError, match="holds NaN or infinite values in 1 tensor.*decoder_norm"):
+        CKNet.from_pretrained(tmp_path / "m")
+
+
+def test_a_diverged_model_is_never_saved_over_a_good_one(tmp_path):
+    good = tiny_model(WORDS_A, 0).eval()
+    good.save_pretrained(tmp_path / "m")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()}
+    diverged = tiny_model(WORDS_A, 0)
+    with torch.no_grad():
+        diverged.lm_head.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"refusing to save .*in 1 tensor\(s\): lm_head.weight"):
+        diverged.save_pretrained(tmp_path / "m", overwrite=True)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary folder left behind
+    CKNet.from_pretrained(tmp_path / "m")  # still loads
+
+
+def test_float64_weights_beyond_float32_are_named_after_the_cast(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    tiny_model(WORDS_A, 0).save_pretrained(tmp_path / "m")
+    state = load_file(tmp_path / "m" / "model.safetensors")
+    state["lm_head.bias"] = state["lm_head.bias"].double()
+    state["lm_head.bias"][0] = 1e300  # finite in float64, inf in the model's float32
+    save_file(state, tmp_path / "m" / "model.safetensors")
+    with pytest.raises(ValueError, match=r"cast to the model's types\) holds NaN or infinite .*lm_head.bias"):
         CKNet.from_pretrained(tmp_path / "m")
 
 

@@ -116,14 +116,24 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
 
 
 def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
-    """Write a state dict as safetensors (on the CPU, contiguous).
+    """Write a state dict as safetensors (on the CPU, contiguous), refusing non-finite
+    weights: a diverged model is never written (and so never replaces a good one).
 
     Args:
         state: the tensors by name.
         path: the ``.safetensors`` file.
+
+    Raises:
+        ValueError: naming the tensors that hold NaN or infinite values.
     """
     from safetensors.torch import save_file
 
+    bad = [name for name, tensor in state.items()
+           if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if bad:
+        raise ValueError(f"refusing to save {path.parent}: the weights hold NaN or infinite values in "
+                         f"{len(bad)} tensor(s): {', '.join(bad[:5])} (training diverged?); nothing was "
+                         f"written or replaced")
     tensors = {name: tensor.detach().contiguous().cpu() for name, tensor in state.items()}
     write_atomic(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
 
@@ -201,6 +211,8 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -
         raise ValueError(f"the weights in {source} do not fit the model described by its config: "
                          + " | ".join(problems))
     model.load_state_dict(state, strict=True)
+    # float64 values beyond float32's range become inf in the model's tensors: check them there
+    check_finite_state(model.state_dict(), f"{source} (cast to the model's types)")
 
 
 def load_hf_pretrained(loader: Any, name_or_path: str | os.PathLike[str], what: str, **kwargs: Any) -> Any:
