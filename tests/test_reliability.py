@@ -353,6 +353,8 @@ def test_generate_keeps_finished_work_and_can_skip_bad_images(tmp_path, capsys):
     ('[{"id": "a", "prediction": 3, "reference": "x"}]', r"record 0 \(id 'a'\): 'prediction' must be text"),
     ('[{"id": "a", "prediction": "x", "reference": " "}]', "the reference is empty"),
     ('[{"id": "a", "prediction": "x"}]', "missing reference"),
+    ('[{"id": "a", "prediction": "x", "reference": "y"}, {"id": "b", "prediction": "x", "reference": "y"},'
+     ' {"id": "a", "prediction": "z", "reference": "w"}]', r"gives 1 id\(s\) more than once, e.g. \['a'\]"),
 ])
 def test_evaluate_names_the_record_at_fault(tmp_path, capsys, records, match):
     (tmp_path / "p.json").write_text(records)
@@ -365,6 +367,21 @@ def test_evaluate_checks_its_output_folder_before_scoring(tmp_path, capsys):
     with pytest.raises(SystemExit, match="does not exist"):
         main(["evaluate", "--predictions", str(tmp_path / "p.json"), "--output",
               str(tmp_path / "no" / "s.json")])
+    with pytest.raises(SystemExit, match="--output and --per-report are the same file"):
+        main(["evaluate", "--predictions", str(tmp_path / "p.json"), "--output", str(tmp_path / "x.json"),
+              "--per-report", str(tmp_path / "." / "x.json")])
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_evaluate_reads_a_csv_with_a_byte_order_mark(tmp_path):
+    from cknet.evaluation import read_records
+
+    (tmp_path / "p.csv").write_bytes("\ufeffid,prediction,reference\na,no effusion,no effusion\n".encode())
+    assert read_records(tmp_path / "p.csv", ("id", "prediction", "reference")) == [
+        {"id": "a", "prediction": "no effusion", "reference": "no effusion"}]
+    (tmp_path / "r.csv").write_bytes("\ufeffid,reference\na,x\nb,y\nb,z\n".encode())
+    with pytest.raises(ValueError, match=r"more than once, e.g. \['b'\]"):
+        read_records(tmp_path / "r.csv", ("id", "reference"))
 
 
 def test_files_that_are_not_what_they_claim_are_named(tmp_path):

@@ -14,6 +14,7 @@ whether reports state what the images show.
 
 from __future__ import annotations
 
+import collections
 import csv
 import io
 import json
@@ -80,13 +81,14 @@ def read_records(path: str | os.PathLike[str], fields: Sequence[str]) -> list[di
         FileNotFoundError: for a missing file.
         ValueError: naming the file, and the record and field at fault: not UTF-8, not
             valid JSON or CSV, no record, a missing field, a report that is not text, an
-            empty reference.
+            empty reference, an id given twice (the ids are named). A UTF-8 byte-order
+            mark (as spreadsheet programs write) is read.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found")
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = path.read_bytes().decode("utf-8-sig")
         if path.suffix.lower() == ".csv":
             records: Any = list(csv.DictReader(io.StringIO(text, newline="")))
         else:
@@ -115,6 +117,11 @@ def read_records(path: str | os.PathLike[str], fields: Sequence[str]) -> list[di
                 raise ValueError(f"{name}: the reference is empty")
             clean[field_name] = value
         out.append(clean)
+    counts = collections.Counter(record["id"] for record in out) if "id" in fields else {}
+    twice = [key for key, count in counts.items() if count > 1]
+    if twice:
+        raise ValueError(f"{path} gives {len(twice)} id(s) more than once, e.g. {twice[:5]}: each study "
+                         f"must appear once, or its scores would be counted twice")
     return out
 
 

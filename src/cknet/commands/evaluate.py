@@ -19,6 +19,10 @@ def run(args: argparse.Namespace) -> int:
     from cknet.labeler import OBSERVATIONS, make_labeler
 
     output = Path(args.output) if args.output else None
+    per_report = Path(args.per_report) if args.per_report else None
+    if output is not None and per_report is not None and output.resolve() == per_report.resolve():
+        raise SystemExit(f"error: --output and --per-report are the same file ({output}); the scores would "
+                         f"be overwritten by the per-report labels: give two paths")
     for path in (output, args.per_report):
         if path is not None and Path(path).exists() and not args.overwrite:
             raise SystemExit(f"error: {path} exists; pass --overwrite to replace it")
