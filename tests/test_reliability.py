@@ -452,3 +452,19 @@ def test_a_saved_text_encoder_model_without_its_folder_is_named(tmp_path, tiny_b
     (tmp_path / "m" / "text_encoder" / "config.json").unlink()
     with pytest.raises(FileNotFoundError, match="not its text_encoder/ folder"):
         CKNet.from_pretrained(tmp_path / "m")
+
+
+@pytest.mark.parametrize("field", ["lr_visual", "lr_rest", "lr_text_encoder", "lr_decay", "weight_decay",
+                                   "grad_clip", "label_smoothing", "scst_temperature"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_training_settings_are_refused_by_name(field, value):
+    with pytest.raises(ValueError, match=f"TrainingConfig.{field} must be a finite number"):
+        TrainingConfig(**{field: value})
+
+
+@pytest.mark.parametrize("option", ["length_penalty", "temperature", "top_p"])
+def test_non_finite_decoding_options_are_refused_by_name(option):
+    model = tiny_model(WORDS_A, 0).eval()
+    extra = {"do_sample": True} if option != "length_penalty" else {}
+    with pytest.raises(ValueError, match=f"{option} must be a finite number, got nan"):
+        model.generate(torch.randn(1, 2, 3, 64, 64), max_new_tokens=3, **{option: float("nan")}, **extra)

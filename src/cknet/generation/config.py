@@ -10,6 +10,7 @@ search, and 1 when ``do_sample=True`` (sampling draws one token per step).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 
@@ -69,6 +70,9 @@ class GenerationConfig:
 
     def validate(self) -> None:
         """Raise `ValueError` naming the first invalid option (None counts as unset)."""
+        for name in ("length_penalty", "temperature", "top_p"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
         steps = self.max_new_tokens
         if steps is not None and steps < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {steps}")

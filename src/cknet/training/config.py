@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -118,6 +119,10 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         check_field_types(self)
+        for spec in dataclasses.fields(self):
+            value = getattr(self, spec.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"TrainingConfig.{spec.name} must be a finite number, got {value}")
         for name in ("lr_visual", "lr_rest", "lr_text_encoder", "lr_decay", "batch_size", "epochs",
                      "patience", "eval_every", "eval_num_beams", "eval_batch_size", "scst_samples",
                      "scst_temperature"):
