@@ -468,3 +468,28 @@ def test_non_finite_decoding_options_are_refused_by_name(option):
     extra = {"do_sample": True} if option != "length_penalty" else {}
     with pytest.raises(ValueError, match=f"{option} must be a finite number, got nan"):
         model.generate(torch.randn(1, 2, 3, 64, 64), max_new_tokens=3, **{option: float("nan")}, **extra)
+
+
+@pytest.mark.parametrize("content, match", [
+    ('{"train": [3]}', r"train\[0\] is a int, not an entry"),
+    ('{"train": ["CXR1"]}', r"train\[0\] is a str, not an entry"),
+    ('{"train": [{"id": "a", "report": "x", "image_path": "a/0.png"}]}',
+     r"train\[0\]: image_path must be a list of relative paths"),
+    ('{"train": [{"id": "a", "report": "x", "image_path": ["a/0.png"]}], '
+     '"test": [{"id": "a", "report": "y", "image_path": ["b/0.png"]}]}',
+     r"test\[0\]: the id 'a' is given twice \(also in train\[0\]\)"),
+])
+def test_malformed_annotations_are_named_by_entry(tmp_path, content, match):
+    from cknet.data.annotation import read_annotation
+
+    (tmp_path / "annotation.json").write_text(content)
+    with pytest.raises(ValueError, match=match):
+        read_annotation(tmp_path / "annotation.json")
+
+
+def test_an_annotation_that_is_not_utf8_is_named(tmp_path):
+    from cknet.data.annotation import read_annotation
+
+    (tmp_path / "annotation.json").write_bytes('{"train": [{"id": "é"}]}'.encode("latin-1"))
+    with pytest.raises(ValueError, match=r"annotation.json is not UTF-8 text"):
+        read_annotation(tmp_path / "annotation.json")

@@ -40,18 +40,35 @@ def read_annotation(path: str | os.PathLike[str]) -> dict[str, list[dict[str, An
         ValueError: naming the file when it is not ``{split: [entries]}`` with ``id``,
             ``report`` and ``image_path`` in every entry.
     """
+    name = os.fspath(path)
     try:
         with open(path, encoding="utf-8") as fh:
             annotation = json.load(fh)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{os.fspath(path)} is not valid JSON: {err}") from None
+        raise ValueError(f"{name} is not valid JSON: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{name} is not UTF-8 text ({err}); save the annotation as UTF-8") from None
     if not isinstance(annotation, dict) or not all(isinstance(v, list) for v in annotation.values()):
-        raise ValueError(f"{os.fspath(path)}: expected {{split: [entries]}} as R2Gen writes it")
+        raise ValueError(f"{name}: expected {{split: [entries]}} as R2Gen writes it")
+    ids: dict[str, str] = {}
     for split, entries in annotation.items():
         for index, entry in enumerate(entries):
+            where = f"{name}: {split}[{index}]"
+            if not isinstance(entry, dict):
+                raise ValueError(f"{where} is a {type(entry).__name__}, not an entry "
+                                 f'{{"id", "report", "image_path"}}')
             missing = [k for k in ("id", "report", "image_path") if k not in entry]
             if missing:
-                raise ValueError(f"{os.fspath(path)}: {split}[{index}] lacks {missing}")
+                raise ValueError(f"{where} lacks {missing}")
+            paths = entry["image_path"]
+            if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+                raise ValueError(f"{where}: image_path must be a list of relative paths (one per view), "
+                                 f"got {paths!r}")
+            key = str(entry["id"])
+            if key in ids:
+                raise ValueError(f"{where}: the id {key!r} is given twice (also in {ids[key]}); each study "
+                                 f"must have its own id")
+            ids[key] = f"{split}[{index}]"
     return annotation
 
 
