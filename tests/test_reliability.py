@@ -493,3 +493,27 @@ def test_an_annotation_that_is_not_utf8_is_named(tmp_path):
     (tmp_path / "annotation.json").write_bytes('{"train": [{"id": "é"}]}'.encode("latin-1"))
     with pytest.raises(ValueError, match=r"annotation.json is not UTF-8 text"):
         read_annotation(tmp_path / "annotation.json")
+
+
+@pytest.mark.parametrize("text, match", [
+    ("study_id,Edema,Pneumonia\n1,1.0\n", r"line 2: 2 cells where the header has 3"),
+    ("study_id,Edema,Pneumonia\n1,1.0,0,1\n", r"line 2: 4 cells where the header has 3"),
+    ("study_id,Edema\n1,1\n2,0\n1,-1\n", r"line 4: the id '1' is given twice \(also on line 2\)"),
+])
+def test_label_csv_rows_that_do_not_fit_are_named(tmp_path, text, match):
+    from cknet.data.labels import load_label_csv
+
+    (tmp_path / "labels.csv").write_text(text)
+    with pytest.raises(ValueError, match=match):
+        load_label_csv(tmp_path / "labels.csv")
+
+
+def test_a_mesh_csv_with_a_short_row_or_a_bom_is_read_or_named(tmp_path):
+    from cknet.data.labels import load_mesh_labels
+
+    (tmp_path / "mesh.csv").write_bytes("\ufeffid,split,mesh,problems\na,train,Cardiomegaly,x\n".encode())
+    ids, splits, labels = load_mesh_labels(tmp_path / "mesh.csv")
+    assert ids == ["a"] and splits == ["train"] and labels.sum() == 1
+    (tmp_path / "short.csv").write_text("id,split,mesh,problems\na,train\n")
+    with pytest.raises(ValueError, match=r"short.csv, line 2: 2 cells where the header has 4"):
+        load_mesh_labels(tmp_path / "short.csv")

@@ -44,6 +44,45 @@ def label_cell(cell: str | None, where: str) -> float:
     return value
 
 
+def read_csv_rows(path: str | os.PathLike[str], needed: Sequence[str],
+                  id_columns: Sequence[str]) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """The header and rows of a labels CSV, every row checked whole.
+
+    Args:
+        path: the file (UTF-8; a byte-order mark is read).
+        needed: the columns it must have.
+        id_columns: the columns whose joined values identify a row: no two rows may share them.
+
+    Returns:
+        ``(header, [(line number, row)])``.
+
+    Raises:
+        ValueError: naming the file, and the line where a row has too few or too many
+            cells or repeats an id; for a missing column; for a file that is not UTF-8.
+    """
+    name = os.fspath(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = list(reader.fieldnames or [])
+            records = list(enumerate(reader, start=2))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{name} is not UTF-8 text: {err}") from None
+    missing = [c for c in needed if c not in header]
+    if missing:
+        raise ValueError(f"{name} has no column(s) {missing}; it has {header}")
+    seen: dict[str, int] = {}
+    for line, record in records:
+        if None in record or None in record.values():
+            cells = len(header) + len(record.get(None) or []) - sum(v is None for v in record.values())
+            raise ValueError(f"{name}, line {line}: {cells} cells where the header has {len(header)}")
+        key = "_".join(record[c] for c in id_columns)
+        if key in seen:
+            raise ValueError(f"{name}, line {line}: the id {key!r} is given twice (also on line {seen[key]})")
+        seen[key] = line
+    return header, records
+
+
 def load_label_csv(
     path: str | os.PathLike[str],
     columns: Sequence[str] | None = None,
@@ -63,23 +102,16 @@ def load_label_csv(
 
     Raises:
         ValueError: naming the file and the column when a column is missing or a cell
-            is not 1, 0, -1 or blank.
+            is not 1, 0, -1 or blank; naming the line of a short or long row or a repeated id.
     """
     id_columns = [id_column] if isinstance(id_column, str) else list(id_column)
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        header = reader.fieldnames or []
-        missing = [c for c in id_columns + list(columns or []) if c not in header]
-        if missing:
-            raise ValueError(f"{os.fspath(path)} has no column(s) {missing}; it has {header}")
-        names = list(columns) if columns is not None else [c for c in header if c not in id_columns]
-        ids, rows = [], []
-        for line, record in enumerate(reader, start=2):
-            ids.append("_".join(record[c] for c in id_columns))
-            row = []
-            for name in names:
-                row.append(label_cell(record[name], f"{os.fspath(path)}, line {line}, column {name!r}"))
-            rows.append(row)
+    header, records = read_csv_rows(path, id_columns + list(columns or []), id_columns)
+    names = list(columns) if columns is not None else [c for c in header if c not in id_columns]
+    ids, rows = [], []
+    for line, record in records:
+        ids.append("_".join(record[c] for c in id_columns))
+        rows.append([label_cell(record[name], f"{os.fspath(path)}, line {line}, column {name!r}")
+                     for name in names])
     labels = np.array(rows, dtype=float).reshape(len(rows), len(names))
     return ids, names, labels
 
@@ -115,7 +147,8 @@ def load_mesh_labels(
         ``(ids, splits, labels)`` with labels ``(num_studies, num_nodes)`` int64 0/1.
 
     Raises:
-        ValueError: if the file lacks a needed column.
+        ValueError: if the file lacks a needed column, or a row is short, long or repeats
+            an id (the line is named).
     """
     graph = graph if graph is not None else KnowledgeGraph.openi40()
     node_patterns = [
@@ -123,14 +156,9 @@ def load_mesh_labels(
         for n in graph.nodes
     ]
     ids, splits, rows = [], [], []
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in ("id", "split", column) if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{os.fspath(path)} has no column(s) {missing}")
-        for record in reader:
-            components = mesh_components(record[column])
-            ids.append(record["id"])
-            splits.append(record["split"])
-            rows.append([int(any(p.search(c) for c in components)) for p in node_patterns])
+    for _, record in read_csv_rows(path, ("id", "split", column), ("id",))[1]:
+        components = mesh_components(record[column])
+        ids.append(record["id"])
+        splits.append(record["split"])
+        rows.append([int(any(p.search(c) for c in components)) for p in node_patterns])
     return ids, splits, np.array(rows, dtype=np.int64).reshape(len(rows), graph.num_nodes)
