@@ -517,3 +517,28 @@ def test_a_mesh_csv_with_a_short_row_or_a_bom_is_read_or_named(tmp_path):
     (tmp_path / "short.csv").write_text("id,split,mesh,problems\na,train\n")
     with pytest.raises(ValueError, match=r"short.csv, line 2: 2 cells where the header has 4"):
         load_mesh_labels(tmp_path / "short.csv")
+
+
+def test_backbone_weights_that_need_unpickling_are_refused_without_suggesting_it(tmp_path):
+    from cknet.modules.visual import Backbone
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    torch.save({"conv1.weight": Payload()}, tmp_path / "evil.pth")
+    with pytest.raises(ValueError, match="not a plain state dict") as caught:
+        Backbone("resnet18", tmp_path / "evil.pth")
+    assert "weights_only=False" not in str(caught.value) and "safetensors" in str(caught.value)
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_torch_file_that_would_inflate_far_beyond_its_size_is_refused_before_reading(tmp_path):
+    import zipfile
+
+    from cknet.modules.visual import Backbone
+
+    with zipfile.ZipFile(tmp_path / "bomb.pth", "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("archive/data.pkl", b"\0" * (64 * 1024 * 1024))  # 64 MB of zeros, ~64 KB on disk
+    with pytest.raises(ValueError, match=r"would inflate to 67 MB .*refused before reading"):
+        Backbone("resnet18", tmp_path / "bomb.pth")

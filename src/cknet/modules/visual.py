@@ -268,6 +268,26 @@ def _imagenet_backbone(name: str) -> nn.Module:
         ) from err
 
 
+MAX_INFLATION = 50
+"""A torch file's members may hold at most this many times the file's size once
+decompressed (torch.save stores them uncompressed: a ratio near 1)."""
+
+
+def _check_zip_sizes(path: str) -> None:
+    """Refuse a torch zip file whose members would inflate far beyond its size, before
+    reading any of them (sizes from the zip directory)."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return
+    with zipfile.ZipFile(path) as archive:
+        inflated = sum(member.file_size for member in archive.infolist())
+    size = max(os.path.getsize(path), 1)
+    if inflated > MAX_INFLATION * size:
+        raise ValueError(f"{path} would inflate to {inflated / 1e6:.0f} MB from {size / 1e6:.1f} MB "
+                         f"(more than {MAX_INFLATION}x): not a torch.save file; refused before reading")
+
+
 def _load_local_weights(model: nn.Module, path: str, name: str) -> None:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"backbone weights file not found: {path}")
@@ -276,11 +296,17 @@ def _load_local_weights(model: nn.Module, path: str, name: str) -> None:
 
         state = load_file(path)
     else:
+        _check_zip_sizes(path)
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:
+            # torch's message goes on to suggest weights_only=False: keep its first sentence only
+            reason = str(err).split("\n")[0].split(". ")[0].rstrip(".")
             raise ValueError(
-                f"{path} is not a state dict loadable with torch.load(weights_only=True): {err}"
+                f"{path} is not a plain state dict (torch.load with weights_only=True refused it: "
+                f"{reason}). cknet never unpickles a file that could run code. If you trust its "
+                f"source, convert it once where you made it: load it there and save the state dict "
+                f"with safetensors.torch.save_file(model.state_dict(), 'weights.safetensors')"
             ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
