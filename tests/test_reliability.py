@@ -542,3 +542,27 @@ def test_a_torch_file_that_would_inflate_far_beyond_its_size_is_refused_before_r
         archive.writestr("archive/data.pkl", b"\0" * (64 * 1024 * 1024))  # 64 MB of zeros, ~64 KB on disk
     with pytest.raises(ValueError, match=r"would inflate to 67 MB .*refused before reading"):
         Backbone("resnet18", tmp_path / "bomb.pth")
+
+
+@pytest.mark.parametrize("device, match", [
+    ("tpu", "unknown device 'tpu'"), ("cpu:7", "the CPU takes no index"),
+    ("cuda:3", "CUDA is not available|has 1 CUDA device|has [0-9]+ CUDA device"),
+])
+def test_a_device_this_machine_lacks_is_named_not_blamed_on_a_file(tmp_path, capsys, device, match):
+    if device == "cuda:3" and torch.cuda.device_count() > 3:
+        pytest.skip("this machine has a cuda:3")
+    tiny_model(WORDS_A, 0).save_pretrained(tmp_path / "m")
+    with pytest.raises(ValueError, match=match) as caught:
+        CKNet.from_pretrained(tmp_path / "m", map_location=device)
+    assert "safetensors" not in str(caught.value)
+    assert main(["generate", "--model", str(tmp_path / "m"), str(tmp_path / "x.png"), "--device", device,
+                 "--quiet"]) == 1
+    assert __import__("re").search(match, capsys.readouterr().err)
+
+
+def test_more_beams_than_words_are_refused_before_any_work():
+    model = tiny_model(WORDS_A, 0).eval()
+    vocab = model.tokenizer.vocab_size
+    with pytest.raises(ValueError, match=rf"num_beams \(100000\) exceeds the vocabulary \({vocab} tokens\)"):
+        model.generate(torch.randn(1, 2, 3, 64, 64), num_beams=100000, max_new_tokens=3)
+    assert len(model.generate(torch.randn(1, 2, 3, 64, 64), num_beams=vocab, max_new_tokens=2)) == 1

@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from cknet.validation import resolve_device
+
 if TYPE_CHECKING:
     from cknet.config import CKNetConfig
 
@@ -167,7 +169,7 @@ def run_demo(
 
     settings = settings or (QUICK if quick else FULL)
     out = _prepare_output(Path(output_dir))
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     say = print if progress else (lambda *args, **kwargs: None)
     seconds: dict[str, float] = {}
     clock = time.perf_counter()

@@ -154,9 +154,9 @@ def load_weights(path: Path, map_location: str | torch.device = "cpu") -> dict[s
     """
     from safetensors.torch import load_file
 
-    device = torch.device(map_location)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"map_location is {device} but CUDA is not available on this machine; use 'cpu'")
+    from cknet.validation import resolve_device
+
+    device = resolve_device(map_location)
     try:
         state = load_file(path, device=str(device))
     except Exception as err:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from transformers import BertConfig
 
 from cknet.labeler.chexpert import OBSERVATIONS
+from cknet.validation import resolve_device
 
 # CheXbert's head order (its constants.CONDITIONS).
 HEADS = ("Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema",
@@ -106,7 +107,7 @@ class CheXbertLabeler:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         self.tokenizer = load_hf_pretrained(AutoTokenizer, bert_dir, "CheXbert tokenizer (bert-base-uncased)")
         config = load_hf_pretrained(AutoConfig, bert_dir, "CheXbert encoder config (bert-base-uncased)")
         self.model = CheXbertModel(config)

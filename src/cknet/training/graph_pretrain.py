@@ -38,6 +38,7 @@ from cknet.hub import check_kind
 from cknet.metrics import roc_auc
 from cknet.modules.graph_model import KnowledgeGraphModel
 from cknet.training.optimizer import adam
+from cknet.validation import resolve_device
 
 
 def _pair(item: Any) -> tuple[Any, Any]:
@@ -125,7 +126,7 @@ class GraphPretrainer:
         self.lr = lr
         self.weight_decay = weight_decay
         self.max_positive_weight = max_positive_weight
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         self.seed = seed
         self.num_workers = num_workers
         self.progress = progress

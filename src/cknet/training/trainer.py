@@ -55,6 +55,7 @@ from cknet.training.rewards import ReportReward
 from cknet.training.scst import scst_loss
 from cknet.training.seeding import rng_state, seed_worker, set_rng_state
 from cknet.training.selection import describe_selection, selection_score
+from cknet.validation import resolve_device
 
 CHECKPOINT = "checkpoint.pt"
 # The history's validation columns: None in epochs without validation (TrainingConfig.eval_every).
@@ -116,7 +117,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         if rank() == 0 and check_kind(self.run_dir, "run", writing=True) is None:
             save_folder(self.run_dir, "run", lambda folder: None)  # an empty run, marked as one
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         self.progress = progress and rank() == 0
         self.model = model.to(self.device)
         self.collate = collate_studies(model.tokenizer)
