@@ -234,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "takes_extra", False):
             return args.handler(args, extra)
         return args.handler(args)
-    except (ValueError, FileNotFoundError, FileExistsError, OSError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, OSError, MemoryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
 

@@ -94,7 +94,6 @@ def run_search(
     Returns:
         The hypotheses, best first.
     """
-    check_beams(options, tokenizer.vocab_size)
     processors: list[LogitsProcessor] = [BanTokens(tokenizer.non_report_ids)]
     if options.min_new_tokens:
         processors.append(MinNewTokens(tokenizer.eos_id, options.min_new_tokens))
@@ -149,7 +148,6 @@ def generate(
     from cknet.validation import check_images
 
     resolved = (options or GenerationConfig()).resolve(model.config.max_length, model.config.num_beams)
-    check_beams(resolved, model.tokenizer.vocab_size)  # before any work
     if not isinstance(images, torch.Tensor):
         images = prepare_images(images, model.config, repeat_single_view)
     images = check_images(images, model.config, finite=False)  # the values: in model.encode, once
@@ -166,8 +164,16 @@ def generate(
                                           disable=not progress) as bar:
             for chunk in images.split(size):
                 encoding = model.encode(chunk.to(parameter.device, parameter.dtype))
-                found = run_search(model, encoding, chunk.shape[0], tokenizer, resolved, logits_processors,
-                                   generator)
+                try:
+                    found = run_search(model, encoding, chunk.shape[0], tokenizer, resolved,
+                                       logits_processors, generator)
+                except (torch.OutOfMemoryError, RuntimeError) as err:
+                    if not isinstance(err, torch.OutOfMemoryError) and "allocate" not in str(err):
+                        raise
+                    raise MemoryError(
+                        f"decoding {chunk.shape[0]} studies with num_beams={resolved.num_beams} needs more "
+                        f"memory than this {chunk.device.type} has ({str(err).splitlines()[0][:120]}); lower "
+                        f"num_beams or batch_size (the paper decodes with 3 beams)") from None
                 for tokens, scores in zip(found.tokens.tolist(), found.scores.tolist()):
                     results.append([GeneratedReport(tokenizer.decode(t), _report_ids(t, tokenizer.eos_id), s)
                                     for t, s in zip(tokens, scores)])
@@ -175,22 +181,6 @@ def generate(
     finally:
         model.train(was_training)
     return results
-
-
-def check_beams(options: GenerationConfig, vocab_size: int) -> None:
-    """Refuse more beams than the vocabulary has tokens: beyond that, beams only repeat,
-    and the candidate scores (beams x vocabulary per study) outgrow memory.
-
-    Args:
-        options: resolved decoding options.
-        vocab_size: the tokenizer's vocabulary size.
-
-    Raises:
-        ValueError: naming both numbers.
-    """
-    if options.num_beams is not None and options.num_beams > vocab_size:
-        raise ValueError(f"num_beams ({options.num_beams}) exceeds the vocabulary ({vocab_size} tokens); "
-                         f"use at most {vocab_size} (the paper uses 3)")
 
 
 def _report_ids(ids: list[int], eos_id: int) -> list[int]:
