@@ -68,9 +68,37 @@ def test_demo_trains_and_saves_the_backbone_of_its_settings(tmp_path):
 
 def test_demo_refuses_a_folder_it_did_not_write(tmp_path, capsys):
     (tmp_path / "mine.txt").write_text("keep me")
+    (tmp_path / "cknet-demo.json").write_text("{}")  # looks like a demo's, but cknet did not mark it
     assert main(["demo", "--quick", "--output", str(tmp_path), "--quiet"]) == 1
-    assert "was not written by `cknet demo`" in capsys.readouterr().err
+    assert "holds no cknet demo" in capsys.readouterr().err
     assert (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+def test_a_demo_replaces_its_own_folder_whole_and_never_the_users_files(tmp_path, capsys, monkeypatch):
+    import cknet.demo
+
+    tiny = DemoSettings(backbone="resnet18", image_size=64, train_studies=16, val_studies=8, test_studies=8,
+                        graph_epochs=1, epochs=1, d_model=16, d_knowledge=8, layers=1, num_heads=2, gamma=2)
+    out = tmp_path / "demo"
+    first = run_demo(out, settings=tiny, progress=False)
+    assert first.model_dir == out / "model" and sorted(p.name for p in out.iterdir()) == sorted(
+        cknet.demo.DEMO_ENTRIES)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def killed(*args, **kwargs):  # the next demo dies half-way through
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cknet.demo, "draw_study", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_demo(out, settings=tiny, progress=False, seed=1)
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]  # no half-written folder left
+    monkeypatch.undo()
+
+    (out / "notes.txt").write_text("my notes")  # the user's own file in the demo's folder
+    with pytest.raises(FileExistsError, match=r"also holds \['notes.txt'\]"):
+        run_demo(out, settings=tiny, progress=False)
+    assert (out / "notes.txt").read_text() == "my notes"
 
 
 def test_format_result_puts_reports_side_by_side():

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import textwrap
 import time
 from dataclasses import dataclass
@@ -39,6 +38,8 @@ if TYPE_CHECKING:
     from cknet.config import CKNetConfig
 
 SUMMARY_FILE = "cknet-demo.json"
+# What a demo folder holds: everything the demo writes, and the marker.
+DEMO_ENTRIES = {"model", "run", "study.png", SUMMARY_FILE, "cknet.json"}
 
 
 @dataclass(frozen=True)
@@ -146,8 +147,9 @@ def run_demo(
 
     Args:
         output_dir: where the model, the picture, the training run and
-            ``cknet-demo.json`` go. A folder written by an earlier demo is replaced; any
-            other non-empty folder is refused.
+            ``cknet-demo.json`` go, written beside it and swapped in whole at the end. A
+            folder written by an earlier demo is replaced; any other non-empty folder is
+            refused.
         quick: the small settings (`QUICK`: smaller images, fewer studies and epochs)
             instead of `FULL` (see ``docs/demo.md`` for the times measured).
         seed: seeds the rendered studies and the training.
@@ -156,8 +158,28 @@ def run_demo(
         settings: explicit sizes (overrides ``quick``).
 
     Raises:
-        FileExistsError: if ``output_dir`` is a non-empty folder that no demo wrote.
+        FileExistsError: if ``output_dir`` is a non-empty folder that no demo wrote, or
+            an earlier demo's folder holding files the demo did not write.
     """
+    from cknet.hub import save_folder
+
+    settings = settings or (QUICK if quick else FULL)
+    final = Path(output_dir)
+    _check_output(final)
+    device = resolve_device(device)
+    outcome: list[DemoResult] = []
+    # Everything is written into a fresh folder beside the old one, swapped in at the end
+    # (`cknet.hub.save_folder`): a kill or an error leaves the previous demo whole.
+    save_folder(final, "demo", lambda out: outcome.append(
+        _run(out, final, settings, seed, device, progress)), overwrite=True)
+    if progress:
+        print(format_result(outcome[0]))
+    return outcome[0]
+
+
+def _run(out: Path, final: Path, settings: DemoSettings, seed: int, device: torch.device,
+         progress: bool) -> DemoResult:
+    """The demo's four stages, written into ``out``; paths recorded as under ``final``."""
     from cknet.data.synthetic import FINDINGS, SyntheticDataset, SyntheticReports, synthetic_graph
     from cknet.evaluation import score_reports
     from cknet.io import write_text_atomic
@@ -167,9 +189,6 @@ def run_demo(
     from cknet.training import GraphPretrainer, Trainer, TrainingConfig
     from cknet.training.seeding import seed_everything
 
-    settings = settings or (QUICK if quick else FULL)
-    out = _prepare_output(Path(output_dir))
-    device = resolve_device(device)
     say = print if progress else (lambda *args, **kwargs: None)
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
@@ -237,30 +256,26 @@ def run_demo(
     figure = out / "study.png"
     nodes = draw_study(best, test[0]["images"], generated[0], references[0], figure)
     seconds["total"] = time.perf_counter() - clock
-    result = DemoResult(ce, ce_blank, nlg, graph_auc,
-                        list(zip(references, generated))[:4], out / "model", figure, nodes, seconds)
+    result = DemoResult(ce, ce_blank, nlg, graph_auc, list(zip(references, generated))[:4],
+                        final / "model", final / "study.png", nodes, seconds)
     summary = {**dataclasses.asdict(result), "model_dir": str(result.model_dir),
-               "figure": str(figure), "settings": dataclasses.asdict(settings), "seed": seed,
+               "figure": str(result.figure), "settings": dataclasses.asdict(settings), "seed": seed,
                "device": str(device)}
     write_text_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=1) + "\n")
-    if progress:
-        print(format_result(result))
     return result
 
 
-def _prepare_output(out: Path) -> Path:
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a folder: give --output another path")
-    if out.is_dir() and any(out.iterdir()):
-        if not (out / SUMMARY_FILE).is_file():
-            raise FileExistsError(
-                f"{out} is not empty and was not written by `cknet demo`: give --output another "
-                f"path (the demo replaces only folders it wrote itself)"
-            )
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / SUMMARY_FILE).write_text("{}\n", encoding="utf-8")  # marks the folder as the demo's
-    return out
+def _check_output(out: Path) -> None:
+    """Refuse a file, a folder that is not a demo's, and a demo folder holding files the
+    demo did not write (they would be lost when it is replaced), before any work."""
+    from cknet.hub import check_kind
+
+    kind = check_kind(out, "demo", writing=True)  # a file, another kind, or someone else's folder
+    if kind is not None:
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in DEMO_ENTRIES)
+        if foreign:
+            raise FileExistsError(f"{out} is an earlier demo's folder but also holds {foreign[:5]}, which "
+                                  f"the demo did not write: move them, or give --output another path")
 
 
 def format_result(result: DemoResult, width: int = 100) -> str:

@@ -44,7 +44,7 @@ from cknet.version import __version__
 MARKER = "cknet.json"
 FORMAT = 2
 KINDS = {"model": "a saved CKNet model", "graph_model": "a saved knowledge-graph model",
-         "run": "a training run"}
+         "run": "a training run", "demo": "a cknet demo folder"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2
 T = TypeVar("T")
