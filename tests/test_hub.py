@@ -114,3 +114,17 @@ def test_a_graph_model_keeps_its_settings_under_the_names_cknet_config_uses(tmp_
     (tmp_path / "g" / "graph_model.json").write_text(json.dumps(saved))
     with pytest.raises(ValueError, match="gcn_layers"):
         KnowledgeGraphModel.from_pretrained(tmp_path / "g")
+
+
+def test_overwriting_through_a_symlinked_folder_replaces_its_target_and_leaves_no_litter(tmp_path,
+                                                                                         iu_tokenizer):
+    first = CKNet(small_config(knowledge_source="random"), iu_tokenizer).eval()
+    second = CKNet(small_config(knowledge_source="random"), iu_tokenizer).eval()
+    first.save_pretrained(tmp_path / "models" / "v1")
+    (tmp_path / "current").symlink_to(tmp_path / "models" / "v1", target_is_directory=True)
+    second.save_pretrained(tmp_path / "current", overwrite=True)
+    assert (tmp_path / "current").is_symlink()  # still the user's link
+    loaded = CKNet.from_pretrained(tmp_path / "models" / "v1")  # the target holds the new model
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), second.state_dict().values()))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["current", "models"]
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["v1"]

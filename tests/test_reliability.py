@@ -564,3 +564,22 @@ def test_more_beams_than_memory_holds_are_named_not_a_raw_allocation_error():
     model = tiny_model(WORDS_A, 0).eval()
     with pytest.raises(MemoryError, match=r"num_beams=100000000 needs more memory .*lower num_beams"):
         model.generate(torch.randn(1, 2, 3, 64, 64), num_beams=100_000_000, max_new_tokens=3)
+
+
+def test_a_full_disk_is_named_and_the_previous_model_stays(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    model = tiny_model(WORDS_A, 0)
+    model.save_pretrained(tmp_path / "m")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()}
+
+    def disk_full(tensors, filename, metadata=None):
+        with open(filename, "wb") as fh:
+            fh.write(b"\0" * 100)
+        raise safetensors.SafetensorError("Error while serializing: IoError(No space left on device)")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_full)
+    with pytest.raises(OSError, match=r"could not write .*model.safetensors .*MB are free on its disk"):
+        model.save_pretrained(tmp_path / "m", overwrite=True)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]

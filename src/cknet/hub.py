@@ -135,13 +135,15 @@ def save_folder(
         kind: what it holds, a key of `KINDS`.
         write: fills the given (empty) folder with the files.
         overwrite: replace a folder of the same kind; otherwise it must not exist (or be
-            empty).
+            empty). A symbolic link to a folder has its target replaced.
 
     Raises:
         FileExistsError: if ``folder`` holds something of another kind, or the same kind
             without ``overwrite`` (also when another process saved there first).
     """
     folder = Path(folder)
+    if folder.is_symlink():  # replace what the link points to; the link stays a link
+        folder = Path(os.path.realpath(folder))
     found = check_kind(folder, kind, writing=True)
     if found is not None and not overwrite:
         raise FileExistsError(f"{folder} already holds {KINDS[kind]}; pass overwrite=True to replace it")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -125,6 +126,8 @@ def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
 
     Raises:
         ValueError: naming the tensors that hold NaN or infinite values.
+        OSError: naming the file, the space it needs and the space free, when it cannot
+            be written (a full disk).
     """
     from safetensors.torch import save_file
 
@@ -135,7 +138,14 @@ def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
                          f"{len(bad)} tensor(s): {', '.join(bad[:5])} (training diverged?); nothing was "
                          f"written or replaced")
     tensors = {name: tensor.detach().contiguous().cpu() for name, tensor in state.items()}
-    write_atomic(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    try:
+        write_atomic(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    except Exception as err:  # safetensors reports a full disk as its own error, without the path
+        needed = sum(t.numel() * t.element_size() for t in tensors.values())
+        free = shutil.disk_usage(path.parent).free
+        raise OSError(f"could not write {path} ({type(err).__name__}: {err}): it needs "
+                      f"{needed / 1e6:.1f} MB and {free / 1e6:.1f} MB are free on its disk; nothing "
+                      f"was replaced") from err
 
 
 def load_weights(path: Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
