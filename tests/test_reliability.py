@@ -583,3 +583,27 @@ def test_a_full_disk_is_named_and_the_previous_model_stays(tmp_path, monkeypatch
         model.save_pretrained(tmp_path / "m", overwrite=True)
     assert {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+@pytest.mark.parametrize("content, match", [
+    ('{"model": {"epochs": 5}}', r"\['epochs'\] under 'model' are training settings: move them under"),
+    ('{"training": {"d_model": 64}}', r"\['d_model'\] under 'training' are model settings"),
+    ('{"model": {"d_modle": 64}}', r"recipe.json: .*d_modle"),
+    ('{"model": ', r"recipe.json is not valid JSON"),
+    ('{"model": [1]}', r"a recipe is"),
+])
+def test_malformed_recipes_are_named(tmp_path, content, match):
+    from cknet.training import load_recipe
+
+    (tmp_path / "recipe.json").write_text(content)
+    with pytest.raises(ValueError, match=match):
+        load_recipe(tmp_path / "recipe.json")
+
+
+def test_a_run_json_that_is_not_an_object_is_named(tmp_path):
+    from cknet.hub import save_folder
+    from cknet.training import resume
+
+    save_folder(tmp_path / "run", "run", lambda folder: (folder / "run.json").write_text("[1, 2]"))
+    with pytest.raises(ValueError, match=r"run.json is not a run description: expected an object"):
+        resume(tmp_path / "run")

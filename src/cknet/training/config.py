@@ -184,12 +184,27 @@ def load_recipe(name_or_path: str | os.PathLike[str]) -> tuple[CKNetConfig, Trai
             text = fh.read()
     else:
         raise FileNotFoundError(f"no recipe {name!r}: use iu_xray, mimic_cxr or a JSON file")
-    data = json.loads(text)
-    if not isinstance(data, dict) or set(data) - {"model", "training"}:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{name} is not valid JSON: {err}") from None
+    if not isinstance(data, dict) or set(data) - {"model", "training"} or not all(
+            isinstance(part, dict) for part in data.values()):
         raise ValueError(f"{name}: a recipe is {{'model': {{...}}, 'training': {{...}}}}")
-    model = dict(data.get("model", {}))
-    return CKNetConfig.preset(model.pop("dataset", "iu_xray"), **model), \
-        TrainingConfig.from_dict(data.get("training", {}))
+    model, training = dict(data.get("model", {})), dict(data.get("training", {}))
+    model_fields = {f.name for f in dataclasses.fields(CKNetConfig)}
+    training_fields = {f.name for f in dataclasses.fields(TrainingConfig)}
+    for part, keys, other, other_fields in (("model", model, "training", training_fields),
+                                            ("training", training, "model", model_fields)):
+        misplaced = sorted(k for k in keys if k in other_fields and k not in (model_fields & training_fields))
+        if misplaced:
+            raise ValueError(f"{name}: {misplaced} under {part!r} are {other} settings: move them under "
+                             f"{other!r}")
+    try:
+        dataset = model.pop("dataset", "iu_xray")
+        return CKNetConfig.preset(dataset, **model), TrainingConfig.from_dict(training)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name}: {err}") from None
 
 
 def apply_overrides(

@@ -177,6 +177,9 @@ def resume(
         settings = json.loads((run_dir / RUN_FILE).read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{run_dir / RUN_FILE} is not a run description: {err}") from None
+    if not isinstance(settings, dict) or not isinstance(settings.get("training"), dict):
+        raise ValueError(f"{run_dir / RUN_FILE} is not a run description: expected an object with "
+                         f"'model', 'training' and the data's paths, as cknet train writes it")
     if overrides:
         settings["training"] = TrainingConfig.from_dict({**settings["training"], **overrides}).to_dict()
         if rank() == 0:
