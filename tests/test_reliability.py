@@ -607,3 +607,18 @@ def test_a_run_json_that_is_not_an_object_is_named(tmp_path):
     save_folder(tmp_path / "run", "run", lambda folder: (folder / "run.json").write_text("[1, 2]"))
     with pytest.raises(ValueError, match=r"run.json is not a run description: expected an object"):
         resume(tmp_path / "run")
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../../secret.png", "a/../../b.png", "~/x.png"])
+def test_annotation_image_paths_leaving_the_image_folder_are_refused_unless_allowed(tmp_path, monkeypatch,
+                                                                                     path):
+    from cknet.data.annotation import read_annotation
+
+    (tmp_path / "annotation.json").write_text(json.dumps(
+        {"train": [{"id": "a", "report": "x", "image_path": ["a/0.png", path]}]}))
+    with pytest.raises(ValueError, match=r"train\[0\]: the image path .* leaves the image folder"):
+        read_annotation(tmp_path / "annotation.json")
+    allowed = read_annotation(tmp_path / "annotation.json", allow_outside=True)
+    assert allowed["train"][0]["image_path"][1] == path
+    monkeypatch.setenv("CKNET_ALLOW_OUTSIDE_IMAGES", "1")
+    assert read_annotation(tmp_path / "annotation.json")["train"][0]["id"] == "a"

@@ -26,20 +26,43 @@ from cknet.config import CKNetConfig
 from cknet.data.images import load_image
 from cknet.data.transforms import evaluation_transform, training_transform
 
+ALLOW_OUTSIDE_ENV = "CKNET_ALLOW_OUTSIDE_IMAGES"
+"""Set to ``1`` to let annotations name images outside their image folder (absolute
+paths, or paths through ``..``), for every command and reader."""
 
-def read_annotation(path: str | os.PathLike[str]) -> dict[str, list[dict[str, Any]]]:
+
+def outside_image_path(path: str) -> bool:
+    """Whether an annotation's image path leaves its image folder: absolute, or through ``..``.
+
+    Args:
+        path: an entry's ``image_path`` item.
+    """
+    parts = Path(path).parts
+    return Path(path).is_absolute() or ".." in parts or (bool(parts) and parts[0].startswith("~"))
+
+
+def read_annotation(path: str | os.PathLike[str],
+                    allow_outside: bool | None = None) -> dict[str, list[dict[str, Any]]]:
     """Read an R2Gen ``annotation.json``.
 
     Args:
         path: the file.
+        allow_outside: accept image paths that leave the image folder (absolute, or
+            through ``..``), for images kept elsewhere on purpose; default: only when the
+            environment variable ``CKNET_ALLOW_OUTSIDE_IMAGES`` is ``1``. Refused by
+            default, so that an annotation from elsewhere cannot make cknet read
+            ``/etc/passwd`` or ``../../`` files.
 
     Returns:
         ``{split: [entries]}``.
 
     Raises:
         ValueError: naming the file when it is not ``{split: [entries]}`` with ``id``,
-            ``report`` and ``image_path`` in every entry.
+            ``report`` and ``image_path`` in every entry, or an image path leaves the
+            image folder (not allowed).
     """
+    if allow_outside is None:
+        allow_outside = os.environ.get(ALLOW_OUTSIDE_ENV) == "1"
     name = os.fspath(path)
     try:
         with open(path, encoding="utf-8") as fh:
@@ -64,6 +87,11 @@ def read_annotation(path: str | os.PathLike[str]) -> dict[str, list[dict[str, An
             if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
                 raise ValueError(f"{where}: image_path must be a list of relative paths (one per view), "
                                  f"got {paths!r}")
+            outside = [p for p in paths if outside_image_path(p)]
+            if outside and not allow_outside:
+                raise ValueError(f"{where}: the image path {outside[0]!r} leaves the image folder; paths "
+                                 f"are relative to it. To read images kept elsewhere on purpose, set "
+                                 f"{ALLOW_OUTSIDE_ENV}=1 (or read_annotation(..., allow_outside=True))")
             key = str(entry["id"])
             if key in ids:
                 raise ValueError(f"{where}: the id {key!r} is given twice (also in {ids[key]}); each study "
