@@ -622,3 +622,23 @@ def test_annotation_image_paths_leaving_the_image_folder_are_refused_unless_allo
     assert allowed["train"][0]["image_path"][1] == path
     monkeypatch.setenv("CKNET_ALLOW_OUTSIDE_IMAGES", "1")
     assert read_annotation(tmp_path / "annotation.json")["train"][0]["id"] == "a"
+
+
+def test_an_image_over_the_pixel_limit_is_refused_from_its_header(tmp_path, monkeypatch):
+    from cknet.data.images import load_image
+
+    Image.new("L", (3000, 3000)).save(tmp_path / "big.png")  # 9 MP, compresses to a few KB
+    monkeypatch.setattr("cknet.data.images.MAX_IMAGE_PIXELS", 4_000_000)
+    with pytest.raises(ValueError, match=r"big.png is 3000 x 3000 pixels, more than the 4,000,000"):
+        load_image(tmp_path / "big.png")
+    monkeypatch.setenv("CKNET_MAX_IMAGE_PIXELS", "10000000")  # the user raises it
+    assert load_image(tmp_path / "big.png").shape == (3, 3000, 3000)
+
+
+def test_a_symlink_loop_among_images_is_named_as_such(tmp_path):
+    from cknet.data.images import load_image
+
+    (tmp_path / "a.png").symlink_to(tmp_path / "b.png")
+    (tmp_path / "b.png").symlink_to(tmp_path / "a.png")
+    with pytest.raises(FileNotFoundError, match=r"a.png is a symbolic link that cannot be followed"):
+        load_image(tmp_path / "a.png")

@@ -102,6 +102,23 @@ def _from_dicom(path: Path) -> torch.Tensor:
     return _from_array(_rescale(pixels), f"DICOM image {path}")
 
 
+MAX_IMAGE_PIXELS = 64_000_000
+"""The largest image file cknet decodes, in pixels (8000 x 8000; radiographs are at most
+about 4000 x 4000): a larger one is refused from its header, before its pixels are
+decoded into memory. Raise it with the environment variable ``CKNET_MAX_IMAGE_PIXELS``
+or by setting this attribute."""
+
+
+def _pixel_limit() -> int:
+    value = os.environ.get("CKNET_MAX_IMAGE_PIXELS")
+    if value is None:
+        return MAX_IMAGE_PIXELS
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"CKNET_MAX_IMAGE_PIXELS must be a whole number of pixels, got {value!r}") from None
+
+
 def load_image(source: ImageLike) -> torch.Tensor:
     """Read one image as a float ``(3, H, W)`` tensor in [0, 1].
 
@@ -112,22 +129,37 @@ def load_image(source: ImageLike) -> torch.Tensor:
             uint16, float) or a tensor ``(H, W)`` / ``(C, H, W)``.
 
     Raises:
-        FileNotFoundError: for a path that does not exist.
+        FileNotFoundError: for a path that does not exist, or a symbolic link that
+            cannot be followed (a loop, a missing target).
         ImportError: for a DICOM file without pydicom installed (says what to install).
-        ValueError: for a file that is not a readable image, or an array/tensor of an
-            unsupported shape or dtype; the message names the input.
+        ValueError: for a file that is not a readable image or is larger than
+            `MAX_IMAGE_PIXELS`, or an array/tensor of an unsupported shape or dtype; the
+            message names the input.
     """
     from PIL import Image
 
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
+            if path.is_symlink():
+                try:
+                    path.resolve(strict=True)
+                except (OSError, RuntimeError) as err:
+                    raise FileNotFoundError(f"image {path} is a symbolic link that cannot be followed "
+                                            f"(a loop or a missing target: {err})") from None
             raise FileNotFoundError(f"image file not found: {path}")
         if _is_dicom(path):
             return _from_dicom(path)
+        limit = _pixel_limit()
         try:
             with Image.open(path) as image:
+                width, height = image.size
+                if width * height > limit:
+                    raise _TooLarge(f"{path} is {width} x {height} pixels, more than the {limit:,} cknet "
+                                    f"decodes (set CKNET_MAX_IMAGE_PIXELS to read it anyway)")
                 image.load()
+        except _TooLarge as err:
+            raise ValueError(str(err)) from None
         except Exception as err:  # Pillow raises many kinds for a malformed file
             raise ValueError(f"{path} is not a readable image ({type(err).__name__}: {err})") from None
         return _from_pil(image, f"image {path}")
@@ -221,3 +253,7 @@ def _prepared_view(view: Any, config: CKNetConfig, study: Any) -> torch.Tensor:
         warnings.warn(f"study {study}: an image of {image.shape[2]}x{image.shape[1]} px is enlarged to "
                       f"{config.image_size} px; a report of it says little", stacklevel=3)
     return evaluation_transform(image, config)
+
+
+class _TooLarge(Exception):
+    """An image over the pixel limit (kept apart from Pillow's own errors)."""
