@@ -97,6 +97,9 @@ def test_a_wrong_file_is_named_with_what_is_wrong(published, tiny_bert_dir, tmp_
         CheXbertLabeler(tmp_path / "text.pth", tiny_bert_dir)
     with pytest.raises(FileNotFoundError, match="CheXbert checkpoint not found"):
         CheXbertLabeler(tmp_path / "none.pth", tiny_bert_dir)
+    # both missing: the checkpoint is named, not a failed download of the BERT folder
+    with pytest.raises(FileNotFoundError, match="CheXbert checkpoint not found: .*none.pth"):
+        CheXbertLabeler(tmp_path / "none.pth", tmp_path / "no-bert-here")
 
 
 def write_label_csv(path, rows, column="Report Impression"):

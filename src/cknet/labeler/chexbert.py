@@ -108,6 +108,10 @@ class CheXbertLabeler:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
         self.device = resolve_device(device)
+        if not Path(checkpoint).expanduser().is_file():  # before the BERT folder, which may be missing too
+            raise FileNotFoundError(f"CheXbert checkpoint not found: {checkpoint} (chexbert.pth, from the "
+                                    f"download link in the CheXbert repository's README)")
+        checkpoint = Path(checkpoint).expanduser()
         self.tokenizer = load_hf_pretrained(AutoTokenizer, bert_dir, "CheXbert tokenizer (bert-base-uncased)")
         config = load_hf_pretrained(AutoConfig, bert_dir, "CheXbert encoder config (bert-base-uncased)")
         self.model = CheXbertModel(config)
