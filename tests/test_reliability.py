@@ -642,3 +642,12 @@ def test_a_symlink_loop_among_images_is_named_as_such(tmp_path):
     (tmp_path / "b.png").symlink_to(tmp_path / "a.png")
     with pytest.raises(FileNotFoundError, match=r"a.png is a symbolic link that cannot be followed"):
         load_image(tmp_path / "a.png")
+
+
+def test_a_graph_too_large_for_the_gcn_says_how_large_before_allocating():
+    from cknet.modules.graph_encoder import KnowledgeGraphEncoder
+
+    graph = KnowledgeGraph([f"n{i}" for i in range(100_000)])
+    with pytest.raises(ValueError, match=r"100,000 nodes needs a dense \(100,001 x 100,001\) GCN adjacency "
+                                         r"of 37.3 GiB, more than the 2 GiB"):
+        KnowledgeGraphEncoder(graph, 64, 16)

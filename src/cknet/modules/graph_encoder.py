@@ -43,6 +43,10 @@ class GraphEncoding(NamedTuple):
     logits: torch.Tensor
 
 
+MAX_ADJACENCY_BYTES = 2**31
+"""The largest dense GCN adjacency a graph may need (float32): about 23,000 nodes."""
+
+
 class KnowledgeGraphEncoder(nn.Module):
     """GCN over a `KnowledgeGraph` whose node features are read from CNN maps.
 
@@ -68,6 +72,14 @@ class KnowledgeGraphEncoder(nn.Module):
             from torch_geometric.nn import DenseGCNConv
             from torch_geometric.utils import to_dense_adj
 
+        needed = 4 * (graph.num_nodes + 1) ** 2
+        if needed > MAX_ADJACENCY_BYTES:
+            raise ValueError(
+                f"a graph of {graph.num_nodes:,} nodes needs a dense ({graph.num_nodes + 1:,} x "
+                f"{graph.num_nodes + 1:,}) GCN adjacency of {needed / 2**30:.1f} GiB, more than the "
+                f"{MAX_ADJACENCY_BYTES / 2**30:.0f} GiB cknet allows (about "
+                f"{int((MAX_ADJACENCY_BYTES / 4) ** 0.5) - 1:,} nodes); use a smaller graph, or a "
+                f"knowledge source that needs no GCN ('random', or your own)")
         self.num_nodes = graph.num_nodes
         self.node_attention = nn.Conv2d(in_channels, graph.num_nodes, kernel_size=1)
         self.input_projection = nn.Linear(in_channels, d_knowledge)
