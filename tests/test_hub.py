@@ -128,3 +128,23 @@ def test_overwriting_through_a_symlinked_folder_replaces_its_target_and_leaves_n
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), second.state_dict().values()))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["current", "models"]
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["v1"]
+
+
+@pytest.mark.parametrize("views", [1, 2])
+def test_every_saved_cards_usage_snippet_runs_on_its_model(tmp_path, monkeypatch, iu_tokenizer, views):
+    import re
+
+    from PIL import Image
+
+    model = CKNet(small_config(knowledge_source="random", num_views=views), iu_tokenizer).eval()
+    model.save_pretrained(tmp_path / "m", training_info={"synthetic": True})
+    card = (tmp_path / "m" / "README.md").read_text()
+    (snippet,) = re.findall(r"```python\n(.*?)```", card, flags=re.S)
+    for name in re.findall(r'"(\w+\.png)"', snippet):  # the snippet's images, of another size
+        Image.new("L", (100, 80), color=128).save(tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(snippet.replace("path/to/this/folder", str(tmp_path / "m")), namespace)
+    assert len(namespace["reports"]) == 1 and isinstance(namespace["reports"][0], str)
+    assert f"its {views} view(s)" in snippet
+    assert "synthetic radiographs" in card and "never seen a real radiograph" in card

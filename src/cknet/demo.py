@@ -252,6 +252,7 @@ def _run(out: Path, final: Path, settings: DemoSettings, seed: int, device: torc
                     "blank-image CE micro F1": ce_blank["scores"]["f1"],
                     **{name: value for name, value in nlg["scores"].items() if value is not None}},
         "evaluation": f"{len(test)} held-out synthetic studies, beam 3",
+        "synthetic": True,
     })
     figure = out / "study.png"
     nodes = draw_study(best, test[0]["images"], generated[0], references[0], figure)

@@ -28,15 +28,15 @@ def model_card(config: Mapping[str, Any], graph_name: str, graph_nodes: int, voc
         vocab_size: the tokenizer's vocabulary size.
         training: optional facts about training and evaluation, e.g. ``{"data":
             "IU X-Ray (R2Gen split)", "split": "train 2069 / val 296 / test 590",
-            "best_epoch": 12, "metrics": {...}, "evaluation": "beam 3, cleaned references"}``.
+            "best_epoch": 12, "metrics": {...}, "evaluation": "beam 3, cleaned references"}``;
+            ``"synthetic": True`` says the model saw synthetic radiographs only.
     """
     lines = [
         "---", "library_name: cknet", "tags: [radiology-report-generation, chest-x-ray, cknet]", "---", "",
         "# CKNet radiology report generator", "",
         "A CKNet model (Kang et al., *Bridging the Gap: Cross-modal Knowledge Driven Network for "
         "Radiology Report Generation*, IEEE BIBM 2023) saved by the `cknet` library. Load it with:", "",
-        "```python", "import cknet", 'model = cknet.CKNet.from_pretrained("path/to/this/folder")',
-        'reports = model.generate([["frontal.png", "lateral.png"]])', "```", "",
+        *usage_snippet(config), "",
         "## Model", "",
         f"- dataset rules: `{config['dataset']}`, {config['num_views']} view(s) of "
         f"{config['image_size']} px, reports of at most {config['max_length']} tokens",
@@ -57,14 +57,37 @@ def model_card(config: Mapping[str, Any], graph_name: str, graph_nodes: int, voc
                 lines.append(f"- {key}: {value}")
     else:
         lines.append("Not recorded: the model was saved without training information.")
+    synthetic = bool(training and training.get("synthetic"))
     lines += [
         "", "## Intended use", "",
-        "Research on radiology report generation: reproducing and comparing methods, studying "
-        "knowledge-driven generation. Not for clinical decisions.", "",
+        ("A demonstration of the method on synthetic radiographs (`cknet.data.synthetic`): it has "
+         "never seen a real radiograph, and its reports of real images mean nothing." if synthetic else
+         "Research on radiology report generation: reproducing and comparing methods, studying "
+         "knowledge-driven generation. Not for clinical decisions."), "",
         "## Limitations", "", DISCLAIMER, "",
         "The full configuration is in `config.json`.", "",
     ]
     return "\n".join(lines)
+
+
+def usage_snippet(config: Mapping[str, Any]) -> list[str]:
+    """The card's usage example for this model's views, as fenced Python lines.
+
+    Args:
+        config: the model's `CKNetConfig` as a dict.
+
+    Returns:
+        The lines, from the opening fence to the closing one.
+    """
+    views = int(config["num_views"])
+    names = ["frontal.png", "lateral.png"] if views == 2 else (
+        ["frontal.png"] if views == 1 else [f"view{i}.png" for i in range(1, views + 1)])
+    study = "[" + ", ".join(f'"{name}"' for name in names) + "]"
+    return ["```python", "import cknet", "",
+            'model = cknet.CKNet.from_pretrained("path/to/this/folder")',
+            f"# one study: its {views} view(s) in this order, any size (resized to "
+            f"{config['image_size']} px)",
+            f"reports = model.generate([{study}])", "```"]
 
 
 def _text_features(config: Mapping[str, Any]) -> str:
