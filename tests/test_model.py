@@ -143,7 +143,7 @@ def test_loading_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such folder"):
         CKNet.from_pretrained(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="missing config.json"):
+    with pytest.raises(FileNotFoundError, match="empty: it holds no saved CKNet model"):
         CKNet.from_pretrained(tmp_path / "empty")
 
 

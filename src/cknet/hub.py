@@ -103,7 +103,8 @@ def check_kind(folder: Path, kind: str, writing: bool) -> str | None:
 
     Raises:
         FileExistsError: (writing) for a file, or a folder holding something else.
-        ValueError: (reading) for a folder of another kind.
+        FileNotFoundError: (reading) for an empty folder.
+        ValueError: (reading) for a folder of another kind, or one without the marker.
     """
     if folder.exists() and not folder.is_dir():
         raise FileExistsError(f"{folder} is a file, not a folder")
@@ -113,6 +114,8 @@ def check_kind(folder: Path, kind: str, writing: bool) -> str | None:
             f"{folder} is not empty and holds no cknet {kind.replace('_', ' ')}: choose another "
             f"folder (cknet replaces only folders it wrote itself)"
         )
+    if found is None and not writing and folder.is_dir() and not any(folder.iterdir()):
+        raise FileNotFoundError(f"{folder} is empty: it holds no {KINDS[kind].removeprefix('a ')}")
     if found is None and not writing and folder.is_dir():
         raise ValueError(f"{folder} is not {KINDS[kind]}: it has no {MARKER}, which cknet writes into every "
                          f"folder it saves (was it written by another tool, or copied without that file?)")
