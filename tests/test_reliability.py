@@ -187,8 +187,8 @@ def test_a_run_killed_before_its_first_checkpoint_resumes(tmp_path, monkeypatch,
     from cknet.training import resume, train
 
     annotation = tmp_path / "annotation.json"
-    entries = [dict(e, image_path=[e["image_path"][0]]) for e in iu_annotation["train"][:4]]
-    annotation.write_text(json.dumps({"train": entries, "val": entries[:2]}))
+    entries = [dict(e, image_path=[e["image_path"][0]]) for e in iu_annotation["train"][:6]]
+    annotation.write_text(json.dumps({"train": entries[:4], "val": entries[4:]}))
     images = tmp_path / "images"
     for entry in entries:
         (images / entry["image_path"][0]).parent.mkdir(parents=True, exist_ok=True)
@@ -403,7 +403,7 @@ def test_files_that_are_not_what_they_claim_are_named(tmp_path):
         KnowledgeGraphModel.from_pretrained(tmp_path / "g")
     graph.save_pretrained(tmp_path / "g", overwrite=True)
     (tmp_path / "g" / "graph_model.json").write_text('{"type": "KnowledgeGraphModel", "backbone": 3}')
-    with pytest.raises(ValueError, match="graph_model.json must hold"):
+    with pytest.raises(ValueError, match="graph_model.json: a graph-model config holds"):
         KnowledgeGraphModel.from_pretrained(tmp_path / "g")
 
 

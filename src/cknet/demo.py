@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from cknet.validation import resolve_device
+from cknet.devices import resolve_device
 
 if TYPE_CHECKING:
     from cknet.config import CKNetConfig

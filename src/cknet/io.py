@@ -164,7 +164,7 @@ def load_weights(path: Path, map_location: str | torch.device = "cpu") -> dict[s
     """
     from safetensors.torch import load_file
 
-    from cknet.validation import resolve_device
+    from cknet.devices import resolve_device
 
     device = resolve_device(map_location)
     try:

@@ -35,8 +35,8 @@ from torch import nn
 if TYPE_CHECKING:
     from transformers import BertConfig
 
+from cknet.devices import resolve_device
 from cknet.labeler.chexpert import OBSERVATIONS
-from cknet.validation import resolve_device
 
 # CheXbert's head order (its constants.CONDITIONS).
 HEADS = ("Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema",

@@ -33,12 +33,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from cknet.config import CKNetConfig
+from cknet.devices import resolve_device
 from cknet.graph import KnowledgeGraph
 from cknet.hub import check_kind
 from cknet.metrics import roc_auc
 from cknet.modules.graph_model import KnowledgeGraphModel
 from cknet.training.optimizer import adam
-from cknet.validation import resolve_device
 
 
 def _pair(item: Any) -> tuple[Any, Any]:

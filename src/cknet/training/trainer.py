@@ -37,6 +37,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, WeightedRandomSampler
 
 from cknet.data.collate import collate_studies
+from cknet.devices import resolve_device
 from cknet.evaluation import Evaluation, evaluate, score_reports
 from cknet.features import encode_inputs
 from cknet.generation import GenerationConfig
@@ -55,7 +56,6 @@ from cknet.training.rewards import ReportReward
 from cknet.training.scst import scst_loss
 from cknet.training.seeding import rng_state, seed_worker, set_rng_state
 from cknet.training.selection import describe_selection, selection_score
-from cknet.validation import resolve_device
 
 CHECKPOINT = "checkpoint.pt"
 # The history's validation columns: None in epochs without validation (TrainingConfig.eval_every).
