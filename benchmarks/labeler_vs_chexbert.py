@@ -49,24 +49,9 @@ import numpy as np
 from machine import describe
 from shared_data import IU_XRAY
 
+from cknet.commands.label import CHEXBERT_COLUMNS as CHEXBERT_ORDER
 from cknet.labeler import OBSERVATIONS, binarize, make_labeler
 
-CHEXBERT_ORDER = (
-    "Enlarged Cardiomediastinum",
-    "Cardiomegaly",
-    "Lung Opacity",
-    "Lung Lesion",
-    "Edema",
-    "Consolidation",
-    "Pneumonia",
-    "Atelectasis",
-    "Pneumothorax",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Fracture",
-    "Support Devices",
-    "No Finding",
-)
 FINDINGS = [o for o in OBSERVATIONS if o != "No Finding"]
 # What the restricted unpickler may build: numpy arrays and their dtypes, nothing else.
 _ALLOWED = {

@@ -105,7 +105,8 @@ class KnowledgeSource(nn.Module, ABC):
             config: the new model's config.
             graph: its knowledge graph.
             graph_model: the pretrained graph stage, for a source with
-                ``uses_graph_model``; else None.
+                ``uses_graph_model`` (never None for such a source: without one,
+                `create_knowledge_source` builds it with `for_loading`); else None.
 
         Returns:
             The source.
@@ -181,11 +182,8 @@ class GraphModelKnowledge(KnowledgeSource):
         Args:
             config: the new model's config.
             graph: its knowledge graph.
-            graph_model: the pretrained graph stage (None: an untrained one, with a warning).
+            graph_model: the pretrained graph stage.
         """
-        if graph_model is None:
-            _warn_untrained()
-            return cls.for_loading(config, graph, {})
         return cls(graph_model)
 
 
@@ -251,11 +249,8 @@ class StaticKnowledge(KnowledgeSource):
         Args:
             config: the new model's config.
             graph: its knowledge graph.
-            graph_model: the pretrained graph stage (None: a zero matrix, with a warning).
+            graph_model: the pretrained graph stage.
         """
-        if graph_model is None:
-            _warn_untrained()
-            return cls.for_loading(config, graph, {})
         return cls.from_graph_model(graph_model)
 
 
@@ -336,7 +331,11 @@ def create_knowledge_source(
             f"register your KnowledgeSource class with cknet.register_knowledge_source, or pass an "
             f"instance as CKNet(..., knowledge=...)"
         )
-    return KNOWLEDGE_SOURCES[name].create(config, graph, graph_model)
+    source = KNOWLEDGE_SOURCES[name]
+    if source.uses_graph_model and graph_model is None:  # an untrained graph stage, for tests or loading
+        _warn_untrained()
+        return source.for_loading(config, graph, {})
+    return source.create(config, graph, graph_model)
 
 
 def _warn_untrained() -> None:
