@@ -119,7 +119,7 @@ def main() -> None:
     rows = [("image encoding (backbone, graph, encoder)", encode_s, None, peaks[-1])]
 
     def decode(options: GenerationConfig):
-        resolved = options.resolve(config.max_length, config.num_beams)
+        resolved = options.resolve(config.max_length)
         seconds, found = run(lambda: run_search(model, encoding, args.batch, model.tokenizer, resolved))
         return seconds, found.tokens.shape[-1] - 1
 
@@ -148,7 +148,7 @@ def main() -> None:
     model.decode = timed_step  # time each call of the decoder (text encoder included)
     length = config.max_length - 1
     forced_full = GenerationConfig(max_new_tokens=length, min_new_tokens=length, num_beams=3).resolve(
-        config.max_length, config.num_beams)
+        config.max_length)
     for _ in range(args.repeats):
         with torch.inference_mode():
             run_search(model, encoding, args.batch, model.tokenizer, forced_full)

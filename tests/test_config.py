@@ -8,7 +8,7 @@ from cknet import CKNetConfig
 def test_paper_defaults():
     cfg = CKNetConfig()
     assert (cfg.d_model, cfg.num_encoder_layers, cfg.num_decoder_layers, cfg.num_heads) == (512, 3, 3, 8)
-    assert (cfg.d_ff, cfg.dropout, cfg.gamma, cfg.d_knowledge, cfg.num_beams) == (512, 0.1, 8, 512, 3)
+    assert (cfg.d_ff, cfg.dropout, cfg.gamma, cfg.d_knowledge) == (512, 0.1, 8, 512)
     assert cfg.backbone == "densenet121"
     assert CKNetConfig.iu_xray().max_length == 60 and CKNetConfig.iu_xray().num_views == 2
     mimic = CKNetConfig.mimic_cxr()

@@ -116,7 +116,7 @@ def test_self_critical_steps_make_rewarded_reports_likelier(iu_tokenizer):
         with torch.no_grad():
             encoding = model.eval().encode(features=StudyFeatures(maps))
             found = run_search(model, encoding, 8, iu_tokenizer, GenerationConfig(
-                do_sample=True, num_return_sequences=samples).resolve(60, 3),
+                do_sample=True, num_return_sequences=samples).resolve(60),
                 generator=torch.Generator().manual_seed(1))
         texts = [iu_tokenizer.decode(row) for row in found.tokens.flatten(0, 1).tolist()]
         return float(np.mean(reward(texts, None, None)[0]))

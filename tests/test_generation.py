@@ -207,3 +207,30 @@ def test_early_stopping_beam_search_equals_reference_run_to_the_end(iu_tokenizer
         expected = reference_beam_search(model, image[None], beams, steps, length_penalty)
         assert [r.token_ids for r in study] == [body for _, body in expected]
         assert [r.score for r in study] == pytest.approx([s for s, _ in expected], abs=1e-4)
+
+
+def test_the_models_generation_defaults_are_used_saved_and_overridden(tiny, tmp_path):
+    """generate starts from model.generation_config (saved as generation_config.json); a
+    call's options override it; a bad saved file is refused with its name."""
+    import json
+
+    from cknet import GenerationConfig
+
+    images = torch.randn(2, 2, 3, 64, 64)
+    greedy = tiny.generate(images, num_beams=1, max_new_tokens=4)
+    wide = tiny.generate(images, num_beams=6, max_new_tokens=4)
+    tiny.generation_config = GenerationConfig(num_beams=6, max_new_tokens=4)
+    try:
+        assert tiny.generate(images) == wide
+        assert tiny.generate(images, num_beams=1) == greedy
+        tiny.save_pretrained(tmp_path / "m")
+    finally:
+        tiny.generation_config = GenerationConfig()
+    saved = json.loads((tmp_path / "m" / "generation_config.json").read_text())
+    assert (saved["num_beams"], saved["max_new_tokens"]) == (6, 4)
+    loaded = CKNet.from_pretrained(tmp_path / "m")
+    assert loaded.generation_config == GenerationConfig(num_beams=6, max_new_tokens=4)
+    assert loaded.generate(images) == wide
+    (tmp_path / "m" / "generation_config.json").write_text(json.dumps({**saved, "beams": 2}))
+    with pytest.raises(ValueError, match=r"generation_config\.json.*beams"):
+        CKNet.from_pretrained(tmp_path / "m")

@@ -94,7 +94,6 @@ class CKNetConfig:
             on CUDA, else PyTorch), ``"torch"`` or ``"triton"``; ``CKNET_KERNEL``
             overrides it.
         num_gcn_layers: GCN layers of the knowledge-graph encoder.
-        num_beams: default beam width of `CKNet.generate` (3).
         text_encoder: where the textual features v_t come from: ``"embedding"`` (learned
             token embeddings with sinusoidal positions, the fast default) or a Hugging
             Face language model, by hub id or local folder
@@ -129,7 +128,6 @@ class CKNetConfig:
     knowledge_weighting: KnowledgeWeighting = "softmax"
     kernel: KernelBackend = "auto"
     num_gcn_layers: int = 2
-    num_beams: int = 3
     text_encoder: str = "embedding"
     train_text_encoder: bool = False
 
@@ -204,7 +202,7 @@ class CKNetConfig:
         check_field_types(self)
         dataset_preset(self.dataset)
         positive = ["max_length", "num_views", "image_size", "d_model", "num_heads", "d_ff",
-                    "num_decoder_layers", "d_knowledge", "gamma", "num_beams"]
+                    "num_decoder_layers", "d_knowledge", "gamma"]
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"CKNetConfig.{name} must be positive, got {getattr(self, name)}")

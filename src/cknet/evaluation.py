@@ -220,7 +220,7 @@ def evaluate(
             cached ``maps`` (and ``knowledge``, used by a per-study knowledge source
             only), as `cknet.data.AnnotationDataset` and `cknet.training.FeatureCache`
             give them.
-        generation: decoding options (default: the paper's beam 3).
+        generation: decoding options (default: the model's ``generation_config``).
         batch_size: studies per batch.
         limit: use the first ``limit`` studies only (0: all).
         full: every NLG metric (see `score_reports`).
@@ -236,7 +236,7 @@ def evaluate(
 
     if limit:
         data = Subset(data, range(min(limit, len(data))))
-    options = (generation or GenerationConfig()).resolve(model.config.max_length, model.config.num_beams)
+    options = (generation or model.generation_config).resolve(model.config.max_length)
     loader = DataLoader(data, batch_size=batch_size, collate_fn=collate_studies(model.tokenizer),
                         num_workers=num_workers)
     was_training = model.training

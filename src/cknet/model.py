@@ -13,7 +13,7 @@
    layer and softmax over the vocabulary.
 
 The same knowledge source is used in training and in generation. Generation itself
-lives in `cknet.generation`; saving and loading in `cknet.model_files` and `cknet.hub`.
+lives in `cknet.generation`; saving and loading in `cknet.model_files` (on `cknet.saving`).
 """
 
 from __future__ import annotations
@@ -82,6 +82,11 @@ class CKNet(nn.Module):
             ``config.knowledge_source`` names; the config takes its ``name``, and its
             class is registered (`register_knowledge_source`).
 
+    Attributes:
+        generation_config: the model's default decoding options (the paper's: beam 3,
+            summed log-probabilities), which `generate` starts from; saved beside the
+            weights as ``generation_config.json``.
+
     Raises:
         ValueError: if the config, the tokenizer, the graph model, the knowledge source
             or the text encoder do not fit together (the message says which).
@@ -109,6 +114,7 @@ class CKNet(nn.Module):
         super().__init__()
         config, graph, knowledge = checked_parts(config, tokenizer, graph, graph_model, knowledge)
         self.config, self.tokenizer, self.graph = config, tokenizer, graph
+        self.generation_config = GenerationConfig()
         backbone = knowledge.graph_model.backbone if config.share_backbone else config.backbone
         self.visual_extractor = VisualExtractor(backbone, config.d_model, config.backbone_weights,
                                                 config.dropout)
@@ -279,15 +285,16 @@ class CKNet(nn.Module):
     ) -> list[str] | list[list[str]] | list[list[GeneratedReport]]:
         """Write a report for each study (see `cknet.generation.generate`).
 
-        Defaults reproduce the paper: beam search with ``config.num_beams`` (3) beams,
-        hypotheses ranked by summed log-probabilities.
+        Decoding starts from ``self.generation_config`` (by default the paper's: beam
+        search with 3 beams, hypotheses ranked by summed log-probabilities).
 
         Args:
             images: a ``(B, V, 3, S, S)`` preprocessed tensor, or studies in any form
                 `cknet.data.prepare_images` accepts: file paths, study folders, PIL
                 images, numpy arrays, or a list of those (one entry per study; a list
                 inside it holds one study's views).
-            config: decoding options as a `GenerationConfig`.
+            config: decoding options as a `GenerationConfig`, used instead of
+                ``self.generation_config``.
             logits_processors: your own `LogitsProcessor` s, applied after the built-in ones.
             return_scores: return `GeneratedReport` objects with ids and scores.
             batch_size: studies per forward pass (default: all at once).
@@ -295,7 +302,8 @@ class CKNet(nn.Module):
             repeat_single_view: let a lone image fill every view of a multi-view model.
             generator: random generator used when sampling.
             **options: `GenerationConfig` fields by name (``num_beams``, ``do_sample``,
-                ``max_new_tokens``, ...); they override ``config``.
+                ``max_new_tokens``, ...); they override ``config``, or the model's
+                ``generation_config``.
 
         Returns:
             ``list[str]``, one report per study; ``list[list[str]]`` when
@@ -308,7 +316,7 @@ class CKNet(nn.Module):
         unknown = sorted(set(options) - {f.name for f in dataclasses.fields(GenerationConfig)})
         if unknown:
             raise ValueError(f"unknown generation option(s) {unknown}; see cknet.generation.GenerationConfig")
-        options_config = dataclasses.replace(config or GenerationConfig(), **options)
+        options_config = dataclasses.replace(config or self.generation_config, **options)
         reports = generate(self, images, options_config, logits_processors, batch_size, progress,
                            repeat_single_view, generator)
         if return_scores:

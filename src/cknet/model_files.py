@@ -1,8 +1,9 @@
 """The folder of a saved `CKNet`.
 
-A saved model is one folder (written whole by `cknet.hub.save_folder`, kind ``"model"``):
+A saved model is one folder (written by `cknet.saving.save_module`, kind ``"model"``):
 
 - ``config.json``: the `CKNetConfig`;
+- ``generation_config.json``: the model's default decoding options (`GenerationConfig`);
 - ``model.safetensors``: every weight and buffer (the frozen graph stage's too);
 - ``tokenizer.json``: the tokenizer, with a pretrained text encoder's tokenizer files
   and its architecture (``config.json``) in ``text_encoder/``;
@@ -20,20 +21,23 @@ import torch
 from torch import nn
 
 from cknet.config import CKNetConfig
+from cknet.generation import GenerationConfig
 from cknet.graph import KnowledgeGraph
-from cknet.hub import MARKER, read_folder, resolve_folder, save_folder
-from cknet.io import load_state, load_weights, save_weights
+from cknet.hub import MARKER, resolve_folder
+from cknet.io import load_state, load_weights
 from cknet.knowledge import KNOWLEDGE_SOURCES
 from cknet.model_card import model_card
 from cknet.modules.language_model import PretrainedTextEncoder
+from cknet.saving import read_json, read_module, save_module
 from cknet.tokenizers import TEXT_ENCODER_DIR, load_tokenizer
 
 CONFIG_FILE = "config.json"
+GENERATION_FILE = "generation_config.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
 GRAPH_FILE = "graph.json"
 CARD_FILE = "README.md"
-FILES = (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, GRAPH_FILE)
+FILES = (CONFIG_FILE, GENERATION_FILE, WEIGHTS_FILE, TOKENIZER_FILE, GRAPH_FILE)
 HUB_FILES = (*FILES, CARD_FILE, MARKER, f"{TEXT_ENCODER_DIR}/*")
 Model = TypeVar("Model", bound=nn.Module)
 
@@ -50,17 +54,17 @@ def save_model(model: Any, directory: str | os.PathLike[str], overwrite: bool,
     """
     config, graph, tokenizer = model.config, model.graph, model.tokenizer
 
-    def write(folder: Path) -> None:
-        save_weights(model.state_dict(), folder / WEIGHTS_FILE)
+    def write_more(folder: Path) -> None:
         tokenizer.save(folder / TOKENIZER_FILE)
         if isinstance(model.text_encoder, PretrainedTextEncoder):
             model.text_encoder.save_config(folder / TEXT_ENCODER_DIR)
-        (folder / GRAPH_FILE).write_text(graph.to_json_string(), encoding="utf-8")
-        (folder / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
-        card = model_card(config.to_dict(), graph.name, graph.num_nodes, tokenizer.vocab_size, training_info)
-        (folder / CARD_FILE).write_text(card, encoding="utf-8")
 
-    save_folder(directory, "model", write, overwrite)
+    card = model_card(config.to_dict(), graph.name, graph.num_nodes, tokenizer.vocab_size, training_info)
+    save_module(directory, "model", model, WEIGHTS_FILE,
+                json_files={GENERATION_FILE: model.generation_config.to_dict()},
+                text_files={CONFIG_FILE: config.to_json(), GRAPH_FILE: graph.to_json_string(),
+                            CARD_FILE: card},
+                write_more=write_more, overwrite=overwrite)
 
 
 def load_model(cls: type[Model], name_or_path: str | os.PathLike[str], map_location: str | torch.device,
@@ -77,14 +81,20 @@ def load_model(cls: type[Model], name_or_path: str | os.PathLike[str], map_locat
         The model.
     """
     folder = resolve_folder(name_or_path, "CKNet model", HUB_FILES, revision)
-    return read_folder(folder, "model", lambda f: _read(cls, f, map_location)).eval()
+    model = read_module(folder, "model", "saved CKNet model", FILES, lambda f: _read(cls, f, map_location))
+    return model.eval()
 
 
 def _read(cls: type[Model], folder: Path, map_location: str | torch.device) -> Model:
-    missing = [name for name in FILES if not (folder / name).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{folder} is not a saved CKNet model: missing {', '.join(missing)}")
     config = CKNetConfig.from_json_file(folder / CONFIG_FILE)
+    generation = read_json(folder / GENERATION_FILE, "a generation config")
+    if not isinstance(generation, dict):
+        raise ValueError(f"{folder / GENERATION_FILE} is not a generation config: expected an object of "
+                         f"GenerationConfig fields")
+    try:
+        generation_config = GenerationConfig.from_dict(generation)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{folder / GENERATION_FILE}: {err}") from None
     tokenizer = load_tokenizer(folder / TOKENIZER_FILE)
     graph = KnowledgeGraph.from_json(folder / GRAPH_FILE)
     text_encoder = None
@@ -113,7 +123,7 @@ def _read(cls: type[Model], folder: Path, map_location: str | torch.device) -> M
         knowledge = KNOWLEDGE_SOURCES[source].for_loading(config, graph, shapes)
     empty = CKNetConfig.from_dict({**config.to_dict(), "backbone_weights": None})
     model = cls(empty, tokenizer, graph, text_encoder=text_encoder, knowledge=knowledge)
-    model.config = config
+    model.config, model.generation_config = config, generation_config
     load_state(model, state, folder / WEIGHTS_FILE)
     return model.to(map_location)
 

@@ -59,9 +59,11 @@ class GeneratedReport:
 
 class ReportGenerator(Decoder, Protocol):
     """What `generate` needs from a model besides the `Decoder` steps: its config
-    (``max_length``, ``num_beams``, views and image size), its tokenizer, and `encode`."""
+    (``max_length``, views and image size), its default decoding options, its tokenizer,
+    and `encode`."""
 
     config: Any
+    generation_config: GenerationConfig
     tokenizer: Any
 
     def encode(self, images: torch.Tensor) -> Any:
@@ -129,7 +131,7 @@ def generate(
         model: the model (evaluation mode is set for the call and restored after).
         images: a ``(B, V, 3, S, S)`` preprocessed tensor, or studies in any form
             `cknet.data.prepare_images` accepts.
-        options: decoding options (default: the paper's, `GenerationConfig()`).
+        options: decoding options (default: the model's ``generation_config``).
         logits_processors: your own processors, applied after the built-in ones.
         batch_size: studies per forward pass (default: all at once).
         progress: show a progress bar over the studies.
@@ -147,7 +149,7 @@ def generate(
     from cknet.data.images import prepare_images
     from cknet.validation import check_images
 
-    resolved = (options or GenerationConfig()).resolve(model.config.max_length, model.config.num_beams)
+    resolved = (options or model.generation_config).resolve(model.config.max_length)
     if not isinstance(images, torch.Tensor):
         images = prepare_images(images, model.config, repeat_single_view)
     images = check_images(images, model.config, finite=False)  # the values: in model.encode, once

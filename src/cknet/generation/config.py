@@ -3,8 +3,12 @@
 The paper decodes with beam search of width 3 (Section IV.C) and, like the R2Gen
 family, ranks hypotheses by their summed log-probabilities (``length_penalty=0``).
 Options are named and behave as their Hugging Face namesakes, with one difference in
-the default width: ``num_beams=None`` means the model's ``config.num_beams`` (3) for
-search, and 1 when ``do_sample=True`` (sampling draws one token per step).
+the default width: ``num_beams=None`` means the paper's 3 for search, and 1 when
+``do_sample=True`` (sampling draws one token per step).
+
+A model keeps its own defaults in ``CKNet.generation_config``, saved beside its weights
+as ``generation_config.json`` (as ``transformers`` does): `CKNet.generate` starts from
+them, and a call's options override them.
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
+
+PAPER_NUM_BEAMS = 3
 
 
 @dataclass
@@ -22,8 +29,8 @@ class GenerationConfig:
         max_new_tokens: tokens after ``<bos>`` at most, ``<eos>`` included (None: the
             model's ``max_length - 1``).
         min_new_tokens: ``<eos>`` is forbidden before this many tokens.
-        num_beams: beam width; None takes the model's ``config.num_beams`` (3), or 1
-            when sampling; 1 means greedy decoding or sampling.
+        num_beams: beam width; None takes the paper's 3, or 1 when sampling; 1 means
+            greedy decoding or sampling.
         length_penalty: a finished report scores its summed log-probability divided by
             ``length ** length_penalty`` (> 0 favours longer reports; 0, the paper's,
             ranks by the raw sum).
@@ -49,12 +56,35 @@ class GenerationConfig:
     top_p: float = 1.0
     num_return_sequences: int = 1
 
-    def resolve(self, max_length: int, default_beams: int) -> GenerationConfig:
+    def to_dict(self) -> dict[str, Any]:
+        """The options as a JSON-ready dict (what ``generation_config.json`` holds)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerationConfig:
+        """Options from `to_dict`'s form (missing keys keep their defaults), checked.
+
+        Args:
+            data: option names and values.
+
+        Returns:
+            The options.
+
+        Raises:
+            ValueError: for unknown names (listed) or invalid values.
+        """
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown generation option(s) {unknown}; see cknet.generation.GenerationConfig")
+        config = cls(**data)
+        config.validate()
+        return config
+
+    def resolve(self, max_length: int) -> GenerationConfig:
         """The options with every None filled in for a model, checked.
 
         Args:
             max_length: the model's longest report, ``<bos>`` and ``<eos>`` included.
-            default_beams: the model's ``config.num_beams``.
 
         Returns:
             A new, complete config.
@@ -62,7 +92,7 @@ class GenerationConfig:
         Raises:
             ValueError: naming the first invalid option.
         """
-        beams = self.num_beams if self.num_beams is not None else (1 if self.do_sample else default_beams)
+        beams = self.num_beams if self.num_beams is not None else (1 if self.do_sample else PAPER_NUM_BEAMS)
         steps = self.max_new_tokens if self.max_new_tokens is not None else max_length - 1
         resolved = dataclasses.replace(self, num_beams=int(beams), max_new_tokens=int(steps))
         resolved.validate()

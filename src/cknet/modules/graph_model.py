@@ -12,7 +12,6 @@ labels, then frozen: CKNet queries its node embeddings per study
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +21,10 @@ import torch
 from torch import nn
 
 from cknet.graph import KnowledgeGraph
-from cknet.hub import read_folder, save_folder
-from cknet.io import load_state, load_weights, save_weights
+from cknet.io import load_state, load_weights
 from cknet.modules.graph_encoder import GraphEncoding, KnowledgeGraphEncoder
 from cknet.modules.visual import Backbone
+from cknet.saving import read_json, read_module, save_module
 
 CONFIG_FILE = "graph_model.json"
 WEIGHTS_FILE = "graph_model.safetensors"
@@ -136,7 +135,7 @@ class KnowledgeGraphModel(nn.Module):
 
     def save_pretrained(self, directory: str | os.PathLike[str], overwrite: bool = False,
                         history: dict[str, Any] | None = None) -> None:
-        """Save as one folder (kind ``"graph_model"``, written whole by `cknet.hub`):
+        """Save as one folder (kind ``"graph_model"``, written whole by `cknet.saving`):
         ``graph_model.json``, ``graph_model.safetensors``, ``graph.json`` and, when
         given, ``history.json``.
 
@@ -152,14 +151,9 @@ class KnowledgeGraphModel(nn.Module):
         config = {"type": "KnowledgeGraphModel", **self.config.to_dict(),
                   "has_static_knowledge": self.has_static_knowledge}
 
-        def write(folder: Path) -> None:
-            save_weights(self.state_dict(), folder / WEIGHTS_FILE)
-            (folder / GRAPH_FILE).write_text(self.graph.to_json_string(), encoding="utf-8")
-            (folder / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
-            if history is not None:
-                (folder / HISTORY_FILE).write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
-
-        save_folder(directory, "graph_model", write, overwrite)
+        json_files = {CONFIG_FILE: config, **({} if history is None else {HISTORY_FILE: history})}
+        save_module(directory, "graph_model", self, WEIGHTS_FILE, json_files,
+                    text_files={GRAPH_FILE: self.graph.to_json_string()}, overwrite=overwrite)
 
     @classmethod
     def from_pretrained(
@@ -182,19 +176,15 @@ class KnowledgeGraphModel(nn.Module):
         folder = Path(directory)
         if not folder.is_dir():
             raise FileNotFoundError(f"no such graph-model folder: {folder}")
-        return read_folder(folder, "graph_model", lambda f: _read(cls, f, map_location))
+        required = (CONFIG_FILE, WEIGHTS_FILE, GRAPH_FILE)
+        return read_module(folder, "graph_model", "saved KnowledgeGraphModel", required,
+                           lambda f: _read(cls, f, map_location))
 
 
 def _read(cls: type[KnowledgeGraphModel], folder: Path,
           map_location: str | torch.device) -> KnowledgeGraphModel:
-    missing = [n for n in (CONFIG_FILE, WEIGHTS_FILE, GRAPH_FILE) if not (folder / n).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{folder} is not a saved KnowledgeGraphModel: missing {', '.join(missing)}")
     path = folder / CONFIG_FILE
-    try:
-        config = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path} is not a graph-model config: {err}") from None
+    config = read_json(path, "a graph-model config")
     if not isinstance(config, dict) or config.pop("type", None) != "KnowledgeGraphModel":
         raise ValueError(f"{path} does not describe a KnowledgeGraphModel")
     has_static = bool(config.pop("has_static_knowledge", False))

@@ -82,9 +82,9 @@ def scst_loss(
         encoding = model.encode(**inputs)
         sampled = run_search(model, encoding, batch, tokenizer, GenerationConfig(
             do_sample=True, num_return_sequences=samples, temperature=temperature,
-        ).resolve(config.max_length, config.num_beams), generator=generator)
+        ).resolve(config.max_length), generator=generator)
         greedy = run_search(model, encoding, batch, tokenizer,
-                            GenerationConfig(num_beams=1).resolve(config.max_length, config.num_beams))
+                            GenerationConfig(num_beams=1).resolve(config.max_length))
     tokens = sampled.tokens.flatten(0, 1)  # (B*K, 1+T), study-major
     texts = [tokenizer.decode(row) for row in tokens.tolist()]
     rows = np.repeat(np.arange(batch), samples)
