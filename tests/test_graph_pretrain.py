@@ -135,7 +135,7 @@ def test_graph_model_must_fit_the_config(iu_tokenizer):
 
 def test_csv_labels_keyed_by_study_label_every_image_entry_of_the_study(tmp_path):
     """MIMIC-CXR: the CheXpert CSV has a row per study, R2Gen's annotation an entry per image."""
-    from cknet.training.graph_pretrain import node_labels
+    from cknet.training.graph_stage import node_labels
 
     graph = KnowledgeGraph(["Cardiomegaly", "Edema"], [(0, 1)])
     (tmp_path / "labels.csv").write_text("subject_id,study_id,Edema,Cardiomegaly,Other\n"

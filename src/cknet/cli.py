@@ -47,7 +47,7 @@ def _graph_from_argument(value: str):
 
 
 def _pretrain_graph(args: argparse.Namespace) -> int:
-    from cknet.training.graph_pretrain import GraphRun, pretrain_graph
+    from cknet.training.graph_stage import GraphRun, pretrain_graph
 
     settings = GraphRun(
         dataset=args.dataset, backbone=args.backbone, backbone_weights=args.backbone_weights,
@@ -76,27 +76,16 @@ def _overrides(extra: Sequence[str]) -> dict:
 
 
 def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    import os
-
-    import torch
-    import torch.distributed as dist
-
     from cknet.training import apply_overrides, load_recipe, resume, train
+    from cknet.training.distributed import process_group
 
-    device = args.device
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        use_cuda = torch.cuda.is_available() and device != "cpu"
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-        if use_cuda:
-            device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-            torch.cuda.set_device(device)
     overrides = _overrides(extra)
-    try:
+    if not args.resume and args.output is None:
+        raise SystemExit("error: give --output RUN_DIR")
+    with process_group(args.device) as device:
         if args.resume:
             result = resume(args.resume, overrides, device=device, progress=not args.quiet)
         else:
-            if args.output is None:
-                raise SystemExit("error: give --output RUN_DIR")
             model_config, training = apply_overrides(*load_recipe(args.config), overrides)
             annotation = _annotation_path(args)
             if args.init:
@@ -111,9 +100,6 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
                 result = train(model_config, training, annotation, args.output, image_dir=args.image_dir,
                                graph=graph, graph_model=args.graph_model, device=device,
                                progress=not args.quiet)
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
     if result.best_epoch:
         print(f"kept epoch {result.best_epoch}: {result.criterion}")
     if result.test is not None:

@@ -4,11 +4,12 @@ What `cknet demo` runs. No dataset and no download is needed:
 
 1. render studies with known findings (`cknet.data.synthetic`): training, validation
    and test splits, and the test studies again as blank images (the control);
-2. pretrain the knowledge-graph stage (`KnowledgeGraphModel` on the 17-node
-   `synthetic_graph`, `GraphPretrainer`), Section III.A;
-3. train a small CKNet whose knowledge matrix is the frozen graph model's node
-   embeddings of each study (``knowledge_source="image"``), on cached features
-   (`Trainer` with ``cache_features``); its CNN is the graph stage's CNN
+2. and 3., the training pipeline (`cknet.training.run_pipeline`, as ``cknet train``):
+   pretrain the knowledge-graph stage (`KnowledgeGraphModel` on the 17-node
+   `synthetic_graph`), Section III.A, then train a small CKNet whose knowledge matrix
+   is the frozen graph model's node embeddings of each study
+   (``knowledge_source="image"``), on cached features (`Trainer` with
+   ``cache_features``); its CNN is the graph stage's CNN
    (``share_backbone``), so that each image passes one backbone once and a CPU trains
    the rest in minutes;
 4. write reports for the held-out studies and for their blank versions, score them
@@ -184,16 +185,11 @@ def _run(out: Path, final: Path, settings: DemoSettings, seed: int, device: torc
     from cknet.evaluation import score_reports
     from cknet.io import write_text_atomic
     from cknet.model import CKNet
-    from cknet.modules.graph_model import KnowledgeGraphModel
     from cknet.tokenizers import ReportTokenizer
-    from cknet.training import GraphPretrainer, Trainer, TrainingConfig
-    from cknet.training.seeding import seed_everything
+    from cknet.training import GraphStage, StudySplits, TrainingConfig, run_pipeline
 
     say = print if progress else (lambda *args, **kwargs: None)
-    seconds: dict[str, float] = {}
     clock = time.perf_counter()
-    seed_everything(seed)
-
     config = settings.model_config()
     # Drawn once, kept: the graph stage reads them every epoch, the feature cache once more.
     train = SyntheticDataset(settings.train_studies, config, seed=3 * seed, keep_rendered=True)
@@ -203,20 +199,9 @@ def _run(out: Path, final: Path, settings: DemoSettings, seed: int, device: torc
     say(f"[1/4] Synthetic radiographs: {len(train)} training, {len(val)} validation, {len(test)} test "
         f"studies at {settings.image_size} px, {len(FINDINGS)} findings (drawn when first read)")
 
-    graph = synthetic_graph()
-    graph_model = KnowledgeGraphModel(graph, settings.backbone, settings.d_knowledge)
-    say(f"[2/4] Knowledge-graph stage: {graph}, {settings.backbone} + GCN, {settings.graph_epochs} epochs")
-    pretrained = GraphPretrainer(graph_model, epochs=settings.graph_epochs, batch_size=32, lr=1e-3,
-                                 device=device, seed=seed, progress=progress).fit(
-        train, val, static_knowledge=False)  # the report model reads each study's nodes
-    graph_auc = pretrained.best.mean_auc
-    seconds["graph stage"] = time.perf_counter() - clock
-    say(f"      validation mean ROC AUC over the nodes: {graph_auc:.3f}")
-
-    tokenizer = ReportTokenizer.from_reports([train.report(i) for i in range(len(train))])
-    # The report model's CNN is the graph stage's (share_backbone), frozen: one backbone
-    # pass per image feeds v_s and G, computed once into the feature cache.
-    model = CKNet(config, tokenizer, graph_model=graph_model)
+    # The report model reads each study's nodes (knowledge_source="image"): no static matrix.
+    stage = GraphStage(backbone=settings.backbone, d_knowledge=settings.d_knowledge,
+                       epochs=settings.graph_epochs, batch_size=32, lr=1e-3, static_knowledge=False)
     recipe = TrainingConfig(
         epochs=settings.epochs, batch_size=32, lr_rest=settings.lr,
         lr_decay=settings.final_lr_factor ** (1 / settings.epochs), grad_clip=0.0, seed=seed,
@@ -224,13 +209,17 @@ def _run(out: Path, final: Path, settings: DemoSettings, seed: int, device: torc
         max_eval_studies=50, patience=settings.epochs, select_by="loss",
         length_grouping=settings.length_grouping, eval_every=settings.eval_every,
     )
-    say(f"[3/4] CKNet: d_model {settings.d_model}, {settings.layers}+{settings.layers} layers, top-"
-        f"{settings.gamma} knowledge query, {settings.epochs} epochs on cached features")
-    start = time.perf_counter()
-    trainer = Trainer(model, recipe, train, val, out / "run", device=device, progress=progress)
-    trainer.fit()
+    say(f"[2/4] Knowledge-graph stage ({settings.backbone} + GCN, {settings.graph_epochs} epochs), then "
+        f"[3/4] CKNet (d_model {settings.d_model}, {settings.layers}+{settings.layers} layers, top-"
+        f"{settings.gamma} knowledge query, {settings.epochs} epochs on cached features)")
+    # The report model's CNN is the graph stage's (share_backbone), frozen: one backbone
+    # pass per image feeds v_s and G, computed once into the feature cache.
+    tokenizer = ReportTokenizer.from_reports(train.reports())
+    run = run_pipeline(out / "run", StudySplits(train, val), recipe, config, tokenizer, synthetic_graph(),
+                       graph_model=stage, device=str(device), progress=progress)
+    graph_auc = run.graph_stage.best.mean_auc
+    seconds = dict(run.seconds)
     best = CKNet.from_pretrained(out / "run" / "best", map_location=device)
-    seconds["report model"] = time.perf_counter() - start
 
     say("[4/4] Reports for the held-out studies, and for the same studies as blank images")
     start = time.perf_counter()

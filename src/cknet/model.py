@@ -18,7 +18,6 @@ lives in `cknet.generation`; saving and loading in `cknet.model_files` (on `ckne
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -83,9 +82,8 @@ class CKNet(nn.Module):
             class is registered (`register_knowledge_source`).
 
     Attributes:
-        generation_config: the model's default decoding options (the paper's: beam 3,
-            summed log-probabilities), which `generate` starts from; saved beside the
-            weights as ``generation_config.json``.
+        generation_config: the default decoding options `generate` starts from (the
+            paper's), saved as ``generation_config.json``.
 
     Raises:
         ValueError: if the config, the tokenizer, the graph model, the knowledge source
@@ -285,16 +283,14 @@ class CKNet(nn.Module):
     ) -> list[str] | list[list[str]] | list[list[GeneratedReport]]:
         """Write a report for each study (see `cknet.generation.generate`).
 
-        Decoding starts from ``self.generation_config`` (by default the paper's: beam
-        search with 3 beams, hypotheses ranked by summed log-probabilities).
+        Decoding starts from ``self.generation_config`` (the paper's: beam 3).
 
         Args:
             images: a ``(B, V, 3, S, S)`` preprocessed tensor, or studies in any form
                 `cknet.data.prepare_images` accepts: file paths, study folders, PIL
                 images, numpy arrays, or a list of those (one entry per study; a list
                 inside it holds one study's views).
-            config: decoding options as a `GenerationConfig`, used instead of
-                ``self.generation_config``.
+            config: a `GenerationConfig` used instead of ``self.generation_config``.
             logits_processors: your own `LogitsProcessor` s, applied after the built-in ones.
             return_scores: return `GeneratedReport` objects with ids and scores.
             batch_size: studies per forward pass (default: all at once).
@@ -302,8 +298,7 @@ class CKNet(nn.Module):
             repeat_single_view: let a lone image fill every view of a multi-view model.
             generator: random generator used when sampling.
             **options: `GenerationConfig` fields by name (``num_beams``, ``do_sample``,
-                ``max_new_tokens``, ...); they override ``config``, or the model's
-                ``generation_config``.
+                ``max_new_tokens``, ...); they override the config.
 
         Returns:
             ``list[str]``, one report per study; ``list[list[str]]`` when
@@ -313,10 +308,7 @@ class CKNet(nn.Module):
         Raises:
             ValueError: for invalid options or images.
         """
-        unknown = sorted(set(options) - {f.name for f in dataclasses.fields(GenerationConfig)})
-        if unknown:
-            raise ValueError(f"unknown generation option(s) {unknown}; see cknet.generation.GenerationConfig")
-        options_config = dataclasses.replace(config or self.generation_config, **options)
+        options_config = (config or self.generation_config).updated(**options)
         reports = generate(self, images, options_config, logits_processors, batch_size, progress,
                            repeat_single_view, generator)
         if return_scores:

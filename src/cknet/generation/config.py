@@ -56,6 +56,23 @@ class GenerationConfig:
     top_p: float = 1.0
     num_return_sequences: int = 1
 
+    def updated(self, **options: Any) -> GenerationConfig:
+        """A copy with some options changed.
+
+        Args:
+            **options: option names and values.
+
+        Returns:
+            The new config (this one is unchanged).
+
+        Raises:
+            ValueError: for unknown names (listed).
+        """
+        unknown = sorted(set(options) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ValueError(f"unknown generation option(s) {unknown}; see cknet.generation.GenerationConfig")
+        return dataclasses.replace(self, **options)
+
     def to_dict(self) -> dict[str, Any]:
         """The options as a JSON-ready dict (what ``generation_config.json`` holds)."""
         return dataclasses.asdict(self)
@@ -73,10 +90,7 @@ class GenerationConfig:
         Raises:
             ValueError: for unknown names (listed) or invalid values.
         """
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown generation option(s) {unknown}; see cknet.generation.GenerationConfig")
-        config = cls(**data)
+        config = cls().updated(**data)
         config.validate()
         return config
 

@@ -11,20 +11,15 @@ knowledge matrix (mean node embeddings over the training images) is stored in th
 model for ``knowledge_source="static"`` (skipped with ``fit(..., static_knowledge=False)``
 for a model that serves ``"image"`` only: one pass over the training split fewer).
 
-`pretrain_graph` is the whole run on an R2Gen-format dataset (what ``cknet
-pretrain-graph`` does): node labels from a labeler, MeSH tags or a CSV, the datasets,
-the training, and the saved folder with its history.
+`cknet.training.graph_stage` builds a graph model from settings and trains it with this
+class (the pipeline's first stage, and ``cknet pretrain-graph``).
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
-import os
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,10 +27,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from cknet.config import CKNetConfig
 from cknet.devices import resolve_device
-from cknet.graph import KnowledgeGraph
-from cknet.hub import check_kind
 from cknet.metrics import roc_auc
 from cknet.modules.graph_model import KnowledgeGraphModel
 from cknet.training.optimizer import adam
@@ -263,160 +255,3 @@ class GraphPretrainer:
         if static_knowledge:
             model.set_static_knowledge(self.static_knowledge(train if static_data is None else static_data))
         return result
-
-
-def node_labels(spec: str, graph: KnowledgeGraph, annotation: Mapping[str, list], uncertain: int = 1
-                ) -> dict[str, np.ndarray]:
-    """0/1 labels of the graph's nodes for the train and val studies of an annotation.
-
-    Args:
-        spec: ``"keyword"`` (label the reports with `cknet.labeler.KeywordLabeler`),
-            ``"mesh:FILE"`` (IU X-Ray's ``mesh_tags.csv``) or ``"csv:FILE[@ID_COLUMN]"``:
-            a CSV with a column per graph node, named as the node, cells 1, 0, -1
-            (uncertain) or blank, and an id column (default ``study_id``). A row labels
-            every annotation entry whose field of that name holds its id (MIMIC-CXR:
-            the CheXpert CSV's ``study_id`` labels each image entry of that study), or,
-            for entries without that field, the entry whose ``id`` it is.
-        graph: the knowledge graph.
-        annotation: the parsed annotation, ``{split: [entries]}``.
-        uncertain: what an uncertain (-1) label counts as, 0 or 1; blank counts as 0.
-
-    Returns:
-        ``{entry id: (N,) labels}`` for the train and val entries (``mesh`` and ``csv``:
-        every row of the file).
-
-    Raises:
-        ValueError: for a malformed spec, or a CSV without a row for a train or val entry.
-    """
-    from cknet.data.labels import load_label_csv, load_mesh_labels
-    from cknet.labeler import binarize
-    from cknet.labeler.keyword import keyword_labeler
-
-    kind, _, path = spec.partition(":")
-    if kind == "keyword" and not path:
-        labeler = keyword_labeler(graph)
-        entries = [e for split in ("train", "val") for e in annotation.get(split, [])]
-        values = labeler.label_binary([e["report"] for e in entries], uncertain=uncertain)
-        return {e["id"]: row for e, row in zip(entries, values)}
-    if kind == "mesh" and path:
-        ids, _, values = load_mesh_labels(path, graph)
-        return dict(zip(ids, values))
-    if kind == "csv" and path:
-        path, _, id_column = path.partition("@")
-        id_column = id_column or "study_id"
-        ids, _, values = load_label_csv(path, graph.nodes, id_column)
-        rows = dict(zip(ids, binarize(values, uncertain)))
-        by_entry = {}
-        for entry in (e for split in ("train", "val") for e in annotation.get(split, [])):
-            key = str(entry.get(id_column, entry["id"]))
-            if key not in rows:
-                raise ValueError(f"{path} has no row with {id_column} {key!r}, which labels the annotation's "
-                                 f"entry {entry['id']!r}")
-            by_entry[entry["id"]] = rows[key]
-        return by_entry
-    raise ValueError(f"labels must be keyword, mesh:FILE or csv:FILE[@ID_COLUMN], got {spec!r}")
-
-
-@dataclass
-class GraphRun:
-    """Settings of `pretrain_graph` beyond the data (the ``cknet pretrain-graph`` options).
-
-    Attributes:
-        dataset: a key of `cknet.config.DATASETS` (views per study).
-        backbone: torchvision CNN of the graph stage.
-        backbone_weights: its initial weights: None (random), ``"imagenet"`` or a path.
-        image_size: side of the input images.
-        d_knowledge: size of the node embeddings.
-        num_gcn_layers: GCN layers.
-        epochs: training epochs.
-        batch_size: studies per step.
-        lr: Adam learning rate.
-        uncertain: what an uncertain label counts as.
-        seed: seeds the weights and the shuffle order.
-        num_workers: data-loader worker processes.
-        skip_invalid: drop studies with missing or unreadable images.
-    """
-
-    dataset: str = "iu_xray"
-    backbone: str = "densenet121"
-    backbone_weights: str | None = None
-    image_size: int = 224
-    d_knowledge: int = 512
-    num_gcn_layers: int = 2
-    epochs: int = 10
-    batch_size: int = 16
-    lr: float = 1e-4
-    uncertain: int = 1
-    seed: int = 0
-    num_workers: int = 0
-    skip_invalid: bool = False
-
-
-def pretrain_graph(
-    annotation: str | os.PathLike[str],
-    output: str | os.PathLike[str],
-    graph: KnowledgeGraph,
-    labels: str,
-    settings: GraphRun | None = None,
-    image_dir: str | os.PathLike[str] | None = None,
-    device: str | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
-    log: Callable[[str], object] = print,
-) -> PretrainResult:
-    """Train the graph stage on an R2Gen-format dataset and save it (with its history).
-
-    Args:
-        annotation: the ``annotation.json``.
-        output: the folder to save the graph model to (for ``CKNet(graph_model=...)``).
-        graph: the knowledge graph.
-        labels: where the node labels come from (see `node_labels`).
-        settings: the run's settings (default `GraphRun()`).
-        image_dir: the image root (default: ``images/`` beside the annotation).
-        device: default CUDA when available.
-        overwrite: replace a graph model saved in ``output``.
-        progress: show progress bars.
-        log: prints the skipped studies and each epoch.
-
-    Returns:
-        The `PretrainResult`.
-
-    Raises:
-        FileExistsError: if ``output`` holds anything but a graph model, or one without
-            ``overwrite`` (checked before training).
-    """
-    from cknet.data.annotation import AnnotationDataset, read_annotation
-
-    settings = settings or GraphRun()
-    output = Path(output)
-    if check_kind(output, "graph_model", writing=True) is not None and not overwrite:
-        raise FileExistsError(f"{output} already holds a graph model; pass overwrite=True (--overwrite)")
-    parsed = read_annotation(annotation)
-    image_dir = Path(image_dir) if image_dir is not None else Path(annotation).parent / "images"
-    config = CKNetConfig.preset(settings.dataset, image_size=settings.image_size)
-    values = node_labels(labels, graph, parsed, settings.uncertain)
-    torch.manual_seed(settings.seed)
-    datasets = {
-        name: AnnotationDataset(parsed, image_dir, split, config, train=train, labels=values,
-                                skip_invalid=settings.skip_invalid)
-        for name, split, train in (("train", "train", True), ("val", "val", False),
-                                   ("static", "train", False))
-    }
-    for name in ("train", "val"):
-        if datasets[name].skipped:
-            log(f"skipped {len(datasets[name].skipped)} {name} studies with missing or unreadable images")
-    model = KnowledgeGraphModel(graph, settings.backbone, settings.d_knowledge, settings.num_gcn_layers,
-                                settings.backbone_weights)
-    trainer = GraphPretrainer(model, epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
-                              device=device, seed=settings.seed, num_workers=settings.num_workers,
-                              progress=progress)
-    result = trainer.fit(datasets["train"], datasets["val"], static_data=datasets["static"])
-    history = {"best_epoch": result.best_epoch, "nodes": graph.nodes,
-               "settings": dataclasses.asdict(settings),
-               "history": [dataclasses.asdict(record) for record in result.history]}
-    model.save_pretrained(output, overwrite=overwrite, history=history)
-    for record in result.history:
-        log(f"epoch {record.epoch}: train loss {record.train_loss:.4f}, val loss {record.val_loss:.4f}, "
-            f"mean val AUC {record.mean_auc:.4f}")
-    log(f"kept epoch {result.best_epoch} (mean val AUC {result.best.mean_auc:.4f}); saved to {output}")
-    return result

@@ -1,9 +1,12 @@
 """Training runs from an R2Gen-format folder: `train` starts one, `resume` continues it.
 
-A run folder (kind ``"run"`` in its ``cknet.json`` marker, see `cknet.hub`) is created
-whole with ``run.json`` (both configs and where the data is), ``tokenizer.json`` (built
-once, from the train split; with a pretrained text encoder, the language model's
-tokenizer, its files in ``text_encoder/``) and ``graph.json``; training adds
+Both read the annotation and the images into `StudySplits` and hand them to the
+training pipeline (`cknet.training.pipeline`), which does the rest. A run folder (kind
+``"run"`` in its ``cknet.json`` marker, see `cknet.hub`) holds ``run.json`` (both
+configs and where the data is), ``tokenizer.json`` (built once, from the train split;
+with a pretrained text encoder, the language model's tokenizer, its files in
+``text_encoder/``), ``graph.json`` and, with a graph model, ``graph_model/`` (a copy:
+the run does not depend on the folder it was loaded from); training adds
 ``checkpoint.pt`` (every epoch), ``metrics.json`` / ``metrics.csv`` (one row per epoch),
 ``best/`` (the kept model, loadable with `CKNet.from_pretrained`) and, at the end,
 ``test_metrics.json`` and ``test_predictions.json``. A run killed before its first
@@ -12,7 +15,6 @@ checkpoint resumes from its first epoch.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -20,44 +22,40 @@ from typing import Any
 from cknet.config import CKNetConfig
 from cknet.data.annotation import AnnotationDataset, read_annotation
 from cknet.graph import KnowledgeGraph
-from cknet.hub import check_kind, save_folder
-from cknet.io import write_text_atomic
-from cknet.model import CKNet
 from cknet.modules.graph_model import KnowledgeGraphModel
-from cknet.tokenizers import PretrainedReportTokenizer, ReportTokenizer, ReportTokenizerBase, load_tokenizer
+from cknet.tokenizers import PretrainedReportTokenizer, ReportTokenizer, ReportTokenizerBase
 from cknet.training.config import TrainingConfig
-from cknet.training.distributed import barrier, rank
-from cknet.training.seeding import seed_everything
-from cknet.training.trainer import CHECKPOINT, Trainer, TrainResult
-
-RUN_FILE = "run.json"
+from cknet.training.distributed import rank
+from cknet.training.pipeline import StudySplits, read_run_settings, resume_pipeline, run_pipeline
+from cknet.training.trainer import TrainResult
 
 
-def _build(run_dir: Path, settings: dict[str, Any], device: str | None, progress: bool) -> Trainer:
-    model_config = CKNetConfig.from_dict(settings["model"])
-    training = TrainingConfig.from_dict(settings["training"])
-    data = settings["data"]
-    seed_everything(training.seed)
-    annotation = read_annotation(data["annotation"])
-    if data.get("init"):  # a saved model to start from: its weights, tokenizer and graph
-        model = CKNet.from_pretrained(data["init"]).train()
-    else:
-        tokenizer = load_tokenizer(run_dir / "tokenizer.json")
-        graph = KnowledgeGraph.from_json(run_dir / "graph.json")
-        model = CKNet(model_config, tokenizer, graph, graph_model=data.get("graph_model"))
+def annotation_splits(annotation: str | os.PathLike[str], image_dir: str | os.PathLike[str],
+                      model_config: CKNetConfig, training: TrainingConfig) -> StudySplits:
+    """The train, val and test studies of an R2Gen ``annotation.json``.
+
+    Args:
+        annotation: the annotation file.
+        image_dir: the image root.
+        model_config: views and image size.
+        training: ``flip`` and ``skip_invalid``; with ``cache_features`` the train split
+            takes the evaluation transform (its features are computed once).
+
+    Returns:
+        The splits (``test`` None when the annotation has none).
+    """
+    parsed = read_annotation(annotation)
 
     def split(name: str, train: bool) -> AnnotationDataset | None:
-        if name not in annotation:
+        if name not in parsed:
             return None
-        dataset = AnnotationDataset(annotation, data["image_dir"], name, model_config,
-                                    train=train, flip=training.flip, skip_invalid=training.skip_invalid)
+        dataset = AnnotationDataset(parsed, image_dir, name, model_config, train=train, flip=training.flip,
+                                    skip_invalid=training.skip_invalid)
         if dataset.skipped and rank() == 0:
             print(f"skipped {len(dataset.skipped)} {name} studies with missing or unreadable images")
         return dataset
 
-    train_data = split("train", train=not training.cache_features)
-    return Trainer(model, training, train_data, split("val", False), run_dir,
-                   test_data=split("test", False), device=device, progress=progress)
+    return StudySplits(split("train", not training.cache_features), split("val", False), split("test", False))
 
 
 def train(
@@ -105,44 +103,29 @@ def train(
                          "model: pass model_config=None, graph=None and graph_model=None with it")
     if init is None and model_config is None:
         raise ValueError("give model_config (or init, a saved model to start from)")
-    run_dir = Path(run_dir)
-    kind = check_kind(run_dir, "run", writing=True)
-    barrier()  # every process looks before rank 0 writes the folder below
-    if kind is not None:
-        hint = "" if (run_dir / CHECKPOINT).is_file() else " (no checkpoint yet: resume starts it again)"
-        raise FileExistsError(f"{run_dir} already holds a run: resume it or choose another folder{hint}")
     annotation = Path(annotation)
     image_dir = Path(image_dir) if image_dir is not None else annotation.parent / "images"
-    start = None if init is None else CKNet.from_pretrained(init)
-    if graph_model is not None:
-        graph = KnowledgeGraphModel.from_pretrained(graph_model).graph
-    graph = start.graph if start is not None else graph if graph is not None else KnowledgeGraph.openi40()
-    model_config = start.config if start is not None else model_config
-    if rank() == 0:
-        tokenizer: ReportTokenizerBase
-        if start is not None:
-            tokenizer = start.tokenizer
-        elif model_config.pretrained_text_encoder:
-            tokenizer = PretrainedReportTokenizer.from_pretrained(
-                model_config.text_encoder, model_config.dataset, model_config.max_length
-            )
-        else:
-            tokenizer = ReportTokenizer.from_annotation(annotation, model_config.dataset,
-                                                        max_length=model_config.max_length)
-        data = {"annotation": str(annotation.resolve()), "image_dir": str(image_dir.resolve()),
-                "graph_model": None if graph_model is None else str(Path(graph_model).resolve()),
-                "init": None if init is None else str(Path(init).resolve())}
-        settings = {"model": model_config.to_dict(), "training": training.to_dict(), "data": data}
+    loaded = None if graph_model is None else KnowledgeGraphModel.from_pretrained(graph_model)
+    tokenizer: ReportTokenizerBase | None = None
+    if init is None and model_config.pretrained_text_encoder:
+        tokenizer = PretrainedReportTokenizer.from_pretrained(model_config.text_encoder, model_config.dataset,
+                                                              model_config.max_length)
+    elif init is None:
+        tokenizer = ReportTokenizer.from_annotation(annotation, model_config.dataset,
+                                                    max_length=model_config.max_length)
+    config = model_config if init is None else _saved_config(init)
+    paths = {"annotation": str(annotation.resolve()), "image_dir": str(image_dir.resolve())}
+    result = run_pipeline(run_dir, annotation_splits(annotation, image_dir, config, training), training,
+                          model_config, tokenizer, graph, loaded, init=init, data_paths=paths, device=device,
+                          progress=progress)
+    return result.training
 
-        def write(folder: Path) -> None:
-            tokenizer.save(folder / "tokenizer.json")
-            graph.to_json(folder / "graph.json")
-            (folder / RUN_FILE).write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
 
-        save_folder(run_dir, "run", write)
-    barrier()
-    settings = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
-    return _build(run_dir, settings, device, progress).fit()
+def _saved_config(folder: str | os.PathLike[str]) -> CKNetConfig:
+    """A saved model's config (views and image size of the data it reads)."""
+    from cknet.model_files import CONFIG_FILE
+
+    return CKNetConfig.from_json_file(Path(folder) / CONFIG_FILE)
 
 
 def resume(
@@ -170,23 +153,12 @@ def resume(
         ValueError: if it holds another kind of cknet folder, or a malformed run.json.
     """
     run_dir = Path(run_dir)
-    if not (run_dir / RUN_FILE).is_file():
-        raise FileNotFoundError(f"{run_dir} holds no run ({RUN_FILE} is missing): nothing to resume")
-    check_kind(run_dir, "run", writing=False)
-    try:
-        settings = json.loads((run_dir / RUN_FILE).read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{run_dir / RUN_FILE} is not a run description: {err}") from None
-    if not isinstance(settings, dict) or not isinstance(settings.get("training"), dict):
-        raise ValueError(f"{run_dir / RUN_FILE} is not a run description: expected an object with "
-                         f"'model', 'training' and the data's paths, as cknet train writes it")
-    if overrides:
-        settings["training"] = TrainingConfig.from_dict({**settings["training"], **overrides}).to_dict()
-        if rank() == 0:
-            write_text_atomic(run_dir / RUN_FILE, json.dumps(settings, indent=1) + "\n")
-    trainer = _build(run_dir, settings, device, progress)
-    if (run_dir / CHECKPOINT).is_file():
-        trainer.load_checkpoint(run_dir / CHECKPOINT)
-    elif rank() == 0:
-        print(f"{run_dir} has no checkpoint yet: starting the run from its first epoch")
-    return trainer.fit()
+    settings = read_run_settings(run_dir)
+    paths = settings.get("data")
+    if not isinstance(paths, dict) or "annotation" not in paths:
+        raise ValueError(f"{run_dir} was started from datasets of your own, not an annotation.json: resume "
+                         f"it with cknet.training.pipeline.resume_pipeline(run_dir, splits)")
+    training = TrainingConfig.from_dict({**settings["training"], **(overrides or {})})
+    model_config = CKNetConfig.from_dict(settings["model"])
+    data = annotation_splits(paths["annotation"], paths["image_dir"], model_config, training)
+    return resume_pipeline(run_dir, data, overrides, device=device, progress=progress).training
