@@ -160,15 +160,15 @@ def build_model(settings: dict, tokenizer, graph_model, feats: dict[str, Feature
         return CKNet(config, tokenizer, graph), train.with_knowledge(None), val.with_knowledge(None)
     if source == "random":
         knowledge = RandomKnowledge(graph.num_nodes + 1, 64)
-        return CKNet(config, tokenizer, graph, knowledge=knowledge), train.with_knowledge(None), \
+        return CKNet(config, tokenizer, graph, knowledge_source=knowledge), train.with_knowledge(None), \
             val.with_knowledge(None)
     if source == "image":
         knowledge = GraphModelKnowledge(graph_model)
-        return CKNet(config, tokenizer, graph, knowledge=knowledge), train, val
+        return CKNet(config, tokenizer, graph, knowledge_source=knowledge), train, val
     scale = float(train.knowledge.norm(dim=-1).mean())  # oracle rows as long as the graph stage's
     directions = torch.nn.functional.normalize(
         torch.randn(graph.num_nodes + 1, 64, generator=torch.Generator().manual_seed(seed)), dim=-1) * scale
-    model = CKNet(config, tokenizer, graph, knowledge=GivenKnowledge(graph.num_nodes + 1, 64))
+    model = CKNet(config, tokenizer, graph, knowledge_source=GivenKnowledge(graph.num_nodes + 1, 64))
     return model, train.with_knowledge(oracle(train, source, directions)), \
         val.with_knowledge(oracle(val, source, directions))
 

@@ -60,8 +60,8 @@ def test_demo_trains_and_saves_the_backbone_of_its_settings(tmp_path):
     result = run_demo(tmp_path / "demo", settings=tiny, progress=False)
     model = CKNet.from_pretrained(result.model_dir)
     assert model.config.backbone == "mobilenet_v3_small" and model.config.share_backbone
-    assert model.knowledge.graph_model.config.backbone == "mobilenet_v3_small"
-    assert model.knowledge.graph_model.backbone.num_channels == 576  # MobileNetV3-Small's last map
+    assert model.knowledge_source.graph_model.config.backbone == "mobilenet_v3_small"
+    assert model.knowledge_source.graph_model.backbone.num_channels == 576  # MobileNetV3-Small's last map
     summary = json.loads((tmp_path / "demo" / SUMMARY_FILE).read_text())
     assert summary["settings"]["backbone"] == "mobilenet_v3_small"
 

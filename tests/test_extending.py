@@ -49,7 +49,7 @@ def images_for(config, batch=2):
 
 def test_a_knowledge_source_of_ones_own_works_and_reloads(tmp_path, iu_tokenizer):
     matrix = torch.randn(11, 32)  # 11 entries: not the graph's N + 1 rows
-    model = CKNet(small_config(), iu_tokenizer, knowledge=GlossaryKnowledge(matrix)).eval()
+    model = CKNet(small_config(), iu_tokenizer, knowledge_source=GlossaryKnowledge(matrix)).eval()
     assert model.config.knowledge_source == "glossary-test"
     images = images_for(model.config)
     ids, _ = iu_tokenizer.encode_batch(["no effusion.", "the heart is normal."])
@@ -57,8 +57,8 @@ def test_a_knowledge_source_of_ones_own_works_and_reloads(tmp_path, iu_tokenizer
     out.loss.backward()
     assert model.cross_modal.key_proj.weight.grad is not None  # the queries read the matrix
     with torch.no_grad():  # and the output depends on it
-        other = CKNet(small_config(), iu_tokenizer, knowledge=GlossaryKnowledge(matrix * 3))
-        other.load_state_dict({**model.state_dict(), "knowledge.matrix": matrix * 3})
+        other = CKNet(small_config(), iu_tokenizer, knowledge_source=GlossaryKnowledge(matrix * 3))
+        other.load_state_dict({**model.state_dict(), "knowledge_source.matrix": matrix * 3})
         assert not torch.allclose(other.eval()(images, ids).logits, out.logits)
     assert len(model.generate(images, max_new_tokens=5)) == 2
 
@@ -69,18 +69,19 @@ def test_a_knowledge_source_of_ones_own_works_and_reloads(tmp_path, iu_tokenizer
         CKNet.from_pretrained(tmp_path / "m")
     cknet.register_knowledge_source(GlossaryKnowledge)
     loaded = CKNet.from_pretrained(tmp_path / "m")
-    assert isinstance(loaded.knowledge, GlossaryKnowledge) and loaded.knowledge.num_vectors == 11
+    assert isinstance(loaded.knowledge_source, GlossaryKnowledge)
+    assert loaded.knowledge_source.num_vectors == 11
     with torch.no_grad():
         assert torch.equal(loaded(images, ids).logits, model(images, ids).logits)
 
 
 def test_a_knowledge_source_must_fit_the_config(iu_tokenizer):
     with pytest.raises(ValueError, match="d_knowledge"):
-        CKNet(small_config(), iu_tokenizer, knowledge=GlossaryKnowledge(torch.randn(11, 16)))
+        CKNet(small_config(), iu_tokenizer, knowledge_source=GlossaryKnowledge(torch.randn(11, 16)))
     with pytest.raises(ValueError, match="gamma"):
-        CKNet(small_config(gamma=4), iu_tokenizer, knowledge=GlossaryKnowledge(torch.randn(3, 32)))
+        CKNet(small_config(gamma=4), iu_tokenizer, knowledge_source=GlossaryKnowledge(torch.randn(3, 32)))
     with pytest.raises(ValueError, match="KnowledgeSource"):
-        CKNet(small_config(), iu_tokenizer, knowledge=torch.randn(11, 32))
+        CKNet(small_config(), iu_tokenizer, knowledge_source=torch.randn(11, 32))
     with pytest.raises(ValueError, match="name"):
         cknet.register_knowledge_source(type("Nameless", (cknet.KnowledgeSource,), {}))
 
@@ -171,11 +172,11 @@ def test_the_factory_builds_a_registered_source_named_in_the_config(tmp_path, iu
         source = create_knowledge_source(config, cknet.KnowledgeGraph.openi40(), None)
         assert isinstance(source, OnesKnowledge) and source.num_vectors == 5
         model = CKNet(config, iu_tokenizer).eval()  # no instance passed: the registry builds it
-        assert isinstance(model.knowledge, OnesKnowledge) and torch.equal(model.knowledge_matrix(),
+        assert isinstance(model.knowledge_source, OnesKnowledge) and torch.equal(model.knowledge_matrix(),
                                                                           torch.ones(5, 32))
         model.save_pretrained(tmp_path / "m")
         loaded = CKNet.from_pretrained(tmp_path / "m")
-        assert isinstance(loaded.knowledge, OnesKnowledge) and loaded.knowledge.num_vectors == 5
+        assert isinstance(loaded.knowledge_source, OnesKnowledge) and loaded.knowledge_source.num_vectors == 5
         unknown = copy.copy(config)
         unknown.knowledge_source = "nobody-registered-this"
         with pytest.raises(ValueError, match="not registered"):

@@ -139,8 +139,8 @@ def test_finding_balance_draws_the_asked_share_of_abnormal_studies(tmp_path, iu_
     labels = CheXpertLabeler().label([e["report"] for e in entries])
     abnormal = {e["id"] for e, row in zip(entries, labels) if (row[1:] == 1).any()}
     assert 0.1 < len(abnormal) / len(entries) < 0.5
-    data = [{"id": e["id"], "report": e["report"], "maps": torch.zeros(2, 512, 2, 2), "knowledge": None}
-            for e in entries]
+    data = [{"id": e["id"], "report": e["report"], "maps": torch.zeros(2, 512, 2, 2),
+             "knowledge_matrix": None} for e in entries]
     model = CKNet(small_config(knowledge_source="none"), iu_tokenizer)
     recipe = TrainingConfig(finding_balance=0.5, num_workers=0, batch_size=50, grad_clip=0.0)
     trainer = Trainer(model, recipe, data, data[:4], tmp_path / "run", device="cpu", progress=False)

@@ -51,8 +51,8 @@ def test_trainer_batches_real_reports_with_less_padding(tmp_path, iu_tokenizer, 
     """On IU X-Ray's reports the trainer's epoch sees every study once and pads far
     less with length grouping than without."""
     entries = iu_annotation["train"][:320]
-    data = [{"id": e["id"], "report": e["report"], "maps": torch.zeros(2, 512, 2, 2), "knowledge": None}
-            for e in entries]
+    data = [{"id": e["id"], "report": e["report"], "maps": torch.zeros(2, 512, 2, 2),
+             "knowledge_matrix": None} for e in entries]
     model = CKNet(small_config(knowledge_source="none"), iu_tokenizer)
     padded = {}
     for grouping in (0, 8):

@@ -40,8 +40,8 @@ def test_forward_shapes_and_loss(iu_tokenizer, source):
 @pytest.mark.parametrize("source", ["image", "static"])
 def test_knowledge_stage_is_frozen(iu_tokenizer, source):
     model = CKNet(small_config(knowledge_source=source), iu_tokenizer).train()
-    frozen = model.knowledge.graph_model if source == "image" else model
-    prefix = "" if source == "image" else "knowledge.matrix"
+    frozen = model.knowledge_source.graph_model if source == "image" else model
+    prefix = "" if source == "image" else "knowledge_source.matrix"
     before = {k: v.clone() for k, v in frozen.state_dict().items() if k.startswith(prefix)}
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     ids, _ = iu_tokenizer.encode_batch(["no effusion.", "heart is normal."])
@@ -52,8 +52,8 @@ def test_knowledge_stage_is_frozen(iu_tokenizer, source):
     after = frozen.state_dict()
     assert before and all(torch.equal(before[k], after[k]) for k in before)
     if source == "image":
-        assert not any(p.requires_grad for p in model.knowledge.graph_model.parameters())
-        assert not model.knowledge.graph_model.training  # e.g. batch norm statistics never move
+        assert not any(p.requires_grad for p in model.knowledge_source.graph_model.parameters())
+        assert not model.knowledge_source.graph_model.training  # e.g. batch norm statistics never move
 
 
 def test_decoder_is_causal(model, iu_tokenizer):
@@ -294,9 +294,10 @@ def test_encode_from_images_equals_encode_from_their_cached_features(iu_tokenize
     with torch.no_grad():
         direct = model.encode(images)
         features = model.study_features(images)
-        assert (features.knowledge is not None) == (source == "image")  # only a per-study G is cached
+        assert (features.knowledge_matrix is not None) == (source == "image")  # only a per-study G is cached
         # cached in float16 on the CPU, as FeatureCache stores them, and moved back
-        cached = model.encode(features=StudyFeatures(features.maps.half(), features.knowledge).to("cpu"))
+        half = StudyFeatures(features.maps.half(), features.knowledge_matrix)
+        cached = model.encode(features=half.to("cpu"))
         exact = model.encode(features=features)
     torch.testing.assert_close(exact.memory, direct.memory)
     torch.testing.assert_close(cached.memory, direct.memory, atol=2e-2, rtol=2e-2)

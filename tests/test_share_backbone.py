@@ -30,7 +30,7 @@ def pair(iu_tokenizer):
     copy = CKNet(small_config(), iu_tokenizer, graph_model=graph_model()).eval()
     state = shared.state_dict()
     state.update({"visual_extractor.backbone." + k: v
-                  for k, v in shared.knowledge.graph_model.backbone.state_dict().items()})
+                  for k, v in shared.knowledge_source.graph_model.backbone.state_dict().items()})
     copy.load_state_dict(state)
     return shared, copy
 
@@ -45,18 +45,19 @@ def test_shared_backbone_runs_once_and_equals_two_passes(iu_tokenizer):
     shared, copy = pair(iu_tokenizer)
     images = torch.randn(3, 2, 3, 64, 64)
     shared_calls = count_calls(shared.visual_extractor.backbone)
-    copy_calls = count_calls(copy.visual_extractor.backbone), count_calls(copy.knowledge.graph_model.backbone)
+    copy_calls = (count_calls(copy.visual_extractor.backbone),
+                  count_calls(copy.knowledge_source.graph_model.backbone))
     with torch.no_grad():
         one, two = shared.encode(images), copy.encode(images)
     assert len(shared_calls) == 1 and [len(c) for c in copy_calls] == [1, 1]
     torch.testing.assert_close(one.memory, two.memory)
-    torch.testing.assert_close(one.knowledge.keys, two.knowledge.keys)
+    torch.testing.assert_close(one.knowledge_source.keys, two.knowledge_source.keys)
     assert shared.generate(images, max_new_tokens=8) == copy.generate(images, max_new_tokens=8)
 
 
 def test_the_shared_cnn_is_stored_once_frozen_and_saved(iu_tokenizer, tmp_path):
     shared, _ = pair(iu_tokenizer)
-    assert shared.visual_extractor.backbone is shared.knowledge.graph_model.backbone
+    assert shared.visual_extractor.backbone is shared.knowledge_source.graph_model.backbone
     assert not any(k.startswith("visual_extractor.backbone.") for k in shared.state_dict())
     names = [name for name, p in shared.named_parameters() if p.requires_grad]
     assert names and not any("backbone" in name for name in names)
@@ -65,7 +66,7 @@ def test_the_shared_cnn_is_stored_once_frozen_and_saved(iu_tokenizer, tmp_path):
     shared.save_pretrained(tmp_path / "model")
     loaded = CKNet.from_pretrained(tmp_path / "model")
     assert loaded.config.share_backbone
-    assert loaded.visual_extractor.backbone is loaded.knowledge.graph_model.backbone
+    assert loaded.visual_extractor.backbone is loaded.knowledge_source.graph_model.backbone
     images = torch.randn(2, 2, 3, 64, 64)
     assert loaded.generate(images, max_new_tokens=8) == shared.eval().generate(images, max_new_tokens=8)
 
@@ -88,13 +89,13 @@ def test_the_feature_cache_runs_one_pass_when_the_weights_agree(iu_tokenizer):
     for model in (shared, copy):
         assert same_backbone(model)
         passes = []  # every backbone forward, whichever module runs it
-        for backbone in {model.visual_extractor.backbone, model.knowledge.graph_model.backbone}:
+        for backbone in {model.visual_extractor.backbone, model.knowledge_source.graph_model.backbone}:
             backbone.register_forward_hook(lambda *args, passes=passes: passes.append(1))
         cache = FeatureCache(model, data, batch_size=2, dtype=torch.float32)
         assert len(passes) == 3  # one pass per batch (of 2, 2, 1 studies), not two
         with torch.no_grad():
-            torch.testing.assert_close(torch.stack([i["knowledge"] for i in cache]),
-                                       model.knowledge.graph_model(images).node_embeddings)
+            torch.testing.assert_close(torch.stack([i["knowledge_matrix"] for i in cache]),
+                                       model.knowledge_source.graph_model(images).node_embeddings)
             torch.testing.assert_close(torch.stack([i["maps"] for i in cache]),
                                        model.visual_extractor.maps(images))
     with torch.no_grad():

@@ -83,7 +83,7 @@ def test_cknet_forward_and_training_step_agree_across_backends(iu_tokenizer, cap
             loss = model(images, ids, labels=ids).loss
         loss.backward()
         optimizer.step()
-        results[backend] = (loss.detach(), model.knowledge.matrix.detach().clone())
+        results[backend] = (loss.detach(), model.knowledge_source.matrix.detach().clone())
         assert f"{backend} path" in caplog.text
         caplog.clear()
     torch.testing.assert_close(results["triton"][0], results["torch"][0], rtol=1e-5, atol=1e-5)

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 
 from cknet.modules.cache import DecoderCache
-from cknet.modules.knowledge_matrix import KnowledgeProjection
+from cknet.modules.knowledge_query import KnowledgeProjection
 
 
 class Encoding(NamedTuple):
@@ -24,12 +24,12 @@ class Encoding(NamedTuple):
     Attributes:
         memory: ``(B, S, d_model)`` encoder output over the knowledge-fused patches
             (None once a primed `DecoderCache` holds its projections).
-        knowledge: the knowledge matrix projected by W_k and W_g (per study or shared),
-            or None without a knowledge matrix.
+        projected_knowledge: the knowledge matrix G projected by W_k and W_g (per study
+            or shared), or None without a knowledge matrix.
     """
 
     memory: torch.Tensor | None
-    knowledge: KnowledgeProjection | None
+    projected_knowledge: KnowledgeProjection | None
 
     def select(self, rows: torch.Tensor, with_memory: bool = True) -> Encoding:
         """Rows of the batch, e.g. each study repeated once per beam.
@@ -41,7 +41,7 @@ class Encoding(NamedTuple):
         Returns:
             The encoding of the R rows.
         """
-        knowledge = None if self.knowledge is None else self.knowledge.select(rows)
+        knowledge = None if self.projected_knowledge is None else self.projected_knowledge.select(rows)
         memory = self.memory.index_select(0, rows) if with_memory and self.memory is not None else None
         return Encoding(memory, knowledge)
 

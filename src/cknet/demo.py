@@ -334,7 +334,7 @@ def draw_study(model: Any, images: torch.Tensor, generated: str, reference: str,
         return [(names[j], float(mean[j])) for j in mean.argsort(descending=True)[:top].tolist()]
 
     nodes = {"patches": ranked(patch_weights), "tokens": ranked(token_weights)}
-    graph_model = getattr(model.knowledge, "graph_model", None)
+    graph_model = getattr(model.knowledge_source, "graph_model", None)
     if graph_model is not None:
         with torch.no_grad():
             probability = graph_model(images[None].to(model.device)).logits[0].sigmoid()

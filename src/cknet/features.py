@@ -23,12 +23,12 @@ class StudyFeatures:
 
     Attributes:
         maps: ``(B, V, C, h, w)`` the visual backbone's maps of each view.
-        knowledge: ``(B, M, d_knowledge)`` each study's knowledge matrix G from a
-            per-study source (the frozen graph model), or None.
+        knowledge_matrix: ``(B, M, d_knowledge)`` each study's knowledge matrix G from
+            a per-study source (the frozen graph model), or None.
     """
 
     maps: torch.Tensor
-    knowledge: torch.Tensor | None = None
+    knowledge_matrix: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.maps.shape[0]
@@ -43,7 +43,7 @@ class StudyFeatures:
         Returns:
             The moved features.
         """
-        knowledge = None if self.knowledge is None else self.knowledge.to(device, dtype)
+        knowledge = None if self.knowledge_matrix is None else self.knowledge_matrix.to(device, dtype)
         return StudyFeatures(self.maps.to(device, dtype), knowledge)
 
 
@@ -53,12 +53,13 @@ def encode_inputs(batch: dict, device: torch.device | str) -> dict[str, Any]:
     ``{"images": tensor}``, on ``device``.
 
     Args:
-        batch: from `cknet.data.collate_studies`: ``images``, or ``maps`` and ``knowledge``.
+        batch: from `cknet.data.collate_studies`: ``images``, or ``maps`` and
+            ``knowledge_matrix``.
         device: where the model is.
 
     Returns:
         The arguments.
     """
     if "maps" in batch:
-        return {"features": StudyFeatures(batch["maps"], batch.get("knowledge")).to(device)}
+        return {"features": StudyFeatures(batch["maps"], batch.get("knowledge_matrix")).to(device)}
     return {"images": batch["images"].to(device)}

@@ -17,11 +17,11 @@ import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from importlib import resources
 
 import numpy as np
 import torch
 
+from cknet.graph_sources import adjacency_edges, builtin_graph, cooccurrence_edges, read_edge_list
 from cknet.io import write_text_atomic
 from cknet.registry import Registry
 
@@ -96,12 +96,7 @@ class KnowledgeGraph:
         if unknown:
             raise ValueError(f"synonyms given for unknown nodes {unknown}")
         for a, b in self.edges:
-            for end in (a, b):
-                if not 0 <= end < len(self.nodes):
-                    raise ValueError(
-                        f"edge index {end} is out of range for {len(self.nodes)} nodes "
-                        f"(valid: 0..{len(self.nodes) - 1})"
-                    )
+            self._index(a, {}), self._index(b, {})  # in range
             if a == b:
                 raise ValueError(f"self-loop on node {self.nodes[a]!r}: edges must join two nodes")
 
@@ -155,19 +150,7 @@ class KnowledgeGraph:
             ValueError: if the matrix is not square, does not match ``nodes``, is not
                 symmetric, or has a non-zero diagonal.
         """
-        matrix = np.asarray(adjacency.cpu() if isinstance(adjacency, torch.Tensor) else adjacency)
-        if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
-            raise ValueError(f"adjacency must be a square matrix, got shape {matrix.shape}")
-        if matrix.shape[0] != len(nodes):
-            raise ValueError(
-                f"adjacency is {matrix.shape[0]}x{matrix.shape[1]} but {len(nodes)} nodes were given"
-            )
-        if not np.array_equal(matrix, matrix.T):
-            raise ValueError("adjacency must be symmetric (the graph is undirected)")
-        if np.any(np.diag(matrix) != 0):
-            raise ValueError("adjacency has a non-zero diagonal: self-loops are not allowed")
-        rows, cols = np.nonzero(np.triu(matrix))
-        return cls(nodes, list(zip(rows.tolist(), cols.tolist())), synonyms, name, source)
+        return cls(nodes, adjacency_edges(adjacency, len(nodes)), synonyms, name, source)
 
     @classmethod
     def from_dict(cls, data: Mapping) -> KnowledgeGraph:
@@ -237,21 +220,8 @@ class KnowledgeGraph:
         Raises:
             ValueError: naming the file and line of a malformed pair.
         """
-        if isinstance(source, (str, os.PathLike)):
-            pairs = []
-            with open(source, encoding="utf-8") as fh:
-                for number, line in enumerate(fh, start=1):
-                    text = line.split("#", 1)[0].strip()
-                    if not text:
-                        continue
-                    parts = [p.strip() for p in text.replace("\t", ",").split(",")]
-                    if len(parts) != 2 or not all(parts):
-                        raise ValueError(
-                            f"{os.fspath(source)}, line {number}: expected 'node_a,node_b', got {text!r}"
-                        )
-                    pairs.append((parts[0], parts[1]))
-        else:
-            pairs = [tuple(p) for p in source]
+        is_file = isinstance(source, (str, os.PathLike))
+        pairs = read_edge_list(source) if is_file else [tuple(p) for p in source]
         if nodes is None:
             nodes = list(dict.fromkeys(n for pair in pairs for n in pair))
         return cls(nodes, pairs, synonyms, name, source_note)
@@ -286,23 +256,10 @@ class KnowledgeGraph:
         Raises:
             ValueError: if the label matrix does not match ``nodes``.
         """
-        matrix = np.asarray(labels, dtype=float)
-        if matrix.ndim != 2 or matrix.shape[1] != len(nodes):
-            raise ValueError(
-                f"labels must have shape (num_studies, {len(nodes)}) to match nodes, got {matrix.shape}"
-            )
-        positive = (matrix == 1).astype(np.int64)
-        together = positive.T @ positive  # (N, N) co-occurrence counts
-        counts = np.diag(together).astype(float)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            conditional = np.nan_to_num(together / counts[None, :])  # P(row | column)
-        strongest = np.maximum(conditional, conditional.T)
-        keep = (together >= min_count) & (strongest >= min_probability)
-        np.fill_diagonal(keep, False)
-        rows, cols = np.nonzero(np.triu(keep))
-        return cls(nodes, list(zip(rows.tolist(), cols.tolist())), synonyms, name,
-                   f"co-occurrence in {matrix.shape[0]} studies, min_count={min_count}, "
-                   f"min_probability={min_probability}")
+        edges = cooccurrence_edges(labels, nodes, min_count, min_probability)
+        note = (f"co-occurrence in {len(labels)} studies, min_count={min_count}, "
+                f"min_probability={min_probability}")
+        return cls(nodes, edges, synonyms, name, note)
 
     @classmethod
     def by_name(cls, name: str) -> KnowledgeGraph:
@@ -330,8 +287,7 @@ class KnowledgeGraph:
         """The 14 CheXpert observations, in CheXpert's order, with cliques inside organ
         groups (heart and mediastinum; lung parenchyma; pleura), for MIMIC-CXR users.
         "No Finding", "Fracture" and "Support Devices" link only through the global node."""
-        text = (resources.files("cknet") / "resources" / "graphs" / "chexpert14.json").read_text("utf-8")
-        return cls.from_dict(json.loads(text))
+        return cls.from_dict(builtin_graph("chexpert14"))
 
     @classmethod
     def openi40(cls) -> KnowledgeGraph:
@@ -340,8 +296,7 @@ class KnowledgeGraph:
         From bionlplab/report_generation_amia2022 (MIT licence; the first 20 nodes are
         the graph of Zhang et al., AAAI 2020).
         """
-        text = (resources.files("cknet") / "resources" / "graphs" / "openi40.json").read_text("utf-8")
-        return cls.from_dict(json.loads(text))
+        return cls.from_dict(builtin_graph("openi40"))
 
     # ------------------------------------------------------------ views
     @property
@@ -372,8 +327,8 @@ class KnowledgeGraph:
     def adjacency(self) -> np.ndarray:
         """The symmetric ``(N, N)`` 0/1 adjacency matrix (int64)."""
         matrix = np.zeros((self.num_nodes, self.num_nodes), dtype=np.int64)
-        for a, b in self.edges:
-            matrix[a, b] = matrix[b, a] = 1
+        rows, cols = np.array(self.edges, dtype=np.int64).reshape(-1, 2).T
+        matrix[rows, cols] = matrix[cols, rows] = 1
         return matrix
 
     def edge_index(self, global_node: bool = False) -> torch.Tensor:
@@ -398,13 +353,9 @@ class KnowledgeGraph:
 
     def to_dict(self) -> dict:
         """A JSON-ready description of the graph."""
-        return {
-            "type": "KnowledgeGraph",
-            "name": self.name,
-            "source": self.source,
-            "nodes": [{"name": n, "synonyms": self.synonyms[n]} for n in self.nodes],
-            "edges": [list(e) for e in self.edges],
-        }
+        return {"type": "KnowledgeGraph", "name": self.name, "source": self.source,
+                "nodes": [{"name": n, "synonyms": self.synonyms[n]} for n in self.nodes],
+                "edges": [list(e) for e in self.edges]}
 
     def to_json_string(self) -> str:
         """The graph as indented JSON text (what `to_json` writes)."""

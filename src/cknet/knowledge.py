@@ -19,7 +19,7 @@ subclass known by its ``name``, and `create_knowledge_source` builds the one a c
 names through the class's `KnowledgeSource.create`, built-in or yours alike. Your own
 source (a matrix built from a text knowledge base, a different graph model, ...) is a
 registered subclass: name it in the config, or pass an instance as
-``CKNet(..., knowledge=...)``; `CKNet.from_pretrained` rebuilds it by name (see
+``CKNet(..., knowledge_source=...)``; `CKNet.from_pretrained` rebuilds it by name (see
 ``docs/extending.md``).
 """
 
@@ -329,7 +329,7 @@ def create_knowledge_source(
             f"config.knowledge_source {name!r} is not registered "
             f"({', '.join(['none', *KNOWLEDGE_SOURCES])}): "
             f"register your KnowledgeSource class with cknet.register_knowledge_source, or pass an "
-            f"instance as CKNet(..., knowledge=...)"
+            f"instance as CKNet(..., knowledge_source=...)"
         )
     source = KNOWLEDGE_SOURCES[name]
     if source.uses_graph_model and graph_model is None:  # an untrained graph stage, for tests or loading

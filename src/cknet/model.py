@@ -7,7 +7,7 @@
    Base);
 3. the textual features v_t (Section III.B) -- a learned `TokenEmbedding`, or a
    `PretrainedTextEncoder` such as the paper's BioClinicalBERT, run causally;
-4. `CrossModalKnowledgeMatrix` -- one module for both modalities: k_s and k_t,
+4. `CrossModalKnowledgeQuery` -- one module for both modalities: k_s and k_t,
    equations (4)-(9);
 5. `CKNetTransformer` -- encoder over k_s (10), decoder over k_t (11), then a linear
    layer and softmax over the vocabulary.
@@ -38,7 +38,7 @@ from cknet.model_files import load_model, save_model
 from cknet.model_parts import checked_parts, text_encoder_for
 from cknet.modules.cache import DecoderCache
 from cknet.modules.graph_model import KnowledgeGraphModel
-from cknet.modules.knowledge_matrix import CrossModalKnowledgeMatrix
+from cknet.modules.knowledge_query import CrossModalKnowledgeQuery
 from cknet.modules.language_model import PretrainedTextEncoder
 from cknet.modules.text import TokenEmbedding
 from cknet.modules.transformer import CKNetTransformer
@@ -77,7 +77,7 @@ class CKNet(nn.Module):
             untrained graph model (a warning says so): for tests or before loading weights.
         text_encoder: a `PretrainedTextEncoder` built beforehand, used instead of loading
             ``config.text_encoder``.
-        knowledge: your own `KnowledgeSource`, used instead of the built-in one that
+        knowledge_source: your own `KnowledgeSource`, used instead of the built-in one that
             ``config.knowledge_source`` names; the config takes its ``name``, and its
             class is registered (`register_knowledge_source`).
 
@@ -107,17 +107,17 @@ class CKNet(nn.Module):
         graph: KnowledgeGraph | None = None,
         graph_model: KnowledgeGraphModel | str | os.PathLike[str] | None = None,
         text_encoder: PretrainedTextEncoder | None = None,
-        knowledge: KnowledgeSource | None = None,
+        knowledge_source: KnowledgeSource | None = None,
     ) -> None:
         super().__init__()
-        config, graph, knowledge = checked_parts(config, tokenizer, graph, graph_model, knowledge)
+        config, graph, knowledge = checked_parts(config, tokenizer, graph, graph_model, knowledge_source)
         self.config, self.tokenizer, self.graph = config, tokenizer, graph
         self.generation_config = GenerationConfig()
         backbone = knowledge.graph_model.backbone if config.share_backbone else config.backbone
         self.visual_extractor = VisualExtractor(backbone, config.d_model, config.backbone_weights,
                                                 config.dropout)
-        self.knowledge = knowledge
-        self.cross_modal = None if knowledge is None else CrossModalKnowledgeMatrix(
+        self.knowledge_source = knowledge
+        self.cross_modal = None if knowledge is None else CrossModalKnowledgeQuery(
             config.d_model, config.d_knowledge, config.num_heads, config.gamma, config.knowledge_weighting,
             config.kernel)
         self.text_encoder = text_encoder_for(config, tokenizer, text_encoder)
@@ -155,7 +155,7 @@ class CKNet(nn.Module):
         Args:
             images: ``(B, V, 3, S, S)``; needed by per-study sources only.
         """
-        return None if self.knowledge is None else self.knowledge(images)
+        return None if self.knowledge_source is None else self.knowledge_source(images)
 
     def study_features(self, images: torch.Tensor, reuse_maps: bool | None = None) -> StudyFeatures:
         """The part of `encode` that a frozen backbone lets one cache (`StudyFeatures`):
@@ -171,9 +171,9 @@ class CKNet(nn.Module):
         images = check_images(images, self.config)
         maps = self.visual_extractor.maps(images)
         knowledge = None
-        if self.knowledge is not None and self.knowledge.per_study:
+        if self.knowledge_source is not None and self.knowledge_source.per_study:
             reuse = self.config.share_backbone if reuse_maps is None else reuse_maps
-            knowledge = self.knowledge.from_maps(maps) if reuse else self.knowledge(images)
+            knowledge = self.knowledge_source.from_maps(maps) if reuse else self.knowledge_source(images)
         return StudyFeatures(maps, knowledge)
 
     def encode(self, images: torch.Tensor | None = None, features: StudyFeatures | None = None) -> Encoding:
@@ -189,14 +189,14 @@ class CKNet(nn.Module):
             raise ValueError("encode takes images or features (cached StudyFeatures), exactly one of them")
         if features is None:
             features = self.study_features(images)
-        per_study = self.knowledge is not None and self.knowledge.per_study
-        if per_study and features.knowledge is None:
-            raise ValueError(f"the {self.knowledge.name!r} knowledge source gives each study its own G, but "
-                             f"the cached features hold none: cache them with this model (FeatureCache)")
+        per_study = self.knowledge_source is not None and self.knowledge_source.per_study
+        if per_study and features.knowledge_matrix is None:
+            raise ValueError(f"the {self.knowledge_source.name!r} knowledge source gives each study its own "
+                             f"G, but the cached features hold none: cache them with this model")
         source = self.visual_extractor.project(features.maps)  # v_s, eq. (1)
         projection = None
         if self.cross_modal is not None:
-            knowledge = features.knowledge if per_study else self.knowledge_matrix()
+            knowledge = features.knowledge_matrix if per_study else self.knowledge_matrix()
             projection = self.cross_modal.project_knowledge(knowledge)  # W_k, W_g: eqs. (4), (7)
             source = self.cross_modal(source, projection)  # k_s, eqs. (4)-(9)
         return Encoding(self.transformer.encode(source), projection)  # eq. (10)
@@ -212,8 +212,8 @@ class CKNet(nn.Module):
             cache: the decoder's key/value cache, advanced in place.
         """
         target = self.text_features(input_ids, cache)  # v_t
-        if self.cross_modal is not None and encoding.knowledge is not None:
-            target = self.cross_modal(target, encoding.knowledge)  # k_t, eqs. (4)-(9)
+        if self.cross_modal is not None and encoding.projected_knowledge is not None:
+            target = self.cross_modal(target, encoding.projected_knowledge)  # k_t, eqs. (4)-(9)
         return self.lm_head(self.transformer.decode(target, encoding.memory, cache))  # eq. (11)
 
     def start_decoding(self, encoding: Encoding, rows: torch.Tensor, capacity: int = 0,

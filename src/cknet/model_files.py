@@ -118,11 +118,11 @@ def _read(cls: type[Model], folder: Path, map_location: str | torch.device) -> M
                 f"{folder / CONFIG_FILE} names the knowledge source {source!r}, which is not registered: "
                 f"import the code that defines it and call cknet.register_knowledge_source on its class"
             )
-        shapes = {k.removeprefix("knowledge."): tuple(v.shape) for k, v in state.items()
-                  if k.startswith("knowledge.")}
+        shapes = {k.removeprefix("knowledge_source."): tuple(v.shape) for k, v in state.items()
+                  if k.startswith("knowledge_source.")}
         knowledge = KNOWLEDGE_SOURCES[source].for_loading(config, graph, shapes)
     empty = CKNetConfig.from_dict({**config.to_dict(), "backbone_weights": None})
-    model = cls(empty, tokenizer, graph, text_encoder=text_encoder, knowledge=knowledge)
+    model = cls(empty, tokenizer, graph, text_encoder=text_encoder, knowledge_source=knowledge)
     model.config, model.generation_config = config, generation_config
     load_state(model, state, folder / WEIGHTS_FILE)
     return model.to(map_location)

@@ -82,7 +82,7 @@ def _check_own_knowledge(knowledge: KnowledgeSource, config: CKNetConfig,
     if not isinstance(knowledge, KnowledgeSource):
         raise ValueError(f"knowledge must be a cknet.KnowledgeSource, got {type(knowledge).__name__}")
     if graph_model is not None:
-        raise ValueError("pass either knowledge= (your own source) or graph_model=, not both")
+        raise ValueError("pass either knowledge_source= (your own source) or graph_model=, not both")
     if knowledge.dim != config.d_knowledge:
         raise ValueError(f"the knowledge source's vectors have size {knowledge.dim} but config.d_knowledge "
                          f"is {config.d_knowledge}")

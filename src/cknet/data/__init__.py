@@ -4,6 +4,7 @@
 - `transforms`: `normalize` and the evaluation and training transforms;
 - `annotation`: `read_annotation` and `AnnotationDataset` (R2Gen's ``annotation.json``);
 - `labels`: finding labels from CheXpert-style CSVs and IU X-Ray's MeSH tags;
+- `studies`: the study form every dataset of studies yields;
 - `collate`: batches of studies;
 - `synthetic`: rendered radiographs with known findings (`cknet demo`).
 """

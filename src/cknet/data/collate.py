@@ -16,14 +16,14 @@ def collate_studies(tokenizer: Any) -> Callable[[Sequence[dict]], dict]:
 
     Returns:
         A function from a list of study dicts to a batch dict: ``ids``, ``reports``,
-        ``input_ids`` ``(B, T)``, and ``images``, or ``maps`` and ``knowledge``, or
+        ``input_ids`` ``(B, T)``, and ``images``, or ``maps`` and ``knowledge_matrix``, or
         ``labels``, stacked, where the studies have them.
     """
 
     def collate(items: Sequence[dict]) -> dict:
         batch: dict[str, Any] = {"ids": [i["id"] for i in items], "reports": [i["report"] for i in items]}
         batch["input_ids"], _ = tokenizer.encode_batch(batch["reports"])
-        for key in ("images", "maps", "knowledge", "labels"):
+        for key in ("images", "maps", "knowledge_matrix", "labels"):
             if key in items[0] and items[0][key] is not None:
                 batch[key] = torch.stack([i[key] for i in items])
         return batch

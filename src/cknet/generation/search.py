@@ -30,7 +30,7 @@ import torch
 from cknet.generation.processors import NEG_INF, LogitsProcessor, apply
 
 
-class DecodingState(Protocol):
+class SearchState(Protocol):
     """What a `Decoder` keeps between steps for R rows, on ``device``."""
 
     device: torch.device
@@ -53,7 +53,7 @@ class DecodingState(Protocol):
 class Decoder(Protocol):
     """What the search loops need from a model."""
 
-    def start_decoding(self, encoding: Any, rows: torch.Tensor, capacity: int, group: int) -> DecodingState:
+    def start_decoding(self, encoding: Any, rows: torch.Tensor, capacity: int, group: int) -> SearchState:
         """Prepare the incremental decoding of some rows of an encoded batch.
 
         Args:
@@ -63,7 +63,7 @@ class Decoder(Protocol):
             group: consecutive rows that are beams of one study.
         """
 
-    def decode_step(self, tokens: torch.Tensor, state: DecodingState) -> torch.Tensor:
+    def decode_step(self, tokens: torch.Tensor, state: SearchState) -> torch.Tensor:
         """``(R, V)`` next-token logits.
 
         Args:
@@ -108,7 +108,7 @@ def _normalise(scores: torch.Tensor, lengths: torch.Tensor | int, length_penalty
     return scores / lengths.pow(length_penalty)
 
 
-def _logprobs(decoder: Decoder, step_input: torch.Tensor, state: DecodingState, tokens: torch.Tensor,
+def _logprobs(decoder: Decoder, step_input: torch.Tensor, state: SearchState, tokens: torch.Tensor,
               processors: Sequence[LogitsProcessor], step: int) -> torch.Tensor:
     """``(R, V)`` float32 processed log-probabilities of the next token.
 

@@ -31,7 +31,7 @@ class FeatureCache(Dataset):
         dtype: storage type of the cached tensors.
         progress: show a progress bar while filling the cache.
 
-    Items are dicts: ``id``, ``report``, ``maps`` ``(V, C, h, w)`` and ``knowledge``
+    Items are dicts: ``id``, ``report``, ``maps`` ``(V, C, h, w)`` and ``knowledge_matrix``
     (``(M, d)`` for a per-study source, else None).
     """
 
@@ -49,10 +49,10 @@ class FeatureCache(Dataset):
                 for items in tqdm(loader, desc="caching features", disable=not progress, leave=False):
                     images = torch.stack([i["images"] for i in items]).to(model.device)
                     features = model.study_features(images, reuse_maps).to("cpu", dtype)
-                    maps, knowledge = features.maps, features.knowledge
+                    maps, knowledge = features.maps, features.knowledge_matrix
                     for row, item in enumerate(items):
                         self.items.append({"id": item["id"], "report": item["report"], "maps": maps[row],
-                                           "knowledge": None if knowledge is None else knowledge[row]})
+                                           "knowledge_matrix": None if knowledge is None else knowledge[row]})
         finally:
             model.train(was_training)
 
@@ -78,9 +78,9 @@ def same_backbone(model: Any) -> bool:
     Args:
         model: a `CKNet`.
     """
-    if not isinstance(model.knowledge, GraphModelKnowledge):
+    if not isinstance(model.knowledge_source, GraphModelKnowledge):
         return False
-    visual, graph = model.visual_extractor.backbone, model.knowledge.graph_model.backbone
+    visual, graph = model.visual_extractor.backbone, model.knowledge_source.graph_model.backbone
     if visual is graph:
         return True
     if visual.name != graph.name:

@@ -2,17 +2,10 @@
 
 `run_pipeline` is what ``cknet train``, ``cknet demo`` (`cknet.demo.run_demo`) and the
 benchmarks call; `cknet.training.run` adds only the reading of an R2Gen-format folder.
-It takes the studies as datasets (`StudySplits`): any map-style datasets whose items
-are study dicts,
-
-- ``"id"``: the study's id (str);
-- ``"images"``: ``(V, 3, S, S)`` float images, preprocessed (`cknet.data.transforms`);
-- ``"report"``: the reference report (str);
-- ``"labels"``: ``(N,)`` 0/1 labels of the graph's nodes (only for a graph stage
-  trained here),
-
-such as `cknet.data.AnnotationDataset`, `cknet.data.synthetic.SyntheticDataset` or a
-`FeatureCache`. The stages, each skipped when a resumed run has done it:
+It takes the studies as datasets (`StudySplits`) of the study form
+(`cknet.data.studies`: dicts with ``"id"``, ``"images"``, ``"report"`` and, for a graph
+stage trained here, ``"labels"``), such as `cknet.data.AnnotationDataset`,
+`cknet.data.synthetic.SyntheticDataset` or yours. The stages, each skipped when a resumed run has done it:
 
 1. **graph stage** (paper Section III.A): a `KnowledgeGraphModel` given (loaded once by
    the caller) or trained here from `GraphStage` settings, saved into the run as
@@ -60,7 +53,7 @@ GRAPH_MODEL_DIR = "graph_model"
 
 @dataclass
 class StudySplits:
-    """The studies of a run (see the module docstring for the item form).
+    """The studies of a run, each split a dataset of the study form (`cknet.data.studies`).
 
     Attributes:
         train: the training studies.

@@ -3,17 +3,16 @@
 Each epoch: train with masked cross-entropy (teacher forcing), clip gradients, step
 Adam with two parameter groups (visual extractor, the rest), decay both learning
 rates; then validate (every ``eval_every`` epochs and after the last): teacher-forced
-loss and BLEU-4 of beam-search reports. The validated epoch
-with the best validation BLEU-4 (or, with ``select_by="loss"``, the lowest validation
-loss) is kept (``RUN_DIR/best``, a `CKNet.save_pretrained` directory); the test split is
-evaluated once, at the end, with that model.
+loss and BLEU-4 of beam-search reports. The validated epoch with the best validation
+BLEU-4 (or, with ``select_by="loss"``, the lowest validation loss) is kept
+(``RUN_DIR/best``, a `CKNet.save_pretrained` directory); the test split is evaluated
+once, at the end, with that model.
 
-After every epoch ``RUN_DIR/checkpoint.pt`` is written atomically (temporary file +
-rename) with the model, optimizer, scheduler, every random-number generator, the
-epoch, the best score and the history; `resume` continues from it, and a run killed
-after epoch k and resumed ends with the same weights as one never killed: the shuffle
-order of epoch e is drawn from a generator seeded with ``seed + e``, and the global
-generators (dropout, random crops) are restored.
+After every epoch ``RUN_DIR/checkpoint.pt`` is written atomically with the model,
+optimizer, scheduler, every random-number generator, the epoch, the best score and the
+history; `resume` continues from it, and a run killed after epoch k and resumed ends
+with the same weights as one never killed: the shuffle order of epoch e is drawn from
+a generator seeded with ``seed + e``, and the global generators are restored.
 
 Under ``torchrun`` (several processes), the model is wrapped in
 `DistributedDataParallel` (with synchronized batch norm on GPUs), each process reads its
@@ -37,16 +36,18 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, WeightedRandomSampler
 
 from cknet.data.collate import collate_studies
+from cknet.data.studies import study_ids, study_reports
 from cknet.devices import resolve_device
 from cknet.evaluation import Evaluation, evaluate, score_reports
 from cknet.features import encode_inputs
 from cknet.generation import GenerationConfig
 from cknet.hub import check_kind, save_folder
-from cknet.io import write_atomic, write_text_atomic
+from cknet.io import write_text_atomic
 from cknet.labeler import make_labeler
 from cknet.losses import masked_cross_entropy
 from cknet.model import CKNet
 from cknet.modules.language_model import PretrainedTextEncoder
+from cknet.training.checkpoint import read_checkpoint, write_checkpoint
 from cknet.training.config import TrainingConfig
 from cknet.training.distributed import rank, world_size
 from cknet.training.feature_cache import FeatureCache
@@ -184,11 +185,7 @@ class Trainer:
             "best_score": self.result.best_score, "criterion": self.result.criterion,
             "stale_epochs": self.stale_epochs, "history": json.dumps(self.result.history),
         }
-        try:
-            write_atomic(self.run_dir / CHECKPOINT, lambda tmp: torch.save(state, tmp))
-        except (OSError, RuntimeError) as err:  # a full disk, a folder removed meanwhile, ...
-            raise OSError(f"could not write the checkpoint {self.run_dir / CHECKPOINT} (the previous one is "
-                          f"intact): {err}") from None
+        write_checkpoint(self.run_dir / CHECKPOINT, state)
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore a checkpoint written by `save_checkpoint` (``weights_only`` loading).
@@ -196,20 +193,14 @@ class Trainer:
         Args:
             path: the checkpoint file.
 
-        A file that does not load without running code (a pickle with objects) is refused
-        as unreadable: checkpoints hold tensors and plain values only.
-
         Raises:
-            ValueError: naming the file when it is empty, truncated, not a torch file, or
-                not a cknet checkpoint of this model; the message says how to restart.
+            ValueError: naming the file when it is empty, truncated, not a torch file of
+                plain values (`cknet.training.checkpoint`), or not a checkpoint of this
+                model; the message says how to restart.
         """
         restart = (f"delete it to restart the run from its first epoch (or from the kept model, "
                    f"`cknet train --init {self.run_dir / 'best'}`)")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # EOFError, UnpicklingError, zip errors, ...
-            kind = "empty" if Path(path).stat().st_size == 0 else f"unreadable ({type(err).__name__})"
-            raise ValueError(f"{path} is {kind}: not a cknet checkpoint; {restart}") from None
+        state = read_checkpoint(Path(path), restart)
         try:
             self.model.load_state_dict(state["model"], strict=True)
             self.optimizer.load_state_dict(state["optimizer"])
@@ -226,7 +217,6 @@ class Trainer:
             raise ValueError(f"{path} is not a checkpoint of this run's model ({type(err).__name__}: {err}); "
                              f"{restart}") from None
 
-    # ------------------------------------------------------------ loops
     def _batch_loss(self, batch: dict) -> torch.Tensor:
         inputs = encode_inputs(batch, self.device)  # images, or cached features
         if self.config.stage == "scst":
@@ -408,31 +398,3 @@ class Trainer:
             self.result.test = test
         return self.result
 
-
-def study_reports(data: Dataset) -> list[str]:
-    """The reports of a dataset of studies, without reading images where it can.
-
-    Args:
-        data: `AnnotationDataset`, `FeatureCache`, `SyntheticDataset`, or any dataset of
-            study dicts.
-
-    Returns:
-        The reports, in order.
-    """
-    if hasattr(data, "reports"):
-        return list(data.reports())
-    return [data[i]["report"] for i in range(len(data))]
-
-
-def study_ids(data: Dataset) -> list[str]:
-    """The study ids of a dataset, in order (see `study_reports`).
-
-    Args:
-        data: the dataset.
-
-    Returns:
-        The ids.
-    """
-    if hasattr(data, "study_ids"):
-        return list(data.study_ids())
-    return [data[i]["id"] for i in range(len(data))]

@@ -1,4 +1,4 @@
-"""`CrossModalKnowledgeMatrix`: knowledge distillation and preservation (Section III.C).
+"""`CrossModalKnowledgeQuery`: knowledge distillation and preservation (Section III.C).
 
 One instance serves both modalities: image patch features v_s and report token features
 v_t query the same knowledge matrix G (the frozen graph node embeddings) with the same
@@ -50,7 +50,7 @@ class KnowledgeProjection(NamedTuple):
         return KnowledgeProjection(self.keys.index_select(0, rows), self.values.index_select(0, rows))
 
 
-class CrossModalKnowledgeMatrix(nn.Module):
+class CrossModalKnowledgeQuery(nn.Module):
     """Top-gamma multi-head query of a knowledge matrix, fused into the input features.
 
     Args:
