@@ -1,4 +1,5 @@
-"""Shared fixtures: paths to ../shared data and small models built by the tests."""
+"""Shared fixtures: paths to the test data (``tests/fixtures``, or ``$CKNET_SHARED``) and
+small models built by the tests."""
 
 from __future__ import annotations
 
@@ -18,14 +19,15 @@ DEVICE = torch.device("cuda" if torch.cuda.is_available() and os.environ.get("TR
                       else "cpu")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("CKNET_SHARED", REPO.parent / "shared"))
+SHARED = Path(os.environ.get("CKNET_SHARED", REPO / "tests" / "fixtures"))
 IU_ANNOTATION = SHARED / "data" / "iu_xray" / "annotation.json"
 SAMPLES = SHARED / "data" / "samples"
 
 
 def require(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"test data not found: {path} (set CKNET_SHARED)")
+        raise FileNotFoundError(f"test data not found: {path} (tests/fixtures is part of the repository; "
+                                f"CKNET_SHARED, when set, must hold the same layout)")
     return path
 
 

@@ -2,8 +2,6 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 import cknet
 from cknet import CKNetConfig
 from cknet.cli import main
@@ -55,11 +53,10 @@ def test_generate_command(tmp_path, capsys, iu_annotation, iu_tokenizer):
     assert [r["id"] for r in records] == [f.name for f in folders]
     assert [r["prediction"] for r in records] == expected
     assert [r["reference"] for r in records] == [by_id[f.name]["report"] for f in folders]
-    try:
-        main(args)
-        raise AssertionError("an existing output was overwritten")
-    except SystemExit as err:
-        assert "exists" in str(err)
+    before = out.read_bytes()
+    capsys.readouterr()
+    assert main(args) == 1 and "exists; pass --overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == before
     csv_out = tmp_path / "preds.csv"
     assert main(args[:-3] + ["--output", str(csv_out), "--quiet"]) == 0
     import csv
@@ -72,8 +69,8 @@ def test_generate_command(tmp_path, capsys, iu_annotation, iu_tokenizer):
     bar = capsys.readouterr().err
     assert "2/2" in bar and "16/2" not in bar
     (tmp_path / "folder.json").mkdir()
-    with pytest.raises(SystemExit, match="is a folder"):
-        main(args[:-3] + ["--output", str(tmp_path / "folder.json")])
+    assert main(args[:-3] + ["--output", str(tmp_path / "folder.json")]) == 1
+    assert "is a folder" in capsys.readouterr().err
 
 
 def test_generate_command_reports_bad_input(tmp_path, capsys, iu_tokenizer):
@@ -91,3 +88,30 @@ def test_generate_command_reports_bad_input(tmp_path, capsys, iu_tokenizer):
     assert main(["generate", "--model", str(tmp_path / "model"), str(tmp_path / "none.png"),
                  "--repeat-single-view", "--quiet"]) == 1
     assert "image file not found" in capsys.readouterr().err
+
+
+def test_generate_warns_once_when_the_model_never_saw_a_real_radiograph(tmp_path, capsys, iu_tokenizer):
+    """A model saved as trained on synthetic radiographs (the demo's) keeps that fact in
+    training_info.json; cknet generate says so once, whatever the number of batches, and
+    keeps the saved decoding defaults unless an option is given."""
+    from conftest import small_config
+    from PIL import Image
+
+    from cknet import CKNet, GenerationConfig
+
+    model = CKNet(small_config(num_views=1), iu_tokenizer)
+    model.generation_config = GenerationConfig(num_beams=1, max_new_tokens=3)
+    model.save_pretrained(tmp_path / "demo", training_info={"synthetic": True})
+    model.save_pretrained(tmp_path / "real", training_info={"training data": "IU X-Ray"})
+    images = []
+    for i in range(3):
+        Image.new("L", (32, 32), color=40 * i).save(tmp_path / f"{i}.png")
+        images.append(str(tmp_path / f"{i}.png"))
+    assert CKNet.from_pretrained(tmp_path / "demo").training_info == {"synthetic": True}
+    assert main(["generate", "--model", str(tmp_path / "demo"), *images, "--batch-size", "1", "--quiet"]) == 0
+    out = capsys.readouterr()
+    assert out.err.count("trained on synthetic radiographs only") == 1
+    reports = [line.split("\t")[1] for line in out.out.splitlines()]
+    assert len(reports) == 3 and all(len(r.split()) <= 3 for r in reports)  # the saved max_new_tokens
+    assert main(["generate", "--model", str(tmp_path / "real"), *images, "--quiet"]) == 0
+    assert "synthetic" not in capsys.readouterr().err

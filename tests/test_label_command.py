@@ -68,7 +68,7 @@ def test_csv_column_annotation_split_and_chexpert_convention(tmp_path):
     "arguments, message",
     [
         (["--output", "{dir}/labels.csv"], "exists; pass --overwrite"),
-        (["--output", "{dir}/reports.csv"], "is the reports file itself"),
+        (["--output", "{dir}/reports.csv", "--overwrite"], "is one of the command's inputs"),
         (["--output", "{dir}"], "is a folder"),
         (["--output", "{dir}/missing/x.csv"], "does not exist"),
         (["--output", "{dir}/new.csv", "--column", "text"], "has no column 'text'"),

@@ -364,12 +364,16 @@ def test_evaluate_names_the_record_at_fault(tmp_path, capsys, records, match):
 
 def test_evaluate_checks_its_output_folder_before_scoring(tmp_path, capsys):
     (tmp_path / "p.json").write_text('[{"id": "a", "prediction": "x", "reference": "y"}]')
-    with pytest.raises(SystemExit, match="does not exist"):
-        main(["evaluate", "--predictions", str(tmp_path / "p.json"), "--output",
-              str(tmp_path / "no" / "s.json")])
-    with pytest.raises(SystemExit, match="--output and --per-report are the same file"):
-        main(["evaluate", "--predictions", str(tmp_path / "p.json"), "--output", str(tmp_path / "x.json"),
-              "--per-report", str(tmp_path / "." / "x.json")])
+    assert main(["evaluate", "--predictions", str(tmp_path / "p.json"), "--output",
+                 str(tmp_path / "no" / "s.json")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["evaluate", "--predictions", str(tmp_path / "p.json"), "--output", str(tmp_path / "x.json"),
+                 "--per-report", str(tmp_path / "." / "x.json")]) == 1
+    assert "--output and --per-report are the same file" in capsys.readouterr().err
+    assert main(["evaluate", "--predictions", str(tmp_path / "p.json"), "--output",
+                 str(tmp_path / "p.json"), "--overwrite"]) == 1
+    assert "is one of the command's inputs" in capsys.readouterr().err
+    assert (tmp_path / "p.json").read_text().startswith("[")
     assert not (tmp_path / "x.json").exists()
 
 

@@ -84,6 +84,7 @@ class CKNet(nn.Module):
     Attributes:
         generation_config: the default decoding options `generate` starts from (the
             paper's), saved as ``generation_config.json``.
+        training_info: what `save_pretrained` was told of the training (``{}``: nothing).
 
     Raises:
         ValueError: if the config, the tokenizer, the graph model, the knowledge source
@@ -112,7 +113,7 @@ class CKNet(nn.Module):
         super().__init__()
         config, graph, knowledge = checked_parts(config, tokenizer, graph, graph_model, knowledge_source)
         self.config, self.tokenizer, self.graph = config, tokenizer, graph
-        self.generation_config = GenerationConfig()
+        self.generation_config, self.training_info = GenerationConfig(), {}
         backbone = knowledge.graph_model.backbone if config.share_backbone else config.backbone
         self.visual_extractor = VisualExtractor(backbone, config.d_model, config.backbone_weights,
                                                 config.dropout)
@@ -287,9 +288,7 @@ class CKNet(nn.Module):
 
         Args:
             images: a ``(B, V, 3, S, S)`` preprocessed tensor, or studies in any form
-                `cknet.data.prepare_images` accepts: file paths, study folders, PIL
-                images, numpy arrays, or a list of those (one entry per study; a list
-                inside it holds one study's views).
+                `cknet.data.prepare_images` accepts (paths, folders, PIL images, arrays).
             config: a `GenerationConfig` used instead of ``self.generation_config``.
             logits_processors: your own `LogitsProcessor` s, applied after the built-in ones.
             return_scores: return `GeneratedReport` objects with ids and scores.
@@ -329,8 +328,8 @@ class CKNet(nn.Module):
         Args:
             directory: the folder to write (created if needed).
             overwrite: replace a model saved there.
-            training_info: facts for the model card: training data and split, metrics
-                with their evaluation settings (see `cknet.model_card.model_card`).
+            training_info: facts for the model card and ``training_info.json`` (data,
+                metrics and their settings; None keeps the model's ``training_info``).
 
         Raises:
             FileExistsError: if ``directory`` holds a model and ``overwrite`` is False,

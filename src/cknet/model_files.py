@@ -8,6 +8,8 @@ A saved model is one folder (written by `cknet.saving.save_module`, kind ``"mode
 - ``tokenizer.json``: the tokenizer, with a pretrained text encoder's tokenizer files
   and its architecture (``config.json``) in ``text_encoder/``;
 - ``graph.json``: the knowledge graph;
+- ``training_info.json``: what the trainer said of the training (data, metrics,
+  ``"synthetic"``), when it said anything; also in the card;
 - ``README.md``: the model card; ``cknet.json``: the marker.
 """
 
@@ -33,12 +35,13 @@ from cknet.tokenizers import TEXT_ENCODER_DIR, load_tokenizer
 
 CONFIG_FILE = "config.json"
 GENERATION_FILE = "generation_config.json"
+TRAINING_FILE = "training_info.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
 GRAPH_FILE = "graph.json"
 CARD_FILE = "README.md"
 FILES = (CONFIG_FILE, GENERATION_FILE, WEIGHTS_FILE, TOKENIZER_FILE, GRAPH_FILE)
-HUB_FILES = (*FILES, CARD_FILE, MARKER, f"{TEXT_ENCODER_DIR}/*")
+HUB_FILES = (*FILES, TRAINING_FILE, CARD_FILE, MARKER, f"{TEXT_ENCODER_DIR}/*")
 Model = TypeVar("Model", bound=nn.Module)
 
 
@@ -50,9 +53,10 @@ def save_model(model: Any, directory: str | os.PathLike[str], overwrite: bool,
         model: the model.
         directory: the folder.
         overwrite: replace a model saved there.
-        training_info: facts for the model card.
+        training_info: facts for the model card (None: the model's ``training_info``).
     """
     config, graph, tokenizer = model.config, model.graph, model.tokenizer
+    training_info = model.training_info if training_info is None else training_info
 
     def write_more(folder: Path) -> None:
         tokenizer.save(folder / TOKENIZER_FILE)
@@ -61,7 +65,8 @@ def save_model(model: Any, directory: str | os.PathLike[str], overwrite: bool,
 
     card = model_card(config.to_dict(), graph.name, graph.num_nodes, tokenizer.vocab_size, training_info)
     save_module(directory, "model", model, WEIGHTS_FILE,
-                json_files={GENERATION_FILE: model.generation_config.to_dict()},
+                json_files={GENERATION_FILE: model.generation_config.to_dict(),
+                            **({TRAINING_FILE: training_info} if training_info else {})},
                 text_files={CONFIG_FILE: config.to_json(), GRAPH_FILE: graph.to_json_string(),
                             CARD_FILE: card},
                 write_more=write_more, overwrite=overwrite)
@@ -124,6 +129,9 @@ def _read(cls: type[Model], folder: Path, map_location: str | torch.device) -> M
     empty = CKNetConfig.from_dict({**config.to_dict(), "backbone_weights": None})
     model = cls(empty, tokenizer, graph, text_encoder=text_encoder, knowledge_source=knowledge)
     model.config, model.generation_config = config, generation_config
+    if (folder / TRAINING_FILE).is_file():
+        info = read_json(folder / TRAINING_FILE, "a description of the training")
+        model.training_info = info if isinstance(info, dict) else {}
     load_state(model, state, folder / WEIGHTS_FILE)
     return model.to(map_location)
 

@@ -5,6 +5,9 @@ dispatches."""
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Sequence
+from pathlib import Path
 
 
 def positive_int(text: str) -> int:
@@ -23,3 +26,38 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def check_output_file(path: str | os.PathLike[str], option: str, overwrite: bool,
+                      suffixes: Sequence[str] = (), inputs: Sequence[str | os.PathLike[str]] = ()) -> Path:
+    """Refuse an output file before any work, naming the option at fault: a folder, an
+    existing file without ``--overwrite``, a missing parent folder, a wrong suffix, or
+    one of the command's own inputs.
+
+    Args:
+        path: the output file.
+        option: its option, for messages (e.g. ``"--output"``).
+        overwrite: whether ``--overwrite`` was given.
+        suffixes: the endings allowed (e.g. ``(".json", ".csv")``; empty: any).
+        inputs: the files the command reads, which it must never write over.
+
+    Returns:
+        The path.
+
+    Raises:
+        ValueError: for a folder, a wrong suffix or an input file.
+        FileExistsError: for an existing file without ``overwrite``.
+        FileNotFoundError: when the folder it would go in does not exist.
+    """
+    path = Path(path)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise ValueError(f"{option} must end in {' or '.join(suffixes)}, got {path}")
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a folder; give the path of a file")
+    if any(path.resolve() == Path(other).resolve() for other in inputs):
+        raise ValueError(f"{option} {path} is one of the command's inputs; write elsewhere")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"the folder of {option} {path}, {path.parent}, does not exist")
+    return path

@@ -10,6 +10,7 @@ import io
 import json
 from pathlib import Path
 
+from cknet.commands import check_output_file
 from cknet.io import write_text_atomic
 from cknet.presets import DATASETS
 
@@ -18,16 +19,13 @@ def run(args: argparse.Namespace) -> int:
     from cknet.evaluation import read_records, score_reports
     from cknet.labeler import OBSERVATIONS, make_labeler
 
-    output = Path(args.output) if args.output else None
-    per_report = Path(args.per_report) if args.per_report else None
+    inputs = [p for p in (args.predictions, args.references) if p]
+    output, per_report = (
+        None if path is None else check_output_file(path, option, args.overwrite, inputs=inputs)
+        for path, option in ((args.output, "--output"), (args.per_report, "--per-report")))
     if output is not None and per_report is not None and output.resolve() == per_report.resolve():
-        raise SystemExit(f"error: --output and --per-report are the same file ({output}); the scores would "
+        raise ValueError(f"--output and --per-report are the same file ({output}); the scores would "
                          f"be overwritten by the per-report labels: give two paths")
-    for path in (output, args.per_report):
-        if path is not None and Path(path).exists() and not args.overwrite:
-            raise SystemExit(f"error: {path} exists; pass --overwrite to replace it")
-        if path is not None and not Path(path).parent.is_dir():
-            raise SystemExit(f"error: the folder of {path}, {Path(path).parent}, does not exist")
     if args.references:
         predictions = read_records(args.predictions, ("id", "prediction"))
         by_id = {r["id"]: r["reference"] for r in read_records(args.references, ("id", "reference"))}

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from cknet.commands import positive_int
+from cknet.commands import check_output_file, positive_int
 from cknet.io import write_text_atomic
 
 
@@ -51,25 +51,27 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.inputs and not args.annotation:
         raise SystemExit("error: give images or study folders, or --annotation FILE")
-    output = Path(args.output) if args.output else None
-    if output is not None:
-        if output.suffix.lower() not in (".json", ".csv"):
-            raise SystemExit(f"error: --output must end in .json or .csv, got {output}")
-        if output.is_dir():
-            raise SystemExit(f"error: --output {output} is a folder; give the path of a .json or .csv file")
-        if output.exists() and not args.overwrite:
-            raise SystemExit(f"error: {output} exists; pass --overwrite to replace it")
-        if not output.parent.is_dir():
-            raise SystemExit(f"error: the folder of --output, {output.parent}, does not exist")
+    output = None
+    if args.output:
+        inputs = [p for p in (args.annotation,) if p]
+        output = check_output_file(args.output, "--output", args.overwrite, (".json", ".csv"), inputs)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
     model = CKNet.from_pretrained(args.model, map_location=device).to(dtype).eval()
+    if model.training_info.get("synthetic"):
+        print(f"warning: {args.model} was trained on synthetic radiographs only (cknet demo): its reports "
+              f"of real images mean nothing", file=sys.stderr)
     if args.annotation:
         studies = studies_from_annotation(args, model.config.num_views)
     else:
         studies = [{"id": str(p), "views": p, "reference": None} for p in args.inputs]
     records: list[dict] = []
     skipped: list[tuple[str, str]] = []
+    # the options given; the others are the model's (generation_config.json)
+    given = {"num_beams": args.num_beams, "max_new_tokens": args.max_new_tokens,
+             "length_penalty": args.length_penalty, "no_repeat_ngram_size": args.no_repeat_ngram_size,
+             "readable": False if args.tokenized else None, "trim_incomplete": args.trim_incomplete or None}
+    options = {name: value for name, value in given.items() if value is not None}
     with tqdm(total=len(studies), desc="generating", unit="study", disable=args.quiet) as bar:
         for start in range(0, len(studies), args.batch_size):
             chunk, images = [], []
@@ -85,10 +87,7 @@ def run(args: argparse.Namespace) -> int:
                         raise ValueError(f"{err}{kept} (--skip-bad-images skips such studies)") from None
                     skipped.append((study["id"], str(err)))
             if chunk:
-                texts = model.generate(
-                    torch.stack(images), num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
-                    length_penalty=args.length_penalty, no_repeat_ngram_size=args.no_repeat_ngram_size,
-                )
+                texts = model.generate(torch.stack(images), **options)
                 for study, text in zip(chunk, texts):
                     record = {"id": study["id"], "prediction": text}
                     if study["reference"] is not None:
@@ -124,10 +123,16 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     gen.add_argument("--split", default="test", help="split of --annotation (default: test)")
     gen.add_argument("--image-dir", type=Path,
                      help="root of the annotation's image paths (default: images/ beside it)")
-    gen.add_argument("--num-beams", type=int, default=None, help="default: the model's (3)")
+    gen.add_argument("--num-beams", type=int, default=None,
+                     help="default (for every decoding option): the model's generation_config.json")
     gen.add_argument("--max-new-tokens", type=int, default=None)
-    gen.add_argument("--length-penalty", type=float, default=0.0)
-    gen.add_argument("--no-repeat-ngram-size", type=int, default=0)
+    gen.add_argument("--length-penalty", type=float, default=None)
+    gen.add_argument("--no-repeat-ngram-size", type=int, default=None)
+    gen.add_argument("--tokenized", action="store_true",
+                     help="write the tokenised form the metrics compare (lower case, punctuation split "
+                          "off) instead of readable sentences")
+    gen.add_argument("--trim-incomplete", action="store_true",
+                     help="cut a report that stops mid-sentence back to its last full sentence")
     gen.add_argument("--batch-size", type=positive_int, default=16, help="studies per batch (default 16)")
     gen.add_argument("--skip-bad-images", action="store_true",
                      help="skip studies whose images are missing or unreadable, and say how many")

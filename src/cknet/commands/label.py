@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cknet.commands import check_output_file
 from cknet.io import write_text_atomic
 from cknet.labeler.chexpert import OBSERVATIONS
 from cknet.labeler.choose import REPORT_COLUMNS, make_labeler
@@ -133,15 +134,7 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         0 (errors are raised, and printed by the command line).
     """
-    output = Path(args.output)
-    if output.resolve() == Path(args.reports).resolve():
-        raise ValueError(f"--output {output} is the reports file itself; write the labels elsewhere")
-    if output.is_dir():
-        raise ValueError(f"--output {output} is a folder; give the path of a CSV file")
-    if output.exists() and not args.overwrite:
-        raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
-    if not output.parent.is_dir():
-        raise FileNotFoundError(f"the folder of {output}, {output.parent}, does not exist")
+    output = check_output_file(args.output, "--output", args.overwrite, inputs=[args.reports])
     reports = read_reports(args.reports, args.column, args.split)
     labels = make_labeler(args.labeler)(reports)
     write_text_atomic(output, chexbert_csv(reports, labels))

@@ -25,6 +25,7 @@ from cknet.generation.processors import (
     TopP,
 )
 from cknet.generation.search import Decoder, Hypotheses, Specials, beam_search, sample_search
+from cknet.report_text import readable_report
 
 __all__ = [
     "BanTokens",
@@ -47,14 +48,18 @@ class GeneratedReport:
     """One generated report.
 
     Attributes:
-        text: the report, words joined by spaces.
+        text: the report as asked for: readable (the default, see
+            `cknet.report_text.readable_report`) or tokenised.
         token_ids: its ids without ``<bos>``, up to and including ``<eos>``.
         score: summed log-probability divided by ``length ** length_penalty``.
+        tokenized: the words joined by spaces, as the tokenizer decodes them: the form
+            the metrics compare with the field's tokenised references.
     """
 
     text: str
     token_ids: list[int]
     score: float
+    tokenized: str
 
 
 class ReportGenerator(Decoder, Protocol):
@@ -177,12 +182,18 @@ def generate(
                         f"memory than this {chunk.device.type} has ({str(err).splitlines()[0][:120]}); lower "
                         f"num_beams or batch_size (the paper decodes with 3 beams)") from None
                 for tokens, scores in zip(found.tokens.tolist(), found.scores.tolist()):
-                    results.append([GeneratedReport(tokenizer.decode(t), _report_ids(t, tokenizer.eos_id), s)
-                                    for t, s in zip(tokens, scores)])
+                    results.append([_report(tokenizer, t, s, resolved) for t, s in zip(tokens, scores)])
                 bar.update(chunk.shape[0])
     finally:
         model.train(was_training)
     return results
+
+
+def _report(tokenizer: Any, ids: list[int], score: float, options: GenerationConfig) -> GeneratedReport:
+    """One search result as a `GeneratedReport`, its text in the form ``options`` ask for."""
+    tokenized = tokenizer.decode(ids)
+    text = readable_report(tokenized, options.trim_incomplete) if options.readable else tokenized
+    return GeneratedReport(text, _report_ids(ids, tokenizer.eos_id), score, tokenized)
 
 
 def _report_ids(ids: list[int], eos_id: int) -> list[int]:

@@ -43,6 +43,12 @@ class GenerationConfig:
             (1: all).
         num_return_sequences: reports per study, best first (at most ``num_beams`` for
             beam search; independent samples when sampling).
+        readable: return reports for people (`cknet.report_text.readable_report`:
+            punctuation attached, sentences capitalised, an unfinished last sentence
+            marked); False returns the tokenised form the metrics compare
+            (``GeneratedReport.tokenized`` holds it either way).
+        trim_incomplete: with ``readable``, cut a report that stops mid-sentence back
+            to its last full sentence instead of marking it.
     """
 
     max_new_tokens: int | None = None
@@ -55,6 +61,8 @@ class GenerationConfig:
     top_k: int = 0
     top_p: float = 1.0
     num_return_sequences: int = 1
+    readable: bool = True
+    trim_incomplete: bool = False
 
     def updated(self, **options: Any) -> GenerationConfig:
         """A copy with some options changed.
