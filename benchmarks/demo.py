@@ -1,4 +1,4 @@
-"""Wall time and quality of `cknet demo` (full and ``--quick``), with the machine named.
+"""Wall time and quality of `cknet demo` (the quick default and ``--full``), with the machine named.
 
     python benchmarks/demo.py [--runs quick full] [--seeds 0] [--set NAME=VALUE ...]
         [--output runs/demo_bench]
@@ -58,7 +58,7 @@ def main() -> None:
     rows, summary = [], []
     for run in args.runs:
         settings = parse_settings(QUICK if run == "quick" else FULL, args.set)
-        command = f"`cknet demo{' --quick' if run == 'quick' else ''}`"
+        command = f"`cknet demo{' --full' if run == 'full' else ''}`"
         scores: dict[str, list[float]] = {"wall": [], "ce": [], "blank": [], "bleu4": [], "auc": []}
         for seed in args.seeds:
             start = time.perf_counter()

@@ -10,13 +10,13 @@ from cknet.cli import main
 from cknet.data.synthetic import FINDINGS, SyntheticDataset, SyntheticReports
 from cknet.demo import SUMMARY_FILE, DemoResult, DemoSettings, format_result, run_demo
 
-QUICK_MARGIN = 0.3  # CE F1 on images minus CE F1 on blank images, `cknet demo --quick`
+QUICK_MARGIN = 0.3  # CE F1 on images minus CE F1 on blank images, `cknet demo` (quick settings)
 
 
 @pytest.mark.slow
 def test_quick_demo_reads_the_images(tmp_path, capsys):
     out = tmp_path / "demo"
-    status = main(["demo", "--quick", "--output", str(out), "--min-ce-margin", str(QUICK_MARGIN)])
+    status = main(["demo", "--output", str(out), "--min-ce-margin", str(QUICK_MARGIN)])
     printed = capsys.readouterr().out
     assert status == 0, printed[-2000:]
     summary = json.loads((out / SUMMARY_FILE).read_text())
@@ -69,7 +69,7 @@ def test_demo_trains_and_saves_the_backbone_of_its_settings(tmp_path):
 def test_demo_refuses_a_folder_it_did_not_write(tmp_path, capsys):
     (tmp_path / "mine.txt").write_text("keep me")
     (tmp_path / "cknet-demo.json").write_text("{}")  # looks like a demo's, but cknet did not mark it
-    assert main(["demo", "--quick", "--output", str(tmp_path), "--quiet"]) == 1
+    assert main(["demo", "--output", str(tmp_path), "--quiet"]) == 1
     assert "holds no cknet demo" in capsys.readouterr().err
     assert (tmp_path / "mine.txt").read_text() == "keep me"
 

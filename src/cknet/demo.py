@@ -138,7 +138,7 @@ class DemoResult:
 
 def run_demo(
     output_dir: str | Path = "cknet-demo",
-    quick: bool = False,
+    full: bool = False,
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = True,
@@ -151,12 +151,12 @@ def run_demo(
             ``cknet-demo.json`` go, written beside it and swapped in whole at the end. A
             folder written by an earlier demo is replaced; any other non-empty folder is
             refused.
-        quick: the small settings (`QUICK`: smaller images, fewer studies and epochs)
-            instead of `FULL` (see ``docs/demo.md`` for the times measured).
+        full: the larger settings (`FULL`: 128 px images, four times the studies)
+            instead of `QUICK`, the default (see ``docs/demo.md`` for the times measured).
         seed: seeds the rendered studies and the training.
         device: default CUDA when available.
         progress: print the stages and show progress bars.
-        settings: explicit sizes (overrides ``quick``).
+        settings: explicit sizes (overrides ``full``).
 
     Raises:
         FileExistsError: if ``output_dir`` is a non-empty folder that no demo wrote, or
@@ -164,7 +164,7 @@ def run_demo(
     """
     from cknet.hub import save_folder
 
-    settings = settings or (QUICK if quick else FULL)
+    settings = settings or (FULL if full else QUICK)
     final = Path(output_dir)
     _check_output(final)
     device = resolve_device(device)
