@@ -39,10 +39,12 @@ def test_quick_demo_reads_the_images(tmp_path, capsys):
     assert "not a medical device" in (out / "model" / "README.md").read_text()
 
     # The picture: the study's view on the left, its top knowledge nodes in the summary.
+    from cknet.study_figure import HEADER, TILE
+
     picture = np.asarray(Image.open(out / "study.png").convert("L"), dtype=float) / 255
-    side = 320  # draw_study's tile size
-    view = Image.fromarray((test.render(0)[0] * 255).astype(np.uint8)).resize((side, side))
-    assert np.abs(picture[:side, :side] - np.asarray(view, dtype=float) / 255).mean() < 0.02
+    view = Image.fromarray((test.render(0)[0] * 255).astype(np.uint8)).resize((TILE, TILE))
+    assert np.abs(picture[HEADER:HEADER + TILE, :TILE] - np.asarray(view, dtype=float) / 255).mean() < 0.02
+    assert picture.shape[0] < HEADER + 2 * TILE  # as tall as its text, no large empty area
     names = {"(global node)", *FINDINGS}
     for kind in ("patches", "tokens"):
         rows = summary["figure_nodes"][kind]

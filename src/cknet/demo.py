@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from cknet.devices import resolve_device
+from cknet.study_figure import draw_study
 
 if TYPE_CHECKING:
     from cknet.config import CKNetConfig
@@ -244,7 +244,8 @@ def _run(out: Path, final: Path, settings: DemoSettings, seed: int, device: torc
         "synthetic": True,
     })
     figure = out / "study.png"
-    nodes = draw_study(best, test[0]["images"], generated[0], references[0], figure)
+    nodes = draw_study(best, test[0]["images"], generated[0], references[0], figure,
+                       study_id=test[0]["id"])
     seconds["total"] = time.perf_counter() - clock
     result = DemoResult(ce, ce_blank, nlg, graph_auc, list(zip(references, generated))[:4],
                         final / "model", final / "study.png", nodes, seconds)
@@ -300,75 +301,3 @@ def format_result(result: DemoResult, width: int = 100) -> str:
         f"Model: {result.model_dir} (CKNet.from_pretrained loads it); picture: {result.figure}",
     ]
     return "\n".join(lines)
-
-
-def draw_study(model: Any, images: torch.Tensor, generated: str, reference: str, path: str | Path,
-               top: int = 5) -> dict[str, list[tuple[str, float]]]:
-    """Save a picture of one study: its views, the generated and the reference report,
-    and the knowledge nodes its image patches and report tokens drew on most.
-
-    Args:
-        model: a `CKNet` with a knowledge matrix.
-        images: ``(V, 3, S, S)`` the study's preprocessed views.
-        generated: the generated report.
-        reference: the reference report.
-        path: a PNG file.
-        top: how many nodes to list.
-
-    Returns:
-        ``{"patches": [(node, weight), ...], "tokens": [...]}``: the ``top`` knowledge
-        vectors by mean equation-(6) weight over the patches and over the report's tokens;
-        with a graph model also ``"detected"``: its ``top`` nodes by predicted probability.
-    """
-    from PIL import Image, ImageDraw, ImageFont
-
-    from cknet.explain import knowledge_attention
-
-    path = Path(path)
-    input_ids, _ = model.tokenizer.encode_batch([generated])
-    patch_weights, token_weights = knowledge_attention(model, images[None], input_ids)
-    names = ["(global node)", *model.graph.nodes]
-
-    def ranked(weights: torch.Tensor) -> list[tuple[str, float]]:
-        mean = weights[0].mean(dim=0)
-        return [(names[j], float(mean[j])) for j in mean.argsort(descending=True)[:top].tolist()]
-
-    nodes = {"patches": ranked(patch_weights), "tokens": ranked(token_weights)}
-    graph_model = getattr(model.knowledge_source, "graph_model", None)
-    if graph_model is not None:
-        with torch.no_grad():
-            probability = graph_model(images[None].to(model.device)).logits[0].sigmoid()
-        nodes["detected"] = [(model.graph.nodes[j], float(probability[j]))
-                             for j in probability.argsort(descending=True)[:top].tolist()]
-
-    mean, std = torch.tensor(model.config.image_mean), torch.tensor(model.config.image_std)
-    views = (images[:, 0].cpu() * std[0] + mean[0]).clamp(0, 1)  # (V, S, S) grey
-    side = 320
-    tiles = [Image.fromarray((v.numpy() * 255).astype(np.uint8)).resize((side, side)) for v in views]
-    panel = 560
-    canvas = Image.new("RGB", (side * len(tiles) + panel, max(side, 520)), "white")
-    for i, tile in enumerate(tiles):
-        canvas.paste(tile.convert("RGB"), (i * side, 0))
-    draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default(size=13)
-    bold = ImageFont.load_default(size=15)
-    x, y = side * len(tiles) + 12, 8
-    blocks = [("Generated report", textwrap.wrap(generated, 72)),
-              ("Reference report", textwrap.wrap(reference, 72)),
-              ("Knowledge nodes the image patches drew on (eq. 6 weight)",
-               [f"{name}  {weight:.2f}" for name, weight in nodes["patches"]]),
-              ("Knowledge nodes the report tokens drew on",
-               [f"{name}  {weight:.2f}" for name, weight in nodes["tokens"]])]
-    if "detected" in nodes:
-        blocks.append(("Findings the graph stage detects (probability)",
-                       [f"{name}  {p:.2f}" for name, p in nodes["detected"]]))
-    for title, lines in blocks:
-        draw.text((x, y), title, fill="black", font=bold)
-        y += 20
-        for line in lines:
-            draw.text((x + 6, y), line, fill=(40, 40, 40), font=font)
-            y += 16
-        y += 8
-    path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
-    return nodes
