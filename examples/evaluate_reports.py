@@ -2,11 +2,11 @@
 
 With ``--predictions FILE`` (JSON or CSV with id, prediction, reference, as `cknet
 generate` writes it) it scores that file. Without, it scores two simple baselines on
-the real IU X-Ray test split from ``../shared/data``, to show what the numbers mean:
+the real IU X-Ray test split from ``tests/fixtures/data``, to show what the numbers mean:
 the most frequent training report written for every study, and each study given
 another test study's report.
 
-    python examples/evaluate_reports.py [--data-dir ../shared/data] [--predictions FILE]
+    python examples/evaluate_reports.py [--data-dir tests/fixtures/data] [--predictions FILE]
         [--average micro|macro|example] [--uncertain 0|1]
 """
 
@@ -55,7 +55,7 @@ def baselines(data_dir: Path) -> dict[str, tuple[list[str], list[str]]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_data = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    default_data = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "data"
     parser.add_argument("--data-dir", type=Path, default=default_data)
     parser.add_argument("--predictions", type=Path)
     parser.add_argument("--average", choices=["micro", "macro", "example"], default="micro")

@@ -1,10 +1,10 @@
 """Quickstart: build a small CKNet, run a forward pass, fit two studies, generate reports.
 
 Runs offline on a CPU and prints how long fitting took. It uses the two IU X-Ray
-sample studies and their reports from ``../shared/data`` when that folder is beside the
-repository, and generated arrays with built-in reports otherwise:
+sample studies and their reports from the repository's ``tests/fixtures/data`` when it is
+there, and generated arrays with built-in reports otherwise:
 
-    python examples/quickstart.py [--data-dir ../shared/data] [--steps 100]
+    python examples/quickstart.py [--data-dir tests/fixtures/data] [--steps 100]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import torch
 
 import cknet
 from cknet.modules.graph_model import KnowledgeGraphModel
+from cknet.report_text import readable_report
 
 BUILT_IN_REPORTS = {
     "synthetic-normal": "The heart is normal in size. The lungs are clear. No pleural effusion "
@@ -48,7 +49,7 @@ def load_studies(data_dir: Path) -> tuple[list, list[str], list[str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_data = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    default_data = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "data"
     parser.add_argument("--data-dir", type=Path, default=default_data)
     parser.add_argument("--steps", type=int, default=100)
     args = parser.parse_args()
@@ -90,7 +91,7 @@ def main() -> None:
     # Beam search with 3 beams, as in the paper; paths, PIL images or arrays are preprocessed.
     generated = model.generate(studies)
     for reference, prediction in zip(reports, generated):
-        print(f"\nreference: {tokenizer.clean(reference)}\ngenerated: {prediction}")
+        print(f"\nreference: {readable_report(tokenizer.clean(reference))}\ngenerated: {prediction}")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import torch
 
 import cknet
 from cknet.data.synthetic import SyntheticDataset
+from cknet.report_text import readable_report
 from cknet.testing import make_tiny_bert
 
 
@@ -77,7 +78,7 @@ def main() -> None:
 
     generated = model.eval().generate(images[:2])
     for reference, report in zip(reports, generated):
-        print(f"reference: {tokenizer.clean(reference)}\ngenerated: {report}")
+        print(f"reference: {readable_report(tokenizer.clean(reference))}\ngenerated: {report}")
 
     model.save_pretrained(output, overwrite=True)
     reloaded = cknet.CKNet.from_pretrained(output)

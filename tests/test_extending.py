@@ -108,7 +108,7 @@ def test_greedy_with_a_processor_equals_argmax_of_the_processed_recomputation(iu
     images = images_for(model.config, 2)
     word = iu_tokenizer.token_to_id["normal"]
     texts = model.generate(images, num_beams=1, max_new_tokens=6, min_new_tokens=6,
-                           logits_processors=[NoWordEarly(word, steps=6)])
+                           logits_processors=[NoWordEarly(word, steps=6)], readable=False)
     ids = torch.full((2, 1), iu_tokenizer.bos_id)
     with torch.no_grad():
         for _ in range(6):

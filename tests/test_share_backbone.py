@@ -51,7 +51,7 @@ def test_shared_backbone_runs_once_and_equals_two_passes(iu_tokenizer):
         one, two = shared.encode(images), copy.encode(images)
     assert len(shared_calls) == 1 and [len(c) for c in copy_calls] == [1, 1]
     torch.testing.assert_close(one.memory, two.memory)
-    torch.testing.assert_close(one.knowledge_source.keys, two.knowledge_source.keys)
+    torch.testing.assert_close(one.projected_knowledge.keys, two.projected_knowledge.keys)
     assert shared.generate(images, max_new_tokens=8) == copy.generate(images, max_new_tokens=8)
 
 

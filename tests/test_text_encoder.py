@@ -155,7 +155,7 @@ def test_greedy_with_the_cache_equals_greedy_by_recomputation(model):
         if tok.eos_id in body:
             body = body[: body.index(tok.eos_id) + 1]
         assert study[0].token_ids == body
-        assert study[0].text == tok.decode(body)
+        assert study[0].tokenized == tok.decode(body)
 
 
 # ---------------------------------------------------------------- training and saving

@@ -181,8 +181,7 @@ def run_demo(
 def _run(out: Path, final: Path, settings: DemoSettings, seed: int, device: torch.device,
          progress: bool) -> DemoResult:
     """The demo's four stages, written into ``out``; paths recorded as under ``final``."""
-    from cknet.data.synthetic import FINDINGS, SyntheticDataset, SyntheticReports, synthetic_graph
-    from cknet.evaluation import score_reports
+    from cknet.data.synthetic import FINDINGS, SyntheticDataset, synthetic_graph
     from cknet.io import write_text_atomic
     from cknet.model import CKNet
     from cknet.tokenizers import ReportTokenizer
@@ -223,16 +222,9 @@ def _run(out: Path, final: Path, settings: DemoSettings, seed: int, device: torc
 
     say("[4/4] Reports for the held-out studies, and for the same studies as blank images")
     start = time.perf_counter()
-    images = torch.stack([test[i]["images"] for i in range(len(test))])
     references = [test.report(i) for i in range(len(test))]
-    generated = best.generate(images, num_beams=3, batch_size=64, progress=progress)
-    blank_images = torch.stack([blank[i]["images"] for i in range(len(blank))])
-    generated_blank = best.generate(blank_images, num_beams=3, batch_size=64, progress=progress)
-    scored = score_reports(references, generated, config.dataset, config.max_length,
-                           labeler=SyntheticReports.read, observations=FINDINGS)
-    scored_blank = score_reports(references, generated_blank, config.dataset, config.max_length, full=False,
-                                 labeler=SyntheticReports.read, observations=FINDINGS)
-    ce, ce_blank, nlg = scored.ce, scored_blank.ce, scored.nlg
+    generated, ce, nlg = _held_out_scores(best, test, references, progress)
+    _, ce_blank, _ = _held_out_scores(best, blank, references, progress, full=False)
     seconds["evaluation"] = time.perf_counter() - start
 
     best.save_pretrained(out / "model", training_info={
@@ -254,6 +246,21 @@ def _run(out: Path, final: Path, settings: DemoSettings, seed: int, device: torc
                "device": str(device)}
     write_text_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=1) + "\n")
     return result
+
+
+def _held_out_scores(model, studies, references: list[str], progress: bool,
+                     full: bool = True) -> tuple[list[str], dict, dict]:
+    """Beam-3 reports for synthetic studies, and their CE (read by the renderer's inverse)
+    and NLG scores against ``references``."""
+    from cknet.data.synthetic import FINDINGS, SyntheticReports
+    from cknet.evaluation import score_reports
+
+    images = torch.stack([studies[i]["images"] for i in range(len(studies))])
+    generated = model.generate(images, num_beams=3, batch_size=64, progress=progress)
+    config = model.config
+    scored = score_reports(references, generated, config.dataset, config.max_length, full=full,
+                           labeler=SyntheticReports.read, observations=FINDINGS)
+    return generated, scored.ce, scored.nlg
 
 
 def _check_output(out: Path) -> None:

@@ -106,6 +106,12 @@ def cooccurrence_edges(labels: np.ndarray, nodes: Sequence[str], min_count: int,
 
 
 def builtin_graph(name: str) -> dict:
-    """The JSON form of a graph shipped in ``cknet/resources/graphs`` (``openi40``,
-    ``chexpert14``)."""
+    """The JSON form of a graph shipped with cknet.
+
+    Args:
+        name: its file name in ``cknet/resources/graphs``: ``"openi40"`` or ``"chexpert14"``.
+
+    Returns:
+        The graph's JSON form (nodes, edges, name).
+    """
     return json.loads((resources.files("cknet") / "resources" / "graphs" / f"{name}.json").read_text("utf-8"))

@@ -166,7 +166,16 @@ class GraphRun(GraphStage):
     (`GraphStage`) and the data's.
 
     Attributes:
-        dataset: a key of `cknet.config.DATASETS` (views per study).
+        backbone: as in `GraphStage`.
+        backbone_weights: as in `GraphStage`.
+        d_knowledge: as in `GraphStage`.
+        num_gcn_layers: as in `GraphStage`.
+        epochs: as in `GraphStage`.
+        batch_size: as in `GraphStage`.
+        lr: as in `GraphStage`.
+        num_workers: as in `GraphStage`.
+        static_knowledge: as in `GraphStage`.
+        dataset: a key of `cknet.presets.DATASETS` (views per study).
         image_size: side of the input images.
         uncertain: what an uncertain label counts as.
         seed: seeds the weights and the shuffle order.
