@@ -79,15 +79,14 @@ def main() -> None:
     model.visual_extractor.backbone.requires_grad_(False)
     start = time.perf_counter()
     with torch.no_grad():
-        maps = model.visual_extractor.maps(images)
-        knowledge = model.knowledge_matrix(images)
+        features = model.study_features(images)
     sync()
     fill = (time.perf_counter() - start) / args.batch
     cached_optimizer = optimizer()
 
     def cached_step() -> None:
         cached_optimizer.zero_grad()
-        model(None, input_ids, labels=input_ids, features=(maps, knowledge)).loss.backward()
+        model(None, input_ids, labels=input_ids, features=features).loss.backward()
         cached_optimizer.step()
 
     with PeakMemory(args.device) as cached_peak:
