@@ -195,6 +195,11 @@ def test_evaluate_command(tmp_path, capsys):
     saved = json.loads(out.read_text())
     assert saved["nlg"]["scores"] == pytest.approx(nlg_scores(REFERENCES, PREDICTIONS).scores)
     assert saved["ce"]["settings"]["average"] == "micro"
+    intervals = saved["intervals"]["scores"]  # 1000 bootstrap resamples by default
+    assert saved["intervals"]["settings"]["resamples"] == 1000 and "95% intervals" in printed
+    assert intervals["BLEU_4"]["value"] == pytest.approx(saved["nlg"]["scores"]["BLEU_4"], abs=1e-9)
+    assert intervals["ce_f1"]["value"] == pytest.approx(saved["ce"]["scores"]["f1"], abs=1e-9)
+    assert all(i["low"] <= i["value"] <= i["high"] for i in intervals.values())
     rows = list(csv.DictReader(open(tmp_path / "labels.csv")))
     assert len(rows) == 4 and rows[2]["reference Cardiomegaly"] == "1"
     only_predictions = tmp_path / "only.csv"

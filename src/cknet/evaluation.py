@@ -33,6 +33,7 @@ from cknet.features import encode_inputs
 from cknet.generation import GenerationConfig, run_search
 from cknet.losses import masked_cross_entropy
 from cknet.metrics import CE_VARIANTS, bleu_4, ce_scores, nlg_scores
+from cknet.metrics.resampling import Interval, StudyStatistics, bootstrap_intervals, study_statistics
 
 NO_FINDING = "No Finding"
 
@@ -55,6 +56,8 @@ class Evaluation:
             ``"ce_<variant>_f1"``.
         reference_labels: the labeler's ``(n, observations)`` labels of the references.
         predicted_labels: the same for the generated reports.
+        intervals: with ``resamples``, each resampled score's 95% bootstrap interval
+            over studies (`cknet.metrics.resampling`), by the name in ``scores``.
     """
 
     loss: float
@@ -65,6 +68,7 @@ class Evaluation:
     ce_variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     reference_labels: np.ndarray | None = None
     predicted_labels: np.ndarray | None = None
+    intervals: dict[str, Interval] = field(default_factory=dict)
 
 
 def read_records(path: str | os.PathLike[str], fields: Sequence[str]) -> list[dict[str, str]]:
@@ -125,6 +129,75 @@ def read_records(path: str | os.PathLike[str], fields: Sequence[str]) -> list[di
     return out
 
 
+def read_predictions(
+    predictions: str | os.PathLike[str], references: str | os.PathLike[str] | None = None
+) -> tuple[list[str], list[str], list[str]]:
+    """Read a predictions file and its references, joined by study id.
+
+    Args:
+        predictions: JSON or CSV with ``id``, ``prediction`` and, without
+            ``references``, ``reference`` (as `cknet generate --output` writes it).
+        references: JSON or CSV with ``id`` and ``reference``, or None.
+
+    Returns:
+        The ids, references and predictions, in the predictions file's order.
+
+    Raises:
+        ValueError: as `read_records`, or when a prediction has no reference (the ids
+            are named).
+    """
+    if references is None:
+        records = read_records(predictions, ("id", "prediction", "reference"))
+        return ([r["id"] for r in records], [r["reference"] for r in records],
+                [r["prediction"] for r in records])
+    records = read_records(predictions, ("id", "prediction"))
+    by_id = {r["id"]: r["reference"] for r in read_records(references, ("id", "reference"))}
+    missing = [r["id"] for r in records if r["id"] not in by_id]
+    if missing:
+        raise ValueError(f"{references} has no reference for {len(missing)} prediction(s) of {predictions}, "
+                         f"e.g. ids {missing[:3]}")
+    return [r["id"] for r in records], [by_id[r["id"]] for r in records], [r["prediction"] for r in records]
+
+
+def report_statistics(
+    references: Sequence[str],
+    predictions: Sequence[str],
+    reference_labels: np.ndarray | None = None,
+    predicted_labels: np.ndarray | None = None,
+    dataset: str = "iu_xray",
+    max_length: int | None = None,
+    uncertain: int = 0,
+    reference_form: str = "cleaned",
+    observations: Sequence[str] | None = None,
+) -> StudyStatistics:
+    """Per-study statistics of reports, scored as `score_reports` scores them, for
+    bootstrap intervals and paired comparisons (`cknet.metrics.resampling`).
+
+    Args:
+        references: the reference reports.
+        predictions: the generated reports, in the same order.
+        reference_labels: the labeler's labels of the references (1 / 0 / -1 / NaN), or
+            None for no clinical efficacy.
+        predicted_labels: the same for the predictions.
+        dataset: the cleaning rules of the NLG metrics.
+        max_length: the references' truncation (default: the dataset's).
+        uncertain: what an uncertain label counts as, 0 or 1.
+        reference_form: ``"cleaned"`` or ``"raw"`` (see `cknet.metrics.nlg_scores`).
+        observations: the labels' column names (default: CheXpert's 14).
+
+    Returns:
+        The `StudyStatistics`.
+    """
+    from cknet.labeler import binarize
+    from cknet.metrics.nlg import prepare_texts
+
+    references, predictions, _ = prepare_texts(references, predictions, reference_form, dataset, max_length)
+    if reference_labels is None or predicted_labels is None:
+        return study_statistics(references, predictions)
+    return study_statistics(references, predictions, binarize(reference_labels, uncertain),
+                            binarize(predicted_labels, uncertain), observations)
+
+
 def findings_f1(ce: dict[str, Any]) -> float:
     """Micro F1 over the observations of a CE result except "No Finding".
 
@@ -153,6 +226,8 @@ def score_reports(
     average: str = "micro",
     uncertain: int = 0,
     reference_form: str = "cleaned",
+    resamples: int = 0,
+    seed: int = 0,
 ) -> Evaluation:
     """NLG and CE scores of generated reports against their references.
 
@@ -169,6 +244,10 @@ def score_reports(
         uncertain: what an uncertain label counts as, 0 or 1.
         reference_form: ``"cleaned"`` (R2Gen-cleaned, truncated references, the peers'
             way) or ``"raw"`` (the strings as given); see `cknet.metrics.nlg_scores`.
+        resamples: with ``full``, bootstrap resamples of the studies for 95% intervals
+            of BLEU, ROUGE-L, CIDEr and the micro, findings and CE-variant F1
+            (`Evaluation.intervals`); 0: none.
+        seed: the resampling's seed.
 
     Returns:
         An `Evaluation` whose loss is NaN (no model was run).
@@ -195,8 +274,16 @@ def score_reports(
                 variants[name] = ce_scores(reference_labels, predicted_labels, uncertain=uncertain,
                                            variant=name).to_dict()
                 scores[f"ce_{name}_f1"] = variants[name]["scores"]["f1"]
+    intervals = {}
+    if full and resamples:
+        statistics = report_statistics(references, predictions, reference_labels, predicted_labels, dataset,
+                                       max_length, uncertain, reference_form, observations)
+        intervals = bootstrap_intervals(statistics, resamples, seed=seed)
+        if average != "micro":
+            intervals.pop("ce_f1", None)
     return Evaluation(float("nan"), scores, nlg=nlg, ce=ce, ce_variants=variants,
-                      reference_labels=reference_labels, predicted_labels=predicted_labels)
+                      reference_labels=reference_labels, predicted_labels=predicted_labels,
+                      intervals=intervals)
 
 
 @torch.no_grad()

@@ -28,6 +28,24 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number of at least 0, or a message saying what it got.
+
+    Args:
+        text: the command line's word.
+
+    Returns:
+        The number.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 0, got {value}")
+    return value
+
+
 def check_output_file(path: str | os.PathLike[str], option: str, overwrite: bool,
                       suffixes: Sequence[str] = (), inputs: Sequence[str | os.PathLike[str]] = ()) -> Path:
     """Refuse an output file before any work, naming the option at fault: a folder, an

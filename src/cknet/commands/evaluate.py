@@ -10,13 +10,13 @@ import io
 import json
 from pathlib import Path
 
-from cknet.commands import check_output_file
+from cknet.commands import check_output_file, non_negative_int
 from cknet.io import write_text_atomic
 from cknet.presets import DATASETS
 
 
 def run(args: argparse.Namespace) -> int:
-    from cknet.evaluation import read_records, score_reports
+    from cknet.evaluation import read_predictions, score_reports
     from cknet.labeler import OBSERVATIONS, make_labeler
 
     inputs = [p for p in (args.predictions, args.references) if p]
@@ -26,21 +26,12 @@ def run(args: argparse.Namespace) -> int:
     if output is not None and per_report is not None and output.resolve() == per_report.resolve():
         raise ValueError(f"--output and --per-report are the same file ({output}); the scores would "
                          f"be overwritten by the per-report labels: give two paths")
-    if args.references:
-        predictions = read_records(args.predictions, ("id", "prediction"))
-        by_id = {r["id"]: r["reference"] for r in read_records(args.references, ("id", "reference"))}
-        missing = [r["id"] for r in predictions if r["id"] not in by_id]
-        if missing:
-            raise SystemExit(f"error: no reference for {len(missing)} prediction(s), e.g. {missing[:3]}")
-        pairs = [(r["id"], by_id[r["id"]], r["prediction"]) for r in predictions]
-    else:
-        records = read_records(args.predictions, ("id", "prediction", "reference"))
-        pairs = [(r["id"], r["reference"], r["prediction"]) for r in records]
-    ids, references, predictions_text = (list(x) for x in zip(*pairs))
-    result = score_reports(references, predictions_text, args.dataset, labeler=make_labeler(args.labeler),
-                           average=args.average, uncertain=args.uncertain, reference_form=args.reference_form)
+    ids, references, predictions = read_predictions(args.predictions, args.references)
+    result = score_reports(references, predictions, args.dataset, labeler=make_labeler(args.labeler),
+                           average=args.average, uncertain=args.uncertain, reference_form=args.reference_form,
+                           resamples=args.resamples, seed=args.seed)
     reference_labels, predicted_labels = result.reference_labels, result.predicted_labels
-    print(f"NLG ({len(pairs)} reports, {args.reference_form} references) -- " +
+    print(f"NLG ({len(ids)} reports, {args.reference_form} references) -- " +
           ", ".join(f"{k}: {'n/a' if v is None else f'{v:.4f}'}" for k, v in result.nlg["scores"].items()))
     for note in result.nlg["notes"]:
         print(f"  note: {note}")
@@ -55,9 +46,19 @@ def run(args: argparse.Namespace) -> int:
     for row in ce["table"]:
         print(f"  {row['observation']:<27} {row['support']:>7} {row['predicted']:>5} "
               f"{row['precision']:6.3f} {row['recall']:6.3f} {row['f1']:6.3f}")
+    if result.intervals:
+        print(f"95% intervals ({args.resamples} bootstrap resamples of the {len(ids)} studies, "
+              f"seed {args.seed}):")
+        for name, interval in result.intervals.items():
+            print(f"  {name:<17} {interval}")
+    scores = {"nlg": result.nlg, "ce": ce, "ce_variants": result.ce_variants}
+    if result.intervals:
+        scores["intervals"] = {
+            "settings": {"confidence": 0.95, "resamples": args.resamples, "seed": args.seed,
+                         "method": "percentile bootstrap over studies"},
+            "scores": {name: vars(interval) for name, interval in result.intervals.items()}}
     if output is not None:
-        write_text_atomic(output, json.dumps({"nlg": result.nlg, "ce": ce, "ce_variants": result.ce_variants},
-                                             indent=1) + "\n")
+        write_text_atomic(output, json.dumps(scores, indent=1) + "\n")
     if args.per_report is not None:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
@@ -94,6 +95,9 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--average", choices=["micro", "macro", "example"], default="micro")
     ev.add_argument("--uncertain", type=int, choices=[0, 1], default=0,
                     help="what an uncertain label (-1) counts as: 0 negative (default) or 1 positive")
+    ev.add_argument("--resamples", type=non_negative_int, default=1000,
+                    help="bootstrap resamples of the studies for 95%% intervals (0: none; default 1000)")
+    ev.add_argument("--seed", type=int, default=0, help="the resampling's seed (default 0)")
     ev.add_argument("--output", help="write every score and setting as JSON here")
     ev.add_argument("--per-report", type=Path, help="write each report's labels as CSV here, for audit")
     ev.add_argument("--overwrite", action="store_true")

@@ -130,14 +130,48 @@ def bleu_4(
         ValueError: for inputs that are not lists of texts of the same length."""
     from pycocoevalcap.bleu.bleu import Bleu
 
-    references, predictions = _texts("references", references), _texts("predictions", predictions)
-    if len(references) != len(predictions) or not references:
-        raise ValueError(f"{len(references)} references but {len(predictions)} predictions "
-                         f"(as many of each, at least one)")
-    limit = dataset_preset(dataset).max_length if max_length is None else int(max_length)
-    gts = {i: [" ".join(clean_report(r, dataset).split()[: limit - 2])] for i, r in enumerate(references)}
-    res = {i: [_one_line(clean_report(p, dataset))] for i, p in enumerate(predictions)}
+    references, predictions, _ = prepare_texts(references, predictions, "cleaned", dataset, max_length)
+    gts = {i: [r] for i, r in enumerate(references)}
+    res = {i: [p] for i, p in enumerate(predictions)}
     return float(Bleu(4).compute_score(gts, res, verbose=0)[0][3])
+
+
+def prepare_texts(
+    references: Sequence[str],
+    predictions: Sequence[str],
+    reference_form: str = "cleaned",
+    dataset: str = "iu_xray",
+    max_length: int | None = None,
+) -> tuple[list[str], list[str], dict[str, str]]:
+    """The texts as `nlg_scores` scores them, on one line each, and the settings used.
+
+    Args:
+        references: reference reports.
+        predictions: generated reports, in the same order.
+        reference_form: ``"cleaned"`` or ``"raw"`` (see `nlg_scores`).
+        dataset: cleaning rules for ``"cleaned"``.
+        max_length: reference truncation for ``"cleaned"``.
+
+    Returns:
+        The references, the predictions, and the settings (form, dataset, length).
+
+    Raises:
+        ValueError: for lists of different lengths, no reports, or an unknown form.
+    """
+    if reference_form not in ("cleaned", "raw"):
+        raise ValueError(f"reference_form must be 'cleaned' or 'raw', got {reference_form!r}")
+    references, predictions = _texts("references", references), _texts("predictions", predictions)
+    if len(references) != len(predictions):
+        raise ValueError(f"{len(references)} references but {len(predictions)} predictions")
+    if not references:
+        raise ValueError("no reports to score")
+    settings = {"references": reference_form}
+    if reference_form == "cleaned":
+        limit = dataset_preset(dataset).max_length if max_length is None else int(max_length)
+        settings.update(dataset=dataset, max_length=str(limit))
+        references = [" ".join(clean_report(r, dataset).split()[: limit - 2]) for r in references]
+        predictions = [clean_report(p, dataset) for p in predictions]
+    return [_one_line(r) for r in references], [_one_line(p) for p in predictions], settings
 
 
 def nlg_scores(
@@ -170,21 +204,10 @@ def nlg_scores(
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.rouge.rouge import Rouge
 
-    if reference_form not in ("cleaned", "raw"):
-        raise ValueError(f"reference_form must be 'cleaned' or 'raw', got {reference_form!r}")
-    references, predictions = _texts("references", references), _texts("predictions", predictions)
-    if len(references) != len(predictions):
-        raise ValueError(f"{len(references)} references but {len(predictions)} predictions")
-    if not references:
-        raise ValueError("no reports to score")
-    settings = {"references": reference_form}
-    if reference_form == "cleaned":
-        limit = dataset_preset(dataset).max_length if max_length is None else int(max_length)
-        settings.update(dataset=dataset, max_length=str(limit))
-        references = [" ".join(clean_report(r, dataset).split()[: limit - 2]) for r in references]
-        predictions = [clean_report(p, dataset) for p in predictions]
-    gts = {i: [_one_line(r)] for i, r in enumerate(references)}
-    res = {i: [_one_line(p)] for i, p in enumerate(predictions)}
+    references, predictions, settings = prepare_texts(references, predictions, reference_form, dataset,
+                                                      max_length)
+    gts = {i: [r] for i, r in enumerate(references)}
+    res = {i: [p] for i, p in enumerate(predictions)}
     scores: dict[str, float | None] = {}
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
     scores.update({f"BLEU_{n + 1}": float(b) for n, b in enumerate(bleu)})

@@ -1,0 +1,100 @@
+"""``cknet compare A B``: two systems' reports of the same studies, metric by metric: the
+difference B - A with its paired-bootstrap 95% interval and two p-values (paired
+bootstrap, approximate randomisation), printed as a table and written as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from cknet.commands import check_output_file, positive_int
+from cknet.io import write_text_atomic
+from cknet.presets import DATASETS
+
+
+def _joined(args: argparse.Namespace) -> tuple[list[str], list[str], list[str], list[str]]:
+    """The ids and references (A's order), A's and B's predictions, joined by id; a
+    ValueError naming the ids when the two files do not hold the same studies, or give
+    different references for one."""
+    from cknet.evaluation import read_predictions
+
+    ids_a, references, predictions_a = read_predictions(args.a, args.references)
+    ids_b, references_b, predictions_b = read_predictions(args.b, args.references)
+    only_a, only_b = sorted(set(ids_a) - set(ids_b)), sorted(set(ids_b) - set(ids_a))
+    if only_a or only_b:
+        raise ValueError(f"{args.a} and {args.b} must hold the same studies: {len(only_a)} id(s) only in "
+                         f"the first (e.g. {only_a[:3]}), {len(only_b)} only in the second "
+                         f"(e.g. {only_b[:3]})")
+    row_b = {key: i for i, key in enumerate(ids_b)}
+    differ = [key for key, reference in zip(ids_a, references) if references_b[row_b[key]] != reference]
+    if differ:
+        raise ValueError(f"{args.a} and {args.b} give different references for {len(differ)} studies "
+                         f"(e.g. ids {differ[:3]}); pass the references once with --references")
+    return ids_a, references, predictions_a, [predictions_b[row_b[key]] for key in ids_a]
+
+
+def run(args: argparse.Namespace) -> int:
+    from cknet.evaluation import report_statistics
+    from cknet.labeler import make_labeler
+    from cknet.metrics.resampling import paired_comparison
+
+    inputs = [p for p in (args.a, args.b, args.references) if p]
+    output = None if args.output is None else check_output_file(args.output, "--output", args.overwrite,
+                                                                  (".json",), inputs)
+    ids, references, predictions_a, predictions_b = _joined(args)
+    labeler = None if args.labeler == "none" else make_labeler(args.labeler)
+    reference_labels = None if labeler is None else labeler(references)
+    statistics = [
+        report_statistics(references, predictions, reference_labels,
+                          None if labeler is None else labeler(predictions), args.dataset,
+                          uncertain=args.uncertain, reference_form=args.reference_form)
+        for predictions in (predictions_a, predictions_b)]
+    comparisons = paired_comparison(*statistics, resamples=args.resamples, trials=args.trials, seed=args.seed)
+    print(f"B = {args.b} against A = {args.a}: {len(ids)} studies, {args.reference_form} references, "
+          f"labeler {args.labeler}; {args.resamples} paired bootstrap resamples, {args.trials} "
+          f"randomisation trials, seed {args.seed}")
+    print()
+    print("| metric | A | B | B - A | 95% interval | p, bootstrap | p, randomisation |")
+    print("| --- | ---: | ---: | ---: | --- | ---: | ---: |")
+    for name, c in comparisons.items():
+        print(f"| {name} | {c.a:.4f} | {c.b:.4f} | {c.difference:+.4f} | [{c.low:+.4f}, {c.high:+.4f}] | "
+              f"{c.p_bootstrap:.3f} | {c.p_randomisation:.3f} |")
+    if output is not None:
+        settings = {"a": str(args.a), "b": str(args.b), "studies": len(ids), "labeler": args.labeler,
+                    "references": args.reference_form, "dataset": args.dataset, "uncertain": args.uncertain,
+                    "confidence": 0.95, "resamples": args.resamples, "trials": args.trials, "seed": args.seed}
+        scores = {name: vars(c) for name, c in comparisons.items()}
+        write_text_atomic(output, json.dumps({"settings": settings, "metrics": scores}, indent=1) + "\n")
+    return 0
+
+
+def add_command(commands: argparse._SubParsersAction) -> None:
+    """Register ``cknet compare`` on the command line's sub-parsers.
+
+    Args:
+        commands: the ``add_subparsers()`` object of the ``cknet`` parser.
+    """
+    co = commands.add_parser(
+        "compare", help="paired comparison of two systems' reports: differences, intervals, p-values",
+        description="Score two prediction files of the same studies (as `cknet generate` writes them) and "
+                    "compare them metric by metric: B - A with its paired-bootstrap 95%% interval, and "
+                    "p-values from the paired bootstrap and from approximate randomisation.",
+    )
+    co.add_argument("a", type=Path, help="system A's predictions, JSON or CSV: id, prediction[, reference]")
+    co.add_argument("b", type=Path, help="system B's predictions, the same studies")
+    co.add_argument("--references", type=Path,
+                    help="JSON or CSV: id, reference (else read from the prediction files, which must agree)")
+    co.add_argument("--reference-form", choices=["cleaned", "raw"], default="cleaned",
+                    help="score against R2Gen-cleaned, truncated references (the peers' way) or raw text")
+    co.add_argument("--dataset", choices=sorted(DATASETS), default="iu_xray")
+    co.add_argument("--labeler", default="rules",
+                    help="as for `cknet evaluate`, or none for the NLG metrics alone (default rules)")
+    co.add_argument("--uncertain", type=int, choices=[0, 1], default=0,
+                    help="what an uncertain label (-1) counts as: 0 negative (default) or 1 positive")
+    co.add_argument("--resamples", type=positive_int, default=1000, help="paired bootstrap resamples")
+    co.add_argument("--trials", type=positive_int, default=1000, help="approximate-randomisation trials")
+    co.add_argument("--seed", type=int, default=0)
+    co.add_argument("--output", type=Path, help="write the comparison as JSON here")
+    co.add_argument("--overwrite", action="store_true")
+    co.set_defaults(handler=run)
