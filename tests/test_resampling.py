@@ -123,6 +123,21 @@ def test_identical_systems_have_p_one_and_a_real_difference_p_near_zero(reports,
         assert better[name].p_bootstrap < 0.01 and better[name].p_randomisation < 0.01, name
 
 
+def test_several_runs_per_system_are_averaged_and_resampled_together():
+    rng = np.random.default_rng(5)
+    a1, a2, b1, b2 = (rng.random(30) for _ in range(4))
+    one = paired_comparison(_mean_statistics(a1), _mean_statistics(b1), 300, 300, seed=2)["mean"]
+    twice = paired_comparison([_mean_statistics(a1)] * 2, [_mean_statistics(b1)] * 2, 300, 300, seed=2)["mean"]
+    assert (twice.difference, twice.low, twice.high, twice.p_randomisation) == pytest.approx(
+        (one.difference, one.low, one.high, one.p_randomisation))
+    both = paired_comparison([_mean_statistics(a1), _mean_statistics(a2)],
+                             [_mean_statistics(b1), _mean_statistics(b2)], 300, 300)["mean"]
+    assert both.a == pytest.approx((a1.mean() + a2.mean()) / 2)
+    assert both.difference == pytest.approx(((b1 - a1).mean() + (b2 - a2).mean()) / 2)
+    with pytest.raises(ValueError, match="2 run"):
+        paired_comparison([_mean_statistics(a1)] * 2, [_mean_statistics(b1)])
+
+
 def test_randomisation_agrees_with_the_exact_permutation_distribution():
     a = np.array([0.2, 0.5, 0.9, 0.4, 0.7, 0.1, 0.3, 0.8])
     b = np.array([0.3, 0.6, 0.8, 0.6, 0.9, 0.2, 0.2, 0.9])

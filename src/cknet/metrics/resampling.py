@@ -322,8 +322,8 @@ class Comparison:
 
 
 def paired_comparison(
-    a: StudyStatistics,
-    b: StudyStatistics,
+    a: StudyStatistics | Sequence[StudyStatistics],
+    b: StudyStatistics | Sequence[StudyStatistics],
     resamples: int = 1000,
     trials: int = 1000,
     confidence: float = 0.95,
@@ -331,10 +331,15 @@ def paired_comparison(
 ) -> dict[str, Comparison]:
     """Compare two systems' reports of the same studies, metric by metric.
 
+    Given several runs of each system (one per training seed, paired: run i of A with run
+    i of B), a score is the mean over the runs, and each resample or swap applies to a
+    study in every run at once, so that the interval and p-values account for the test
+    studies drawn, with the runs' spread inside them.
+
     Args:
-        a: statistics of system A's reports (`study_statistics`).
+        a: statistics of system A's reports (`study_statistics`), or one per run.
         b: those of system B, for the same studies in the same order, against the same
-            references.
+            references; as many runs as ``a``.
         resamples: paired bootstrap resamples.
         trials: approximate-randomisation trials.
         confidence: the difference intervals' nominal coverage.
@@ -344,28 +349,40 @@ def paired_comparison(
         Metric name -> `Comparison`, for the metrics both have.
 
     Raises:
-        ValueError: for statistics of different numbers of studies, or bad settings.
+        ValueError: for different numbers of studies or runs, or bad settings.
     """
     _check(resamples, confidence)
     if trials < 1:
         raise ValueError(f"trials must be at least 1, got {trials}")
-    if len(a) != len(b):
-        raise ValueError(f"system A has {len(a)} studies and system B {len(b)}: compare the same studies")
+    runs_a = [a] if isinstance(a, StudyStatistics) else list(a)
+    runs_b = [b] if isinstance(b, StudyStatistics) else list(b)
+    if len(runs_a) != len(runs_b) or not runs_a:
+        raise ValueError(f"{len(runs_a)} run(s) of system A and {len(runs_b)} of system B: "
+                         f"pair them one to one")
+    count = len(runs_a[0])
+    sizes = {len(run) for run in runs_a + runs_b}
+    if len(sizes) > 1:
+        differ = " (or its runs differ)" if len(runs_a) > 1 else ""
+        raise ValueError(f"system A has {len(runs_a[0])} studies and system B {len(runs_b[0])}{differ}: "
+                         f"compare the same studies")
     rng = np.random.default_rng(seed)
-    count = len(a)
     weights = _resample_weights(count, resamples, rng)
     swaps = rng.integers(0, 2, size=(trials, count)).astype(float)
     out = {}
-    for name in (n for n in a.names if n in b.statistics):
-        stats_a, stats_b, aggregate = a.statistics[name], b.statistics[name], a.aggregates[name]
-        value_a, value_b = float(aggregate(stats_a.sum(0, keepdims=True))[0]), \
-            float(aggregate(stats_b.sum(0, keepdims=True))[0])
+    for name in (n for n in runs_a[0].names if all(n in run.statistics for run in runs_a + runs_b)):
+        value_a = value_b = 0.0
+        boot, swapped = np.zeros(resamples), np.zeros(trials)
+        for run_a, run_b in zip(runs_a, runs_b):
+            stats_a, stats_b = run_a.statistics[name], run_b.statistics[name]
+            aggregate = run_a.aggregates[name]
+            value_a += float(aggregate(stats_a.sum(0, keepdims=True))[0]) / len(runs_a)
+            value_b += float(aggregate(stats_b.sum(0, keepdims=True))[0]) / len(runs_a)
+            boot += (aggregate(weights @ stats_b) - aggregate(weights @ stats_a)) / len(runs_a)
+            moved = swaps @ (stats_a - stats_b)  # what the swapped studies move from B to A
+            swapped += (aggregate(stats_b.sum(0) + moved) - aggregate(stats_a.sum(0) - moved)) / len(runs_a)
         observed = value_b - value_a
-        boot = aggregate(weights @ stats_b) - aggregate(weights @ stats_a)
         low, high = _percentiles(boot, confidence)
         p_boot = min(1.0, 2 * min(float(np.mean(boot <= 0)), float(np.mean(boot >= 0))))
-        moved = swaps @ (stats_a - stats_b)  # what the swapped studies move from B to A
-        swapped = aggregate(stats_b.sum(0) + moved) - aggregate(stats_a.sum(0) - moved)
         exceed = np.sum(np.abs(swapped) >= abs(observed) - 1e-12)
         out[name] = Comparison(value_a, value_b, observed, low, high, p_boot,
                                float((exceed + 1) / (trials + 1)))
