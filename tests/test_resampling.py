@@ -127,7 +127,8 @@ def test_several_runs_per_system_are_averaged_and_resampled_together():
     rng = np.random.default_rng(5)
     a1, a2, b1, b2 = (rng.random(30) for _ in range(4))
     one = paired_comparison(_mean_statistics(a1), _mean_statistics(b1), 300, 300, seed=2)["mean"]
-    twice = paired_comparison([_mean_statistics(a1)] * 2, [_mean_statistics(b1)] * 2, 300, 300, seed=2)["mean"]
+    twice = paired_comparison([_mean_statistics(a1)] * 2, [_mean_statistics(b1)] * 2, 300, 300,
+                              seed=2)["mean"]
     assert (twice.difference, twice.low, twice.high, twice.p_randomisation) == pytest.approx(
         (one.difference, one.low, one.high, one.p_randomisation))
     both = paired_comparison([_mean_statistics(a1), _mean_statistics(a2)],
