@@ -159,15 +159,51 @@ def graph_stage(splits, config: CKNetConfig, seed: int, epochs: int, folder: Pat
 
 
 def build_variant(config: CKNetConfig, source: str, tokenizer, graph_model, text_encoder: str = "embedding",
-                  ) -> CKNet:
-    """A report model whose CNN holds the graph stage's weights (frozen: features cached)."""
+                  visual: dict | None = None) -> CKNet:
+    """A report model whose CNN holds the graph stage's weights, or ``visual`` (the
+    label-free CNN's); frozen: features cached."""
     fields = {**config.to_dict(), "knowledge_source": source, "text_encoder": text_encoder}
-    if source == "image":
+    if source == "image" and visual is None:
         return CKNet(CKNetConfig.from_dict({**fields, "share_backbone": True}), tokenizer,
                      graph_model=graph_model)
-    model = CKNet(CKNetConfig.from_dict(fields), tokenizer, graph=graph_model.graph)
-    model.visual_extractor.backbone.load_state_dict(graph_model.backbone.state_dict())
+    if source == "image":
+        model = CKNet(CKNetConfig.from_dict(fields), tokenizer, graph_model=graph_model)
+    else:
+        model = CKNet(CKNetConfig.from_dict(fields), tokenizer, graph=graph_model.graph)
+    model.visual_extractor.backbone.load_state_dict(visual or graph_model.backbone.state_dict())
     return model
+
+
+def label_free_cnn(config: CKNetConfig, tokenizer, train: Dataset, seed: int) -> dict:
+    """The weights of a ResNet-18 that never saw a label (visual CNN (b) of the 2 x 2):
+    random (seeded), its batch-norm statistics re-estimated on the training images."""
+    torch.manual_seed(10_000 + seed)
+    backbone = CKNet(CKNetConfig.from_dict({**config.to_dict(), "knowledge_source": "none"}),
+                     tokenizer).visual_extractor.backbone
+    for module in backbone.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # a cumulative average over every training image
+    backbone.train()
+    with torch.no_grad():
+        for items in torch.utils.data.DataLoader(train, batch_size=64, collate_fn=list):
+            backbone(torch.stack([item["images"] for item in items]))
+    return backbone.eval().state_dict()
+
+
+class ShuffledKnowledge(Dataset):
+    """Cached test features with each study's knowledge matrix G taken from another study
+    (a fixed permutation): the control that says whether +CKNet reads its own G."""
+
+    def __init__(self, data: Dataset, seed: int) -> None:
+        self.data = data
+        self.order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed)).tolist()
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> dict:
+        return {**self.data[index], "knowledge_matrix": self.data[self.order[index]]["knowledge_matrix"]}
 
 
 class BlankImages(Dataset):
@@ -187,19 +223,27 @@ class BlankImages(Dataset):
 
 
 def seed_features(splits, config: CKNetConfig, tokenizer, seed: int, seed_dir: Path, args,
-                  cache: dict[str, FeatureCache], names: tuple[str, ...]) -> KnowledgeGraphModel:
-    """The seed's graph stage; adds the feature caches of ``names`` (splits, or
-    ``"blank"``: the test studies as blank images) to ``cache`` when missing."""
+                  cache: dict[str, FeatureCache], names: tuple[str, ...],
+                  visual: str = "graph-stage") -> tuple[KnowledgeGraphModel, dict | None]:
+    """The seed's graph stage and the weights of the visual CNN (None: the graph stage's);
+    adds the feature caches of ``names`` (splits, or ``"blank"``: the test studies as
+    blank images) for that CNN to ``cache`` (keyed ``visual/name``) when missing."""
     graph_model = graph_stage(splits, config, seed, args.graph_epochs, seed_dir / "graph", args.device)
-    missing = [name for name in names if name not in cache]
+    weights = None
+    if visual == "label-free":
+        if "label-free" not in cache:
+            cache["label-free"] = label_free_cnn(config, tokenizer, splits["train"], seed)
+        weights = cache["label-free"]
+    missing = [name for name in names if f"{visual}/{name}" not in cache]
     if missing:
         start = time.perf_counter()
-        sharer = build_variant(config, "image", tokenizer, graph_model).to(args.device)
+        sharer = build_variant(config, "image", tokenizer, graph_model, visual=weights).to(args.device)
         for name in missing:
             data = BlankImages(splits["test"]) if name == "blank" else splits[name]
-            cache[name] = FeatureCache(sharer, data, batch_size=64)
-        print(f"seed {seed}: features of {missing} cached in {time.perf_counter() - start:.0f} s", flush=True)
-    return graph_model
+            cache[f"{visual}/{name}"] = FeatureCache(sharer, data, batch_size=64)
+        print(f"seed {seed}: {visual} features of {missing} cached in {time.perf_counter() - start:.0f} s",
+              flush=True)
+    return graph_model, weights
 
 
 def main() -> None:
@@ -209,6 +253,9 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS)[:3], choices=list(VARIANTS))
     parser.add_argument("--recipes", nargs="+", default=["best"], choices=list(RECIPES))
     parser.add_argument("--decodings", nargs="+", default=list(DECODINGS), choices=list(DECODINGS))
+    parser.add_argument("--visual", nargs="+", default=["graph-stage"], choices=["graph-stage", "label-free"],
+                        help="the report models' frozen CNN: the graph stage's (trained on the finding "
+                             "labels) and/or a label-free one (random, batch norm re-estimated)")
     parser.add_argument("--labeler", default="rules",
                         help="the labeler that scores: rules, rules:chexpert, chexbert:CKPT[,BERT_DIR] or a "
                              "label CSV (also the validation CE each run logs, when not a CSV)")
@@ -243,67 +290,83 @@ def main() -> None:
         text_encoders["tiny-bert"] = (str(tiny_bert), PretrainedReportTokenizer.from_pretrained(tiny_bert))
     labeler = make_labeler(args.labeler)
     args.output.mkdir(parents=True, exist_ok=True)
-    results: dict[str, list[dict]] = {f"{name}, {recipe}, {decoding}": [] for recipe in args.recipes
-                                      for name in args.variants for decoding in args.decodings}
+    results: dict[str, list[dict]] = {}
     runs_file = args.output / "runs.json"  # each run's kept epoch and training time, for --rescore
     runs = json.loads(runs_file.read_text(encoding="utf-8")) if runs_file.is_file() else {}
     results["most frequent training report"] = [most_frequent_report(splits, config, labeler)]
     for seed in args.seeds:
         seed_dir = args.output / f"seed{seed}"
-        cache: dict[str, FeatureCache] = {}
-        for recipe_name in args.recipes:
+        cache: dict = {}
+        for recipe_name, visual, name in ((r, v, n) for r in args.recipes for v in args.visual
+                                          for n in args.variants):
             recipe = {**RECIPES[recipe_name], **({"epochs": args.epochs} if args.epochs else {})}
-            for name in args.variants:
-                source, text = VARIANTS[name]
-                run_dir = seed_dir / recipe_name / (source if text == "embedding" else f"{source}-{text}")
-                key = run_dir.relative_to(args.output).as_posix()
-                # beam 3 is the Trainer's own test pass; the other decodings are written beside the run
-                paths = {decoding: run_dir / "test_predictions.json" if decoding == "beam 3" else
-                         seed_dir / recipe_name / f"{run_dir.name}-{_slug(decoding)}.json"
-                         for decoding in args.decodings}
-                done = key in runs and all(path.is_file() for path in paths.values())
-                if not (args.rescore or done):
-                    graph_model = seed_features(splits, config, tokenizer, seed, seed_dir, args, cache,
-                                                ("train", "val", "test"))
-                    start = time.perf_counter()
-                    seed_everything(seed)
-                    text_encoder, text_tokenizer = text_encoders[text]
-                    model = build_variant(config, source, text_tokenizer, graph_model, text_encoder)
-                    epochs = recipe["epochs"]
-                    training = TrainingConfig(
-                        epochs=epochs, batch_size=32, lr_visual=recipe["lr"], lr_rest=recipe["lr"],
-                        lr_decay=recipe["final_lr_factor"] ** (1 / epochs), seed=seed, num_workers=0,
-                        eval_batch_size=64, cache_features=True, patience=epochs,
-                        select_by=recipe["select_by"], finding_balance=recipe["finding_balance"],
-                        labeler=args.labeler if not args.labeler.endswith(".csv") else args.training_labeler,
-                        training_labeler=args.training_labeler,
-                    )
-                    result = Trainer(model, training, cache["train"], cache["val"], run_dir,
-                                     test_data=cache["test"], device=args.device, progress=False).fit()
-                    kept_model = CKNet.from_pretrained(run_dir / "best", map_location=args.device)
-                    for decoding, path in paths.items():
-                        if decoding != "beam 3":
-                            torch.manual_seed(seed)
-                            written = evaluate(kept_model, cache["test"], DECODINGS[decoding], batch_size=64)
-                            written_json = json.dumps(written.predictions, indent=1) + "\n"
-                            path.write_text(written_json, encoding="utf-8")
-                    runs[key] = {"kept_epoch": result.best_epoch, "seconds": time.perf_counter() - start}
-                    runs_file.write_text(json.dumps(runs, indent=1) + "\n", encoding="utf-8")
-                blank_path = seed_dir / recipe_name / f"{run_dir.name}-beam-3-blank-images.json"
-                if not (args.rescore or blank_path.is_file()):
-                    seed_features(splits, config, tokenizer, seed, seed_dir, args, cache, ("blank",))
-                    kept_model = CKNet.from_pretrained(run_dir / "best", map_location=args.device)
-                    written = evaluate(kept_model, cache["blank"], DECODINGS["beam 3"], batch_size=64)
-                    blank_path.write_text(json.dumps(written.predictions, indent=1) + "\n", encoding="utf-8")
-                if blank_path.is_file():
-                    paths["beam 3, blank images"] = blank_path
+            source, text = VARIANTS[name]
+            label = name if visual == "graph-stage" else f"{name}, label-free CNN"
+            run_name = source if text == "embedding" else f"{source}-{text}"
+            run_dir = seed_dir / recipe_name / (run_name if visual == "graph-stage"
+                                                else f"label-free-{run_name}")
+            key = run_dir.relative_to(args.output).as_posix()
+            # beam 3 is the Trainer's own test pass; the other decodings are written beside the run
+            paths = {decoding: run_dir / "test_predictions.json" if decoding == "beam 3" else
+                     seed_dir / recipe_name / f"{run_dir.name}-{_slug(decoding)}.json"
+                     for decoding in args.decodings}
+            done = key in runs and all(path.is_file() for path in paths.values())
+            if not (args.rescore or done):
+                graph_model, weights = seed_features(splits, config, tokenizer, seed, seed_dir, args, cache,
+                                                     ("train", "val", "test"), visual)
+                start = time.perf_counter()
+                seed_everything(seed)
+                text_encoder, text_tokenizer = text_encoders[text]
+                model = build_variant(config, source, text_tokenizer, graph_model, text_encoder, weights)
+                epochs = recipe["epochs"]
+                training = TrainingConfig(
+                    epochs=epochs, batch_size=32, lr_visual=recipe["lr"], lr_rest=recipe["lr"],
+                    lr_decay=recipe["final_lr_factor"] ** (1 / epochs), seed=seed, num_workers=0,
+                    eval_batch_size=64, cache_features=True, patience=epochs,
+                    select_by=recipe["select_by"], finding_balance=recipe["finding_balance"],
+                    labeler=args.labeler if not args.labeler.endswith(".csv") else args.training_labeler,
+                    training_labeler=args.training_labeler,
+                )
+                result = Trainer(model, training, cache[f"{visual}/train"], cache[f"{visual}/val"], run_dir,
+                                 test_data=cache[f"{visual}/test"], device=args.device, progress=False).fit()
+                kept_model = CKNet.from_pretrained(run_dir / "best", map_location=args.device)
                 for decoding, path in paths.items():
-                    predictions = json.loads(path.read_text(encoding="utf-8"))
-                    scores = scores_of([p["reference"] for p in predictions],
-                                       [p["prediction"] for p in predictions], config, labeler)
+                    if decoding != "beam 3":
+                        torch.manual_seed(seed)
+                        written = evaluate(kept_model, cache[f"{visual}/test"], DECODINGS[decoding],
+                                           batch_size=64)
+                        path.write_text(json.dumps(written.predictions, indent=1) + "\n", encoding="utf-8")
+                runs[key] = {"kept_epoch": result.best_epoch, "seconds": time.perf_counter() - start}
+                runs_file.write_text(json.dumps(runs, indent=1) + "\n", encoding="utf-8")
+            folder = seed_dir / recipe_name
+            controls = {"beam 3, blank images": folder / f"{run_dir.name}-beam-3-blank-images.json"}
+            if source == "image":
+                controls["beam 3, G shuffled"] = folder / f"{run_dir.name}-beam-3-G-shuffled.json"
+            for control, path in controls.items():
+                if not (args.rescore or path.is_file()):
+                    seed_features(splits, config, tokenizer, seed, seed_dir, args, cache, ("test", "blank"),
+                                  visual)
+                    kept_model = CKNet.from_pretrained(run_dir / "best", map_location=args.device)
+                    data = (cache[f"{visual}/blank"] if control.endswith("blank images")
+                            else ShuffledKnowledge(cache[f"{visual}/test"], seed))
+                    written = evaluate(kept_model, data, DECODINGS["beam 3"], batch_size=64)
+                    path.write_text(json.dumps(written.predictions, indent=1) + "\n", encoding="utf-8")
+                if path.is_file():
+                    paths[control] = path
+            for decoding, path in paths.items():
+                predictions = json.loads(path.read_text(encoding="utf-8"))
+                references = [p["reference"] for p in predictions]
+                written = [p["prediction"] for p in predictions]
+                rows = {decoding: written}
+                if decoding == "beam 3":  # the null: each study given another study's report
+                    shuffle = torch.Generator().manual_seed(seed)
+                    order = torch.randperm(len(written), generator=shuffle).tolist()
+                    rows["beam 3, shuffled studies"] = [written[i] for i in order]
+                for row, texts in rows.items():
+                    scores = scores_of(references, texts, config, labeler)
                     scores.update(seed=seed, **runs[key])
-                    results.setdefault(f"{name}, {recipe_name}, {decoding}", []).append(scores)
-                    print(f"  seed {seed} {recipe_name} {name} {decoding}: "
+                    results.setdefault(f"{label}, {recipe_name}, {row}", []).append(scores)
+                    print(f"  seed {seed} {recipe_name} {label} {row}: "
                           + " ".join(f"{k} {_number(scores[k])}" for k in METRICS)
                           + f"  kept epoch {scores['kept_epoch']}, {scores['seconds']:.0f} s", flush=True)
 
