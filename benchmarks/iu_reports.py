@@ -92,6 +92,15 @@ NLG = METRICS[:7]
 MIN_SUPPORT = 20
 
 
+def benchmark_config(image_size: int = 96, d_model: int = 128, layers: int = 2) -> CKNetConfig:
+    """The benchmark's report model: ResNet-18, one frontal view, a small Transformer."""
+    return CKNetConfig.iu_xray(
+        backbone="resnet18", image_size=image_size, num_views=1, d_model=d_model, d_ff=2 * d_model,
+        num_heads=4, num_encoder_layers=layers, num_decoder_layers=layers, d_knowledge=64, gamma=8,
+        dropout=0.1,
+    )
+
+
 def load_splits(data_dir: Path, config: CKNetConfig, limit: int = 0) -> dict[str, SyntheticDataset]:
     """The standard split's real reports, each with a radiograph rendered from its MeSH tags
     (the first ``limit`` studies of each split when > 0)."""
@@ -276,11 +285,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
 
-    config = CKNetConfig.iu_xray(
-        backbone="resnet18", image_size=args.image_size, num_views=1,
-        d_model=args.d_model, d_ff=2 * args.d_model, num_heads=4, num_encoder_layers=args.layers,
-        num_decoder_layers=args.layers, d_knowledge=64, gamma=8, dropout=0.1,
-    )
+    config = benchmark_config(args.image_size, args.d_model, args.layers)
     splits = load_splits(args.data_dir, config, args.limit)
     tokenizer = ReportTokenizer.from_reports(splits["train"].reports())
     text_encoders = {"embedding": ("embedding", tokenizer)}  # text features: (config value, tokenizer)
