@@ -40,6 +40,7 @@ import numpy as np
 from cknet.metrics.clinical import TOP5
 
 BLEU_ORDERS = 4
+TIE = 1e-12  # differences of scores below this are ties
 NO_FINDING = "No Finding"
 
 
@@ -382,8 +383,9 @@ def paired_comparison(
             swapped += (aggregate(stats_b.sum(0) + moved) - aggregate(stats_a.sum(0) - moved)) / len(runs_a)
         observed = value_b - value_a
         low, high = _percentiles(boot, confidence)
-        p_boot = min(1.0, 2 * min(float(np.mean(boot <= 0)), float(np.mean(boot >= 0))))
-        exceed = np.sum(np.abs(swapped) >= abs(observed) - 1e-12)
+        # differences within float rounding (e.g. two BLEU scores of 1e-10) count as ties
+        p_boot = min(1.0, 2 * min(float(np.mean(boot <= TIE)), float(np.mean(boot >= -TIE))))
+        exceed = np.sum(np.abs(swapped) >= abs(observed) - TIE)
         out[name] = Comparison(value_a, value_b, observed, low, high, p_boot,
                                float((exceed + 1) / (trials + 1)))
     return out
