@@ -27,6 +27,7 @@ from torch import nn
 
 from cknet.config import CKNetConfig
 from cknet.decoding import DecodingState, Encoding
+from cknet.explain import Explanation, explain
 from cknet.features import StudyFeatures
 from cknet.generation import GeneratedReport, GenerationConfig, LogitsProcessor, generate
 from cknet.graph import KnowledgeGraph
@@ -133,8 +134,7 @@ class CKNet(nn.Module):
         return self.lm_head.weight.device
 
     def text_features(self, input_ids: torch.Tensor, cache: DecoderCache | None = None) -> torch.Tensor:
-        """The textual features v_t (Section III.B), ``(B, T, d_model)``: position t sees
-        tokens up to t only.
+        """The textual features v_t (Section III.B), ``(B, T, d_model)``; position t sees tokens <= t.
 
         Args:
             input_ids: ``(B, T)`` the whole prefix from ``<bos>`` (no cache), or the tokens
@@ -165,9 +165,8 @@ class CKNet(nn.Module):
         Args:
             images: ``(B, V, 3, S, S)`` preprocessed images (``(B, 3, S, S)`` for V = 1).
             reuse_maps: compute G from the visual backbone's maps (one backbone pass for
-                both); default: when the visual CNN is the graph model's
-                (``config.share_backbone``). `cknet.training.FeatureCache` also sets it
-                for a frozen copy of the graph model's CNN.
+                both); default: when the visual CNN is the graph model's (``share_backbone``);
+                `cknet.training.FeatureCache` also sets it for a frozen copy of that CNN.
         """
         images = check_images(images, self.config)
         maps = self.visual_extractor.maps(images)
@@ -243,13 +242,8 @@ class CKNet(nn.Module):
         """
         return self.decode(tokens, state.encoding, state.cache)[:, -1]
 
-    def forward(
-        self,
-        images: torch.Tensor | None,
-        input_ids: torch.Tensor,
-        labels: torch.Tensor | None = None,
-        features: StudyFeatures | None = None,
-    ) -> CKNetOutput:
+    def forward(self, images: torch.Tensor | None, input_ids: torch.Tensor,
+                labels: torch.Tensor | None = None, features: StudyFeatures | None = None) -> CKNetOutput:
         """Teacher-forced forward pass: a `CKNetOutput` with ``logits`` ``(B, T,
         vocab_size)`` and, given labels, the mean cross-entropy over the non-ignored target
         tokens. Raises ValueError for malformed images, token ids or labels.
@@ -316,14 +310,22 @@ class CKNet(nn.Module):
             return [[r.text for r in study] for study in reports]
         return [study[0].text for study in reports]
 
+    def explain(self, images: torch.Tensor, reports: list[str] | None = None) -> list[Explanation]:
+        """Where each word of each study's report looked (`cknet.explain.explain`).
+
+        Args:
+            images: ``(B, V, 3, S, S)`` preprocessed images.
+            reports: one report per study to explain; default: the model's own.
+        """
+        return explain(self, images, reports)
+
     def save_pretrained(self, directory: str | os.PathLike[str], overwrite: bool = False,
                         training_info: dict[str, Any] | None = None) -> None:
         """Save the model as one folder: ``config.json``, ``model.safetensors``,
         ``tokenizer.json`` (with ``text_encoder/`` for a pretrained text encoder),
-        ``graph.json``, a ``README.md`` model card and the ``cknet.json`` marker.
-
-        The folder is written beside the old one and swapped in at once (`cknet.hub`):
-        a reader or a kill never sees a half-written or mixed model.
+        ``graph.json``, a ``README.md`` model card and the ``cknet.json`` marker, written
+        beside the old folder and swapped in at once (`cknet.hub`): a reader or a kill
+        never sees a half-written or mixed model.
 
         Args:
             directory: the folder to write (created if needed).

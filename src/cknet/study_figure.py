@@ -1,7 +1,13 @@
-"""`draw_study`: one study in one picture, for people: its views (the frontal one marked
-with the patient's R and L), the generated and the reference report, the knowledge
-nodes its image patches and report tokens attend to (equation 6), and the findings the
-graph stage detects. `cknet demo` saves one as ``study.png``.
+"""Pictures of one study, for people.
+
+`draw_study`: its views (the frontal one marked with the patient's R and L), the
+generated and the reference report, the knowledge nodes its image patches and report
+tokens attend to (equation 6), and the findings the graph stage detects. `cknet demo`
+saves one as ``study.png``.
+
+`draw_explanation`: word by word (`cknet.explain.Explanation`), where in each view the
+word's attention went (a heat map over the radiograph) and the knowledge nodes it drew
+on most. `cknet explain` saves one.
 """
 
 from __future__ import annotations
@@ -104,3 +110,72 @@ def _save_figure(views: torch.Tensor, title: str, blocks: list[tuple[str, list[s
         y += 8
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)
+
+
+WORD_TILE = 150  # side of each view in an explanation row, in pixels
+PUNCTUATION = {".", ",", ";", ":", "-", "(", ")"}
+
+
+def draw_explanation(explanation: Any, images: torch.Tensor, config: Any, path: str | Path,
+                     max_words: int = 12, top: int = 3, title: str = "") -> list[int]:
+    """Save a picture of where the words of a report looked: a row per word, with the
+    word, each view under a heat map of the word's attention (red: more), and the
+    knowledge nodes the word drew on most.
+
+    Args:
+        explanation: from `cknet.explain.explain`.
+        images: ``(V, 3, S, S)`` the study's preprocessed views (view 0 frontal).
+        config: the model's `CKNetConfig` (its image normalisation).
+        path: a PNG file.
+        max_words: the first this many words that are not punctuation are drawn.
+        top: knowledge nodes listed per word.
+        title: a line above the rows (e.g. the study's id).
+
+    Returns:
+        The positions in ``explanation.words`` of the words drawn.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    rows = [t for t, word in enumerate(explanation.words) if word not in PUNCTUATION][:max_words]
+    views = images.shape[0]
+    font, bold = ImageFont.load_default(size=13), ImageFont.load_default(size=15)
+    label_width, nodes_width = 110, 230 if explanation.node_attention is not None else 0
+    cell = label_width + WORD_TILE * views + nodes_width  # one word: its label, views, nodes
+    columns = 2
+    lines = (len(rows) + columns - 1) // columns
+    canvas = Image.new("RGB", (cell * columns, HEADER + 20 + lines * (WORD_TILE + 6)), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((10, 6), title or f"Where each word looked: {explanation.report[:90]}", fill="black", font=bold)
+    names = ["frontal" if v == 0 else "lateral" if views == 2 else f"view {v + 1}" for v in range(views)]
+    mean, std = config.image_mean[0], config.image_std[0]
+    grey = (images[:, 0].cpu().float() * std + mean).clamp(0, 1).numpy()  # (V, S, S)
+    for r, t in enumerate(rows):  # down the first column, then the next
+        x0, y = (r // lines) * cell, HEADER + 20 + (r % lines) * (WORD_TILE + 6)
+        draw.text((x0 + 10, y + WORD_TILE // 2 - 8), explanation.words[t], fill="black", font=bold)
+        heat = explanation.patch_attention[t].float()  # (V, h, w), sums to 1 over the views
+        heat = (heat / heat.max().clamp_min(1e-12)).numpy()
+        for v in range(views):
+            base = Image.fromarray((grey[v] * 255).astype(np.uint8)).resize((WORD_TILE, WORD_TILE))
+            overlay = Image.fromarray((heat[v] * 255).astype(np.uint8)).resize(
+                (WORD_TILE, WORD_TILE), Image.BILINEAR)
+            dark = Image.new("L", overlay.size, 0)
+            red = Image.merge("RGB", (overlay, dark, dark))
+            canvas.paste(Image.blend(base.convert("RGB"), red, 0.45), (x0 + label_width + v * WORD_TILE, y))
+        if explanation.node_attention is not None:
+            weights = explanation.node_attention[t]
+            for k, j in enumerate(weights.argsort(descending=True)[:top].tolist()):
+                draw.text((x0 + label_width + views * WORD_TILE + 8, y + 10 + 18 * k),
+                          f"{explanation.node_names[j]}  {float(weights[j]):.2f}", fill=(40, 40, 40),
+                          font=font)
+    for column in range((len(rows) + lines - 1) // max(lines, 1)):
+        for v, name in enumerate(names):
+            draw.text((column * cell + label_width + v * WORD_TILE + 6, HEADER), name, fill=(60, 60, 60),
+                      font=font)
+        for letter, dx in (("R", 2), ("L", WORD_TILE - 17)):  # the patient's sides on the frontal view
+            x = column * cell + label_width + dx
+            draw.rectangle((x, HEADER + 22, x + 15, HEADER + 39), fill="black")
+            draw.text((x + 3, HEADER + 23), letter, fill="white", font=bold)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+    return rows
