@@ -6,8 +6,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+
+def _whole_number(text: str, minimum: int, expected: str) -> int:
+    """``text`` as an int of at least ``minimum``, or an argparse error saying ``expected``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
+    return value
 
 
 def positive_int(text: str) -> int:
@@ -19,13 +31,7 @@ def positive_int(text: str) -> int:
     Returns:
         The number.
     """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+    return _whole_number(text, 1, "a positive integer")
 
 
 def non_negative_int(text: str) -> int:
@@ -37,13 +43,19 @@ def non_negative_int(text: str) -> int:
     Returns:
         The number.
     """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 0, got {value}")
-    return value
+    return _whole_number(text, 0, "a whole number of at least 0")
+
+
+def warn_if_synthetic(model: object, name: object) -> None:
+    """Warn once on stderr when ``model`` was trained on synthetic radiographs only.
+
+    Args:
+        model: a loaded `CKNet`.
+        name: how the user named it (its folder), for the message.
+    """
+    if model.training_info.get("synthetic"):
+        print(f"warning: {name} was trained on synthetic radiographs only (cknet demo): its reports "
+              f"of real images mean nothing", file=sys.stderr)
 
 
 def check_output_file(path: str | os.PathLike[str], option: str, overwrite: bool,

@@ -5,10 +5,9 @@ and the words with their most attended knowledge nodes, printed."""
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from cknet.commands import check_output_file, positive_int
+from cknet.commands import check_output_file, positive_int, warn_if_synthetic
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,9 +21,7 @@ def run(args: argparse.Namespace) -> int:
     output = check_output_file(args.output, "--output", args.overwrite, (".png",), args.study)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = CKNet.from_pretrained(args.model, map_location=device).eval()
-    if model.training_info.get("synthetic"):
-        print(f"warning: {args.model} was trained on synthetic radiographs only (cknet demo): its reports "
-              f"of real images mean nothing", file=sys.stderr)
+    warn_if_synthetic(model, args.model)
     views = args.study[0] if len(args.study) == 1 else list(args.study)
     images = prepare_images([views], model.config, args.repeat_single_view, names=[str(args.study[0])])
     explanation = explain(model, images, None if args.report is None else [args.report])[0]
