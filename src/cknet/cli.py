@@ -13,6 +13,7 @@ from cknet.commands import evaluate as evaluate_command
 from cknet.commands import explain as explain_command
 from cknet.commands import generate as generate_command
 from cknet.commands import label as label_command
+from cknet.commands import prepare as prepare_command
 from cknet.registry import load_plugins
 from cknet.version import __version__
 
@@ -204,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--quiet", action="store_true")
     tr.set_defaults(handler=_train, takes_extra=True)
 
-    for command in (generate_command, evaluate_command, compare_command, explain_command, label_command):
+    for command in (prepare_command, generate_command, evaluate_command, compare_command, explain_command,
+                    label_command):
         command.add_command(commands)
     return parser
 

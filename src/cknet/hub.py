@@ -2,7 +2,8 @@
 
 Every folder cknet writes holds a marker, ``cknet.json``: ``{"kind", "format", "cknet",
 "save_id"}``. The kinds are ``"model"`` (`CKNet.save_pretrained`), ``"graph_model"``
-(`KnowledgeGraphModel.save_pretrained`) and ``"run"`` (a training run). Every writer
+(`KnowledgeGraphModel.save_pretrained`), ``"run"`` (a training run), ``"demo"`` and
+``"dataset"`` (written by ``cknet prepare``). Every writer
 checks it, so that no command writes into a folder of another kind, and every reader
 checks it, so that a graph model is never read as a model.
 
@@ -44,7 +45,7 @@ from cknet.version import __version__
 MARKER = "cknet.json"
 FORMAT = 2
 KINDS = {"model": "a saved CKNet model", "graph_model": "a saved knowledge-graph model",
-         "run": "a training run", "demo": "a cknet demo folder"}
+         "run": "a training run", "demo": "a cknet demo folder", "dataset": "a dataset prepared by cknet"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2
 T = TypeVar("T")
