@@ -179,3 +179,21 @@ def test_training_validates_and_tests_with_the_chosen_labeler(published, tiny_be
     assert test["ce"]["scores"] != pytest.approx(dict(ce_scores(references, predictions)))  # not the rules
     with pytest.raises(ValueError, match="labeler"):
         tiny(labeler="mesh")
+
+
+def test_semb_score_is_the_cosine_of_chexberts_cls_states(published, tiny_bert_dir):
+    from cknet.metrics.semb import semb_scores
+
+    path, bert, _ = published
+    labeler = CheXbertLabeler(path, tiny_bert_dir, device="cpu", batch_size=3)
+    references = ["No acute cardiopulmonary abnormality.", "Large left pleural effusion.", "Cardiomegaly."]
+    predictions = ["Normal chest.", "Large left pleural effusion.", "No cardiomegaly. Small effusion."]
+    scores = semb_scores(labeler, references, predictions)
+    for reference, prediction, score in zip(references, predictions, scores):
+        with torch.no_grad():
+            a = bert(input_ids=torch.tensor([labeler.encode(reference)])).last_hidden_state[0, 0].double()
+            b = bert(input_ids=torch.tensor([labeler.encode(prediction)])).last_hidden_state[0, 0].double()
+        assert score == pytest.approx(float(a @ b / (a.norm() * b.norm())), abs=1e-6)
+    assert scores[1] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="CheXbert's embeddings"):
+        semb_scores(make_labeler("rules"), references, predictions)

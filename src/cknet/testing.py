@@ -78,3 +78,43 @@ def make_tiny_bert(
     torch.manual_seed(seed)
     BertModel(config).save_pretrained(folder)
     return folder
+
+
+def make_tiny_roberta(texts: Iterable[str], directory: str | os.PathLike[str], vocab_size: int = 400,
+                      hidden_size: int = 32, num_layers: int = 6, num_heads: int = 2, seed: int = 0) -> Path:
+    """Train a byte-level BPE vocabulary on texts and save a randomly initialised RoBERTa
+    with it, in the layout of ``distilroberta-base`` (``config.json``, weights,
+    ``vocab.json``, ``merges.txt``): a stand-in for BERTScore's model in tests.
+
+    Args:
+        texts: raw texts to learn the vocabulary from.
+        directory: the folder to write (created if needed).
+        vocab_size: the vocabulary's size at most (special tokens included).
+        hidden_size: the hidden size.
+        num_layers: the layers (distilroberta-base has 6).
+        num_heads: the attention heads.
+        seed: seeds the random weights.
+
+    Returns:
+        The folder.
+    """
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaConfig, RobertaModel, RobertaTokenizer
+
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(list(texts), vocab_size=vocab_size,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.save_model(str(folder))
+    tokenizer = RobertaTokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"),
+                                 model_max_length=512)
+    tokenizer.save_pretrained(folder)
+    config = RobertaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=num_layers,
+                           num_attention_heads=num_heads, intermediate_size=2 * hidden_size,
+                           max_position_embeddings=514, pad_token_id=tokenizer.pad_token_id,
+                           bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                           type_vocab_size=1)
+    torch.manual_seed(seed)
+    RobertaModel(config).save_pretrained(folder)
+    return folder

@@ -73,8 +73,20 @@ class CheXbertModel(nn.Module):
         Returns:
             ``(B, 14)`` class indices, heads in CheXbert's order.
         """
-        cls = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, 0]
+        cls = self.embed(input_ids, attention_mask)
         return torch.stack([head(cls).argmax(dim=-1) for head in self.linear_heads], dim=1)
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The ``[CLS]`` state of the last layer, which the heads read (and SembScore compares).
+
+        Args:
+            input_ids: ``(B, T)`` padded WordPiece ids.
+            attention_mask: ``(B, T)`` 1 on real pieces.
+
+        Returns:
+            ``(B, hidden)``.
+        """
+        return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, 0]
 
 
 class CheXbertLabeler:
@@ -151,6 +163,17 @@ class CheXbertLabeler:
             ValueError: if ``reports`` is one string rather than a list, or a report is
                 not a string.
         """
+        rows = self._batches(reports, self.model)
+        if not rows:
+            return np.zeros((0, len(OBSERVATIONS)))
+        classes = torch.cat(rows).numpy()  # (n, 14) heads in CheXbert's order
+        labels = np.empty(classes.shape)
+        labels[:, :13] = np.take(FOUR_WAY, classes[:, :13])
+        labels[:, 13] = np.take(TWO_WAY, classes[:, 13])
+        return labels[:, self._order]
+
+    def _batches(self, reports: Iterable[str], run) -> list[torch.Tensor]:
+        """``run(ids, mask)`` over the encoded reports in batches, checked first."""
         if isinstance(reports, str):
             raise ValueError("reports must be a list of report texts, not one string")
         reports = list(reports)
@@ -164,14 +187,26 @@ class CheXbertLabeler:
                                             padding_value=self.tokenizer.pad_token_id)
             lengths = torch.tensor([len(e) for e in encoded])
             mask = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).long()
-            rows.append(self.model(ids.to(self.device), mask.to(self.device)).cpu())
-        if not rows:
-            return np.zeros((0, len(OBSERVATIONS)))
-        classes = torch.cat(rows).numpy()  # (n, 14) heads in CheXbert's order
-        labels = np.empty(classes.shape)
-        labels[:, :13] = np.take(FOUR_WAY, classes[:, :13])
-        labels[:, 13] = np.take(TWO_WAY, classes[:, 13])
-        return labels[:, self._order]
+            rows.append(run(ids.to(self.device), mask.to(self.device)).cpu())
+        return rows
+
+    @torch.no_grad()
+    def embed(self, reports: Iterable[str]) -> np.ndarray:
+        """CheXbert's embedding of each report: the ``[CLS]`` state of its last layer (what
+        SembScore, `cknet.metrics.semb`, compares).
+
+        Args:
+            reports: report texts.
+
+        Returns:
+            ``(num_reports, hidden)`` float64.
+
+        Raises:
+            ValueError: as `label`.
+        """
+        rows = self._batches(reports, self.model.embed)
+        hidden = self.model.bert.config.hidden_size
+        return torch.cat(rows).double().numpy() if rows else np.zeros((0, hidden))
 
     def __call__(self, reports: Iterable[str]) -> np.ndarray:
         """`label`.
