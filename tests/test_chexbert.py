@@ -197,3 +197,38 @@ def test_semb_score_is_the_cosine_of_chexberts_cls_states(published, tiny_bert_d
     assert scores[1] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="CheXbert's embeddings"):
         semb_scores(make_labeler("rules"), references, predictions)
+
+
+def test_evaluate_command_with_model_based_metrics(published, tiny_bert_dir, tmp_path, capsys):
+    from cknet.metrics.bertscore import BERTScorer
+    from cknet.metrics.semb import semb_scores
+    from cknet.testing import make_tiny_roberta
+
+    references = ["The heart is normal.", "Large left pleural effusion.", "No pneumothorax.", "Cardiomegaly."]
+    predictions = ["Heart size normal.", "Left effusion.", "No pneumothorax.", "The heart is large."]
+    rows = [{"id": f"s{i}", "prediction": p, "reference": r}
+            for i, (r, p) in enumerate(zip(references, predictions))]
+    (tmp_path / "p.json").write_text(json.dumps(rows))
+    roberta = make_tiny_roberta(references * 20, tmp_path / "distilroberta-base")
+    out = tmp_path / "s.json"
+    assert main(["evaluate", "--predictions", str(tmp_path / "p.json"), "--metrics", "rexrank",
+                 "--bertscore-model", str(roberta), "--chexbert", f"{published[0]},{tiny_bert_dir}",
+                 "--output", str(out), "--resamples", "200"]) == 0
+    scores = json.loads(out.read_text())
+    assert scores["metrics"] == ["nlg", "ce", "bertscore", "semb"]
+    model = scores["model_based"]
+    expected_f1 = BERTScorer(roberta).score(references, predictions).f1  # distilroberta-base defaults
+    np.testing.assert_allclose(model["per_study"]["BERTScore_F1"], expected_f1)
+    chexbert = CheXbertLabeler(published[0], tiny_bert_dir, device="cpu")
+    expected_semb = semb_scores(chexbert, references, predictions)
+    np.testing.assert_allclose(model["per_study"]["SembScore"], expected_semb)
+    assert model["per_study"]["id"] == ["s0", "s1", "s2", "s3"]
+    assert model["scores"]["SembScore"] == pytest.approx(np.mean(model["per_study"]["SembScore"]))
+    interval = scores["intervals"]["scores"]["BERTScore_F1"]
+    assert interval["low"] <= interval["value"] <= interval["high"]
+    assert min(expected_f1) <= interval["low"] and interval["high"] <= max(expected_f1)
+    assert "not computed by cknet yet: RadGraph F1" in capsys.readouterr().out
+    assert main(["evaluate", "--predictions", str(tmp_path / "p.json"), "--metrics", "semb"]) == 1
+    assert "SembScore needs CheXbert" in capsys.readouterr().err
+    assert main(["evaluate", "--predictions", str(tmp_path / "p.json"), "--metrics", "bleu"]) == 1
+    assert "unknown metric 'bleu'" in capsys.readouterr().err

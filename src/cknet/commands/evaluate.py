@@ -15,27 +15,33 @@ from cknet.io import write_text_atomic
 from cknet.presets import DATASETS
 
 
-def run(args: argparse.Namespace) -> int:
-    from cknet.evaluation import read_predictions, score_reports
-    from cknet.labeler import OBSERVATIONS, make_labeler
+def _metric_set(text: str) -> list[str]:
+    """``--metrics``: comma-separated names, ``rexrank`` expanded."""
+    from cknet.metrics.model_based import MODEL_METRICS, REXRANK
 
-    inputs = [p for p in (args.predictions, args.references) if p]
-    output, per_report = (
-        None if path is None else check_output_file(path, option, args.overwrite, inputs=inputs)
-        for path, option in ((args.output, "--output"), (args.per_report, "--per-report")))
-    if output is not None and per_report is not None and output.resolve() == per_report.resolve():
-        raise ValueError(f"--output and --per-report are the same file ({output}); the scores would "
-                         f"be overwritten by the per-report labels: give two paths")
-    ids, references, predictions = read_predictions(args.predictions, args.references)
-    result = score_reports(references, predictions, args.dataset, labeler=make_labeler(args.labeler),
-                           average=args.average, uncertain=args.uncertain, reference_form=args.reference_form,
-                           resamples=args.resamples, seed=args.seed)
-    reference_labels, predicted_labels = result.reference_labels, result.predicted_labels
-    print(f"NLG ({len(ids)} reports, {args.reference_form} references) -- " +
-          ", ".join(f"{k}: {'n/a' if v is None else f'{v:.4f}'}" for k, v in result.nlg["scores"].items()))
-    for note in result.nlg["notes"]:
-        print(f"  note: {note}")
+    names: list[str] = []
+    for name in (n.strip().lower() for n in text.split(",") if n.strip()):
+        for item in REXRANK if name == "rexrank" else (name,):
+            if item not in ("nlg", "ce", *MODEL_METRICS):
+                raise ValueError(f"--metrics: unknown metric {item!r}; choose among nlg, ce, "
+                                 f"{', '.join(MODEL_METRICS)} or rexrank")
+            if item not in names:
+                names.append(item)
+    if not names:
+        raise ValueError("--metrics names no metric")
+    return names
+
+
+def _print_scores(result, args: argparse.Namespace, count: int) -> None:
+    if result.nlg is not None:
+        values = result.nlg["scores"].items()
+        print(f"NLG ({count} reports, {args.reference_form} references) -- " +
+              ", ".join(f"{k}: {'n/a' if v is None else f'{v:.4f}'}" for k, v in values))
+        for note in result.nlg["notes"]:
+            print(f"  note: {note}")
     ce = result.ce
+    if ce is None:
+        return
     print(f"CE, labeler {args.labeler} -- " + ", ".join(f"{k}: {v}" for k, v in ce["settings"].items()))
     print("  " + ", ".join(f"{k} {v:.4f}" for k, v in ce["scores"].items() if v is not None)
           + f", findings F1 {result.scores['ce_findings_f1']:.4f}")
@@ -46,25 +52,64 @@ def run(args: argparse.Namespace) -> int:
     for row in ce["table"]:
         print(f"  {row['observation']:<27} {row['support']:>7} {row['predicted']:>5} "
               f"{row['precision']:6.3f} {row['recall']:6.3f} {row['f1']:6.3f}")
-    if result.intervals:
+
+
+def run(args: argparse.Namespace) -> int:
+    from cknet.evaluation import read_predictions, score_reports
+    from cknet.labeler import OBSERVATIONS, make_labeler
+    from cknet.metrics.model_based import MODEL_METRICS, REXRANK_MISSING, model_based_scores
+
+    metrics = _metric_set(args.metrics)
+    inputs = [p for p in (args.predictions, args.references) if p]
+    output, per_report = (
+        None if path is None else check_output_file(path, option, args.overwrite, inputs=inputs)
+        for path, option in ((args.output, "--output"), (args.per_report, "--per-report")))
+    if output is not None and per_report is not None and output.resolve() == per_report.resolve():
+        raise ValueError(f"--output and --per-report are the same file ({output}); the scores would "
+                         f"be overwritten by the per-report labels: give two paths")
+    ids, references, predictions = read_predictions(args.predictions, args.references)
+    labeler = make_labeler(args.labeler) if "ce" in metrics or args.labeler.startswith("chexbert:") else None
+    chexbert = (make_labeler(f"chexbert:{args.chexbert}") if args.chexbert
+                else labeler if hasattr(labeler, "embed") else None)
+    result = score_reports(references, predictions, args.dataset, full="nlg" in metrics,
+                           labeler=labeler if "ce" in metrics else None, average=args.average,
+                           uncertain=args.uncertain, reference_form=args.reference_form,
+                           resamples=args.resamples, seed=args.seed)
+    model = model_based_scores(references, predictions, [m for m in metrics if m in MODEL_METRICS],
+                               args.bertscore_model, chexbert, args.resamples, args.seed)
+    _print_scores(result, args, len(ids))
+    if model.per_study:
+        print("Model-based -- " + ", ".join(f"{k}: {v:.4f}" for k, v in model.means.items()))
+    if "bertscore" in metrics and "semb" in metrics:
+        print(f"  not computed by cknet yet: {', '.join(REXRANK_MISSING)}")
+    intervals = {**result.intervals, **model.intervals}
+    if intervals:
         print(f"95% intervals ({args.resamples} bootstrap resamples of the {len(ids)} studies, "
               f"seed {args.seed}):")
-        for name, interval in result.intervals.items():
+        for name, interval in intervals.items():
             print(f"  {name:<17} {interval}")
-    scores = {"nlg": result.nlg, "ce": ce, "ce_variants": result.ce_variants}
-    if result.intervals:
+    scores = {"metrics": metrics, "nlg": result.nlg, "ce": result.ce, "ce_variants": result.ce_variants}
+    if model.per_study:
+        scores["model_based"] = {
+            "settings": {"bertscore_model": args.bertscore_model,
+                         "bertscore": "layer 5, baseline rescaled, no idf"},
+            "scores": model.means,
+            "per_study": {"id": ids, **{k: v.tolist() for k, v in model.per_study.items()}}}
+    if intervals:
         scores["intervals"] = {
             "settings": {"confidence": 0.95, "resamples": args.resamples, "seed": args.seed,
                          "method": "percentile bootstrap over studies"},
-            "scores": {name: vars(interval) for name, interval in result.intervals.items()}}
+            "scores": {name: vars(interval) for name, interval in intervals.items()}}
     if output is not None:
         write_text_atomic(output, json.dumps(scores, indent=1) + "\n")
     if args.per_report is not None:
+        if result.reference_labels is None:
+            raise ValueError("--per-report writes each report's labels: keep ce in --metrics")
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         header = [f"reference {o}" for o in OBSERVATIONS] + [f"predicted {o}" for o in OBSERVATIONS]
         writer.writerow(["id", *header])
-        for key, ref_row, pred_row in zip(ids, reference_labels, predicted_labels):
+        for key, ref_row, pred_row in zip(ids, result.reference_labels, result.predicted_labels):
             cells = ["" if v != v else int(v) for v in list(ref_row) + list(pred_row)]
             writer.writerow([key] + cells)
         write_text_atomic(Path(args.per_report), buffer.getvalue())
@@ -98,6 +143,15 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--resamples", type=non_negative_int, default=1000,
                     help="bootstrap resamples of the studies for 95%% intervals (0: none; default 1000)")
     ev.add_argument("--seed", type=int, default=0, help="the resampling's seed (default 0)")
+    ev.add_argument("--metrics", default="nlg,ce",
+                    help="comma-separated: nlg (BLEU-1..4, METEOR, ROUGE-L, CIDEr), ce, bertscore "
+                         "(distilroberta-base, ReXrank's setting), semb (SembScore, needs CheXbert), or "
+                         "rexrank for ReXrank's set that cknet computes (default nlg,ce)")
+    ev.add_argument("--bertscore-model", default="distilroberta-base",
+                    help="BERTScore's model: a local folder, or a hub id already in the Hugging Face cache "
+                         "(hf download distilroberta-base)")
+    ev.add_argument("--chexbert", metavar="CHECKPOINT[,BERT_DIR]",
+                    help="CheXbert for SembScore when --labeler is not chexbert:...")
     ev.add_argument("--output", help="write every score and setting as JSON here")
     ev.add_argument("--per-report", type=Path, help="write each report's labels as CSV here, for audit")
     ev.add_argument("--overwrite", action="store_true")
