@@ -123,6 +123,11 @@ def read_chexpert_plus(
         {table.name: checksum(table), images.name: "(folder)"},
         rules,
         None,
+        next_steps=[
+            "cknet pretrain-graph --data-dir OUT --dataset mimic_cxr --graph chexpert14 \\",
+            "    --backbone-weights imagenet --labels keyword --output runs/graph",
+            "cknet train --config mimic_cxr --data-dir OUT --graph-model runs/graph --output runs/plus",
+        ],
     )
 
 

@@ -47,6 +47,7 @@ class Prepared:
         labels: ``(header, rows)`` of the label table, or None.
         labels_file: its name, e.g. ``"labels.csv"``.
         labels_use: how to use it, for ``PREPARED.md``.
+        next_steps: the commands that train on it (``OUT`` stands for the folder).
     """
 
     annotation: dict[str, list[dict[str, Any]]]
@@ -58,6 +59,7 @@ class Prepared:
     labels: tuple[list[str], list[list[str]]] | None = None
     labels_file: str = "labels.csv"
     labels_use: str = ""
+    next_steps: list[str] = field(default_factory=list)
 
 
 def open_output(folder: Path, dataset: str, settings: Mapping[str, Any]) -> bool:
@@ -240,17 +242,18 @@ def write_prepared(
     write_text_atomic(folder / "dropped.csv", _csv_text(["id", "reason"], sorted(prepared.dropped)))
     if prepared.labels is not None:
         write_text_atomic(folder / prepared.labels_file, _csv_text(*prepared.labels))
-    write_text_atomic(folder / "PREPARED.md", prepared_record(dataset, prepared, settings, failed))
+    write_text_atomic(folder / "PREPARED.md", prepared_record(folder, dataset, prepared, settings, failed))
     counts = ", ".join(f"{split} {len(prepared.annotation.get(split, []))}" for split in SPLITS)
     report(f"{folder}: {counts} entries; {len(prepared.dropped)} left out (dropped.csv); see PREPARED.md")
 
 
 def prepared_record(
-    dataset: str, prepared: Prepared, settings: Mapping[str, Any], failed: Sequence[str]
+    folder: Path, dataset: str, prepared: Prepared, settings: Mapping[str, Any], failed: Sequence[str]
 ) -> str:
     """The text of ``PREPARED.md``.
 
     Args:
+        folder: the output folder (named in the commands it suggests).
         dataset: the dataset's name.
         prepared: what was built.
         settings: the options.
@@ -281,11 +284,18 @@ def prepared_record(
         lines += ["", f"{len(failed)} image(s) could not be read, e.g. {failed[0]}"]
     lines += ["", "## Rules", "", *prepared.rules]
     if prepared.labels is not None:
-        lines += ["", "## Labels", "", f"`{prepared.labels_file}`: {prepared.labels_use}"]
+        lines += [
+            "",
+            "## Labels",
+            "",
+            f"`{prepared.labels_file}`: {prepared.labels_use.replace('OUT', str(folder))}",
+        ]
     images = (
         "resized copies in `images/`"
         if settings.get("image_size")
-        else f"read in place: `images` links to `{prepared.image_root}`"
+        else f"read in place: `images` links to `{Path(prepared.image_root or '.').resolve()}`"
     )
-    lines += ["", "## Images", "", f"Images are {images}.", ""]
+    lines += ["", "## Images", "", f"Images are {images}."]
+    steps = [line.replace("OUT", str(folder)) for line in prepared.next_steps]
+    lines += ["", "## Next", "", "```bash", *steps, "```", ""]
     return "\n".join(lines)

@@ -148,4 +148,9 @@ def read_iu_xray(reports: Path, images: Path, section: str = "findings", copies:
         "mesh_tags.csv",
         "the human MeSH indexing of each kept study (major terms); train the graph stage on it with "
         "`cknet pretrain-graph --labels mesh:OUT/mesh_tags.csv`.",
+        [
+            "cknet pretrain-graph --data-dir OUT --backbone-weights imagenet \\",
+            "    --labels mesh:OUT/mesh_tags.csv --output runs/graph",
+            "cknet train --config iu_xray --data-dir OUT --graph-model runs/graph --output runs/iu",
+        ],
     )

@@ -124,8 +124,8 @@ def read_mimic_cxr(images: Path, reports: Path, section: str = "findings") -> Pr
         checksum(report_files.source) if report_files.source.is_file() else "(folder)"
     )
     rules = [
-        f"- Report: the {_section_rule(section)}, read by cknet's section parser "
-        f"(`cknet.data.prepare.sections`, after MIT-LCP's MIMIC-CXR parser).",
+        f"- Report: the {_section_rule(section)} (cknet's section parser, "
+        f"`cknet.data.prepare.sections`, after MIT-LCP's MIMIC-CXR parser).",
         "- One entry per image, as R2Gen's annotation; every view is kept (`view` = ViewPosition).",
         "- Split: the official `mimic-cxr-2.0.0-split` table (`validate` -> `val`).",
         "- Left out: images absent from the split table, studies without a report or without the section, "
@@ -144,6 +144,11 @@ def read_mimic_cxr(images: Path, reports: Path, section: str = "findings") -> Pr
         labels_use="the official CheXpert labels of the kept studies (1, 0, -1 uncertain, blank); "
         "train the graph stage on them with `cknet pretrain-graph --graph chexpert14 "
         "--labels csv:OUT/labels.csv`.",
+        next_steps=[
+            "cknet pretrain-graph --data-dir OUT --dataset mimic_cxr --graph chexpert14 \\",
+            "    --backbone-weights imagenet --labels csv:OUT/labels.csv --output runs/graph",
+            "cknet train --config mimic_cxr --data-dir OUT --graph-model runs/graph --output runs/mimic",
+        ],
     )
 
 
@@ -154,7 +159,7 @@ def _cell(text: str) -> str:
 
 def _section_rule(section: str) -> str:
     return {
-        "findings": "FINDINGS section; a study without one is left out",
-        "impression": "IMPRESSION section; a study without one is left out",
-        "both": "FINDINGS then IMPRESSION sections, joined; a study with neither is left out",
+        "findings": "FINDINGS section (a study without one is left out)",
+        "impression": "IMPRESSION section (a study without one is left out)",
+        "both": "FINDINGS then IMPRESSION sections, joined (a study with neither is left out)",
     }[section]
