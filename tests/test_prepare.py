@@ -493,3 +493,31 @@ def test_study_dataset_from_records_and_rows(tmp_path):
     ]
     with pytest.raises(ValueError, match=r"no column\(s\) \['findings'\]"):
         StudyDataset.from_rows([{"views": pil, "text": ""}], "views", "findings")
+
+
+@pytest.mark.slow
+def test_records_train_through_the_pipeline_without_an_annotation(tmp_path):
+    from test_pipeline import STAGE, model_config, training
+
+    from cknet.data.synthetic import SyntheticDataset, synthetic_graph
+    from cknet.tokenizers import ReportTokenizer
+    from cknet.training import StudySplits, run_pipeline
+
+    config = model_config()
+    splits = {}
+    for name, count, seed in (("train", 16, 0), ("val", 8, 1), ("test", 4, 2)):
+        rendered = SyntheticDataset(count, config, seed=seed)
+        records = []
+        for i in range(count):
+            path = tmp_path / "img" / f"{name}{i}.png"
+            _image(path, size=(64, 64), value=40 + 10 * i)
+            records.append({"id": f"{name}{i}", "image_path": path.name, "report": rendered.reports()[i],
+                            "labels": rendered.label_matrix()[i].tolist()})
+        splits[name] = StudyDataset.from_records(records, tmp_path / "img", config=config)
+    data = StudySplits(splits["train"], splits["val"], splits["test"])
+    tokenizer = ReportTokenizer.from_reports(data.train.reports())
+    result = run_pipeline(tmp_path / "run", data, training(1), config, tokenizer, synthetic_graph(),
+                          graph_model=STAGE, device="cpu", progress=False)
+    assert result.graph_stage is not None and result.training.test is not None
+    predictions = json.loads((tmp_path / "run" / "test_predictions.json").read_text())
+    assert [p["id"] for p in predictions] == ["test0", "test1", "test2", "test3"]
