@@ -228,6 +228,16 @@ def test_evaluate_command_with_model_based_metrics(published, tiny_bert_dir, tmp
     assert interval["low"] <= interval["value"] <= interval["high"]
     assert min(expected_f1) <= interval["low"] and interval["high"] <= max(expected_f1)
     assert "not computed by cknet yet: RadGraph F1" in capsys.readouterr().out
+    other = [dict(row, prediction=r) for row, r in zip(rows, ["Normal heart.", "Large left pleural effusion.",
+                                                               "No pneumothorax.", "Cardiomegaly."])]
+    (tmp_path / "b.json").write_text(json.dumps(other))
+    assert main(["compare", str(tmp_path / "p.json"), str(tmp_path / "b.json"), "--metrics", "bertscore,semb",
+                 "--bertscore-model", str(roberta), "--chexbert", f"{published[0]},{tiny_bert_dir}",
+                 "--output", str(tmp_path / "c.json"), "--resamples", "100", "--trials", "100"]) == 0
+    compared = json.loads((tmp_path / "c.json").read_text())["metrics"]
+    expected_b = BERTScorer(roberta).score(references, [r["prediction"] for r in other]).f1
+    assert compared["BERTScore_F1"]["difference"] == pytest.approx(expected_b.mean() - expected_f1.mean())
+    assert compared["SembScore"]["a"] == pytest.approx(expected_semb.mean())
     assert main(["evaluate", "--predictions", str(tmp_path / "p.json"), "--metrics", "semb"]) == 1
     assert "SembScore needs CheXbert" in capsys.readouterr().err
     assert main(["evaluate", "--predictions", str(tmp_path / "p.json"), "--metrics", "bleu"]) == 1

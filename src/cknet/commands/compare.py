@@ -50,6 +50,17 @@ def run(args: argparse.Namespace) -> int:
                           None if labeler is None else labeler(predictions), args.dataset,
                           uncertain=args.uncertain, reference_form=args.reference_form)
         for predictions in (predictions_a, predictions_b)]
+    extra = [m.strip().lower() for m in (args.metrics or "").split(",") if m.strip()]
+    if extra:
+        from cknet.metrics.model_based import model_based_scores, per_study_statistics
+
+        chexbert = make_labeler(f"chexbert:{args.chexbert}") if args.chexbert else (
+            labeler if hasattr(labeler, "embed") else None)
+        for stats, predictions in zip(statistics, (predictions_a, predictions_b)):
+            scores = model_based_scores(references, predictions, extra, args.bertscore_model, chexbert, 0)
+            added = per_study_statistics(scores.per_study)
+            stats.statistics.update(added.statistics)
+            stats.aggregates.update(added.aggregates)
     comparisons = paired_comparison(*statistics, resamples=args.resamples, trials=args.trials, seed=args.seed)
     print(f"B = {args.b} against A = {args.a}: {len(ids)} studies, {args.reference_form} references, "
           f"labeler {args.labeler}; {args.resamples} paired bootstrap resamples, {args.trials} "
@@ -63,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     if output is not None:
         settings = {"a": str(args.a), "b": str(args.b), "studies": len(ids), "labeler": args.labeler,
                     "references": args.reference_form, "dataset": args.dataset, "uncertain": args.uncertain,
-                    "confidence": 0.95, "resamples": args.resamples, "trials": args.trials, "seed": args.seed}
+                    "confidence": 0.95, "resamples": args.resamples, "trials": args.trials, "seed": args.seed,
+                    "metrics": args.metrics, "bertscore_model": args.bertscore_model}
         scores = {name: vars(c) for name, c in comparisons.items()}
         write_text_atomic(output, json.dumps({"settings": settings, "metrics": scores}, indent=1) + "\n")
     return 0
@@ -95,6 +107,11 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     co.add_argument("--resamples", type=positive_int, default=1000, help="paired bootstrap resamples")
     co.add_argument("--trials", type=positive_int, default=1000, help="approximate-randomisation trials")
     co.add_argument("--seed", type=int, default=0)
+    co.add_argument("--metrics", metavar="bertscore,semb",
+                    help="model-based metrics compared too (see cknet evaluate --metrics)")
+    co.add_argument("--bertscore-model", default="distilroberta-base",
+                    help="BERTScore's model: a local folder or a hub id in the Hugging Face cache")
+    co.add_argument("--chexbert", metavar="CHECKPOINT[,BERT_DIR]", help="CheXbert, for SembScore")
     co.add_argument("--output", type=Path, help="write the comparison as JSON here")
     co.add_argument("--overwrite", action="store_true")
     co.set_defaults(handler=run)
