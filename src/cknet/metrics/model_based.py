@@ -18,10 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cknet.metrics.resampling import Interval, StudyStatistics, bootstrap_intervals
+
+if TYPE_CHECKING:
+    from cknet.labeler.chexbert import CheXbertLabeler
 
 MODEL_METRICS = ("bertscore", "semb")
 REXRANK = ("nlg", "ce", "bertscore", "semb")
@@ -71,7 +75,7 @@ def model_based_scores(
     predictions: Sequence[str],
     metrics: Sequence[str],
     bertscore_model: str = "distilroberta-base",
-    chexbert=None,
+    chexbert: CheXbertLabeler | None = None,
     resamples: int = 1000,
     seed: int = 0,
     device: str | None = None,

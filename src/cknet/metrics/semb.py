@@ -7,11 +7,17 @@ study; the embedding is the ``[CLS]`` state of CheXbert's last layer
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from cknet.labeler.chexbert import CheXbertLabeler
 
-def semb_scores(labeler, references: Sequence[str], predictions: Sequence[str]) -> np.ndarray:
+
+def semb_scores(
+    labeler: CheXbertLabeler, references: Sequence[str], predictions: Sequence[str]
+) -> np.ndarray:
     """SembScore of each prediction against its reference.
 
     Args:
