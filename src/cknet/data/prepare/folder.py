@@ -238,10 +238,10 @@ def write_prepared(
                 ]
                 prepared.annotation[split] = kept
     write_text_atomic(folder / "annotation.json", json.dumps(prepared.annotation, indent=1) + "\n")
-    # PREPARED.md is written last: its presence says the folder is complete
     write_text_atomic(folder / "dropped.csv", _csv_text(["id", "reason"], sorted(prepared.dropped)))
     if prepared.labels is not None:
         write_text_atomic(folder / prepared.labels_file, _csv_text(*prepared.labels))
+    # PREPARED.md is written last: its presence says the folder is complete
     write_text_atomic(folder / "PREPARED.md", prepared_record(folder, dataset, prepared, settings, failed))
     counts = ", ".join(f"{split} {len(prepared.annotation.get(split, []))}" for split in SPLITS)
     report(f"{folder}: {counts} entries; {len(prepared.dropped)} left out (dropped.csv); see PREPARED.md")
