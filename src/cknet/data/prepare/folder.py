@@ -217,6 +217,7 @@ def write_prepared(
         resumed
         and (folder / "PREPARED.md").is_file()
         and copies_done
+        and (folder / "annotation.json").is_file()
         and (folder / "annotation.json").read_text(encoding="utf-8") == annotation_text
     ):
         report(f"{folder} is complete: nothing left to do")
