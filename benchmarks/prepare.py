@@ -24,23 +24,8 @@ from machine import describe
 from PIL import Image
 
 from cknet.data.prepare import prepare_mimic_cxr
+from cknet.labeler import OBSERVATIONS
 
-COLUMNS = [
-    "Atelectasis",
-    "Cardiomegaly",
-    "Consolidation",
-    "Edema",
-    "Enlarged Cardiomediastinum",
-    "Fracture",
-    "Lung Lesion",
-    "Lung Opacity",
-    "No Finding",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Pneumonia",
-    "Pneumothorax",
-    "Support Devices",
-]
 REPORT = (
     " FINAL REPORT\n EXAMINATION:  CHEST (PA AND LAT)\n \n INDICATION:  ___ with cough\n \n"
     " FINDINGS:  The lungs are clear.  Study {study}.\n There is no pleural effusion.\n \n"
@@ -77,7 +62,7 @@ def fabricate(root: Path, studies: int, size: int) -> tuple[Path, Path]:
             split = "test" if index % 50 == 3 else "validate" if index % 50 == 7 else "train"
             split_rows.append([dicom, study, subject, split])
             meta_rows.append([dicom, subject, study, "PA"])
-            label_rows.append([subject, study] + ["" for _ in COLUMNS])
+            label_rows.append([subject, study] + ["" for _ in OBSERVATIONS])
     _gzip_table(
         jpg / "mimic-cxr-2.0.0-split.csv.gz", ["dicom_id", "study_id", "subject_id", "split"], split_rows
     )
@@ -86,7 +71,9 @@ def fabricate(root: Path, studies: int, size: int) -> tuple[Path, Path]:
         ["dicom_id", "subject_id", "study_id", "ViewPosition"],
         meta_rows,
     )
-    _gzip_table(jpg / "mimic-cxr-2.0.0-chexpert.csv.gz", ["subject_id", "study_id", *COLUMNS], label_rows)
+    _gzip_table(
+        jpg / "mimic-cxr-2.0.0-chexpert.csv.gz", ["subject_id", "study_id", *OBSERVATIONS], label_rows
+    )
     return jpg, root / "mimic-cxr-reports.zip"
 
 

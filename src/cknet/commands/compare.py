@@ -52,13 +52,14 @@ def run(args: argparse.Namespace) -> int:
         for predictions in (predictions_a, predictions_b)]
     extra = [m.strip().lower() for m in (args.metrics or "").split(",") if m.strip()]
     if extra:
-        from cknet.metrics.model_based import model_based_scores, per_study_statistics
+        from cknet.metrics.model_based import model_based_scores
+        from cknet.metrics.resampling import mean_statistics
 
         chexbert = make_labeler(f"chexbert:{args.chexbert}") if args.chexbert else (
             labeler if hasattr(labeler, "embed") else None)
         for stats, predictions in zip(statistics, (predictions_a, predictions_b)):
             scores = model_based_scores(references, predictions, extra, args.bertscore_model, chexbert, 0)
-            added = per_study_statistics(scores.per_study)
+            added = mean_statistics(scores.per_study)
             stats.statistics.update(added.statistics)
             stats.aggregates.update(added.aggregates)
     comparisons = paired_comparison(*statistics, resamples=args.resamples, trials=args.trials, seed=args.seed)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cknet.metrics.resampling import Interval, StudyStatistics, bootstrap_intervals
+from cknet.metrics.resampling import Interval, bootstrap_intervals, mean_statistics
 
 if TYPE_CHECKING:
     from cknet.labeler.chexbert import CheXbertLabeler
@@ -52,22 +52,6 @@ class ModelScores:
             name: float(np.mean(values)) if len(values) else float("nan")
             for name, values in self.per_study.items()
         }
-
-
-def _mean(sums: np.ndarray) -> np.ndarray:
-    return sums[:, 0] / np.maximum(sums[:, 1], 1)
-
-
-def per_study_statistics(per_study: dict[str, np.ndarray]) -> StudyStatistics:
-    """Per-study scores as `StudyStatistics` (sum, count), for intervals and paired tests.
-
-    Args:
-        per_study: metric name -> ``(n,)`` scores.
-    """
-    return StudyStatistics(
-        {name: np.stack([values, np.ones(len(values))], 1) for name, values in per_study.items()},
-        {name: _mean for name in per_study},
-    )
 
 
 def model_based_scores(
@@ -119,5 +103,5 @@ def model_based_scores(
         per_study["SembScore"] = semb_scores(chexbert, references, predictions)
     intervals = {}
     if resamples and per_study and len(references):
-        intervals = bootstrap_intervals(per_study_statistics(per_study), resamples, seed=seed)
+        intervals = bootstrap_intervals(mean_statistics(per_study), resamples, seed=seed)
     return ModelScores(per_study, intervals)

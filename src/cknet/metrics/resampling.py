@@ -236,6 +236,18 @@ def _add_clinical(statistics: dict, aggregates: dict, reference_labels: np.ndarr
         aggregates["ce_example-14_f1"] = _mean
 
 
+def mean_statistics(per_study: dict[str, np.ndarray]) -> StudyStatistics:
+    """Metrics that are means of per-study scores (BERTScore, SembScore) as
+    `StudyStatistics`: each study's (score, 1), aggregated as their mean.
+
+    Args:
+        per_study: metric name -> ``(N,)`` scores.
+    """
+    return StudyStatistics({name: np.stack([np.asarray(values, dtype=float), np.ones(len(values))], 1)
+                            for name, values in per_study.items()},
+                           {name: _mean for name in per_study})
+
+
 def _resample_weights(count: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
     """``(resamples, count)``: how many times each study is drawn in each resample."""
     return rng.multinomial(count, np.full(count, 1.0 / count), size=resamples).astype(float)

@@ -171,11 +171,10 @@ def copy_images(jobs: Sequence[tuple[Path, Path]], size: int, workers: int, prog
         except (OSError, ValueError, SyntaxError) as err:
             failed.append(f"{job[0]}: {err}")
 
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        for _ in tqdm(
-            pool.map(copy, todo), total=len(todo), desc="images", unit="image", disable=not progress
-        ):
-            pass
+    with (ThreadPoolExecutor(max(1, workers)) as pool,
+          tqdm(total=len(todo), desc="images", unit="image", disable=not progress) as bar):
+        for _ in pool.map(copy, todo):
+            bar.update()
     return failed
 
 

@@ -22,26 +22,12 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+from cknet.data.labels import label_cell
 from cknet.data.prepare.folder import Prepared
 from cknet.data.prepare.sections import report_section
 from cknet.data.prepare.tables import ReportFiles, checksum, find_table, read_table
+from cknet.labeler.chexpert import OBSERVATIONS
 
-CHEXPERT_COLUMNS = (
-    "No Finding",
-    "Enlarged Cardiomediastinum",
-    "Cardiomegaly",
-    "Lung Lesion",
-    "Lung Opacity",
-    "Edema",
-    "Consolidation",
-    "Pneumonia",
-    "Atelectasis",
-    "Pneumothorax",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Fracture",
-    "Support Devices",
-)
 SPLIT_NAMES = {"train": "train", "validate": "val", "test": "test"}
 _WHAT = "a MIMIC-CXR-JPG download (the folder holding files/ and the mimic-cxr-2.0.0-*.csv.gz tables)"
 
@@ -112,10 +98,13 @@ def read_mimic_cxr(images: Path, reports: Path, section: str = "findings") -> Pr
                 }
             )
     studies = {str(e["study_id"]) for entries in annotation.values() for e in entries}
-    header = ["study_id", *CHEXPERT_COLUMNS]
+    header = ["study_id", *OBSERVATIONS]
     rows = [
-        [row["study_id"], *(_cell(row[c]) for c in CHEXPERT_COLUMNS)]
-        for row in read_table(tables["chexpert"], ("subject_id", *header))
+        [
+            row["study_id"],
+            *(_cell(row[c], f"{tables['chexpert']}, line {line}, column {c!r}") for c in OBSERVATIONS),
+        ]
+        for line, row in enumerate(read_table(tables["chexpert"], ("subject_id", *header)), 2)
         if row["study_id"] in studies
     ]
     unlabelled = studies - {row[0] for row in rows}
@@ -152,9 +141,10 @@ def read_mimic_cxr(images: Path, reports: Path, section: str = "findings") -> Pr
     )
 
 
-def _cell(text: str) -> str:
-    text = text.strip()
-    return "" if not text else str(int(float(text)))
+def _cell(text: str, where: str) -> str:
+    """A CheXpert cell as the label table writes it: 1, 0, -1 or blank (`label_cell` checks it)."""
+    value = label_cell(text, where)
+    return "" if value != value else str(int(value))
 
 
 def _section_rule(section: str) -> str:
