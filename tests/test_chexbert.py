@@ -201,8 +201,10 @@ def test_semb_score_is_the_cosine_of_chexberts_cls_states(published, tiny_bert_d
 
 def test_evaluate_command_with_model_based_metrics(published, tiny_bert_dir, tmp_path, capsys):
     from cknet.metrics.bertscore import BERTScorer
+    from cknet.metrics.radcliq import bleu2_per_study, radcliq_v1
+    from cknet.metrics.radgraph import RadGraph
     from cknet.metrics.semb import semb_scores
-    from cknet.testing import make_tiny_roberta
+    from cknet.testing import make_tiny_radgraph, make_tiny_roberta
 
     references = ["The heart is normal.", "Large left pleural effusion.", "No pneumothorax.", "Cardiomegaly."]
     predictions = ["Heart size normal.", "Left effusion.", "No pneumothorax.", "The heart is large."]
@@ -210,12 +212,13 @@ def test_evaluate_command_with_model_based_metrics(published, tiny_bert_dir, tmp
             for i, (r, p) in enumerate(zip(references, predictions))]
     (tmp_path / "p.json").write_text(json.dumps(rows))
     roberta = make_tiny_roberta(references * 20, tmp_path / "distilroberta-base")
+    radgraph = make_tiny_radgraph(references * 20, tmp_path / "rrg")
     out = tmp_path / "s.json"
     assert main(["evaluate", "--predictions", str(tmp_path / "p.json"), "--metrics", "rexrank",
                  "--bertscore-model", str(roberta), "--chexbert", f"{published[0]},{tiny_bert_dir}",
-                 "--output", str(out), "--resamples", "200"]) == 0
+                 "--radgraph", str(radgraph), "--output", str(out), "--resamples", "200"]) == 0
     scores = json.loads(out.read_text())
-    assert scores["metrics"] == ["nlg", "ce", "bertscore", "semb"]
+    assert scores["metrics"] == ["nlg", "ce", "bertscore", "semb", "radgraph", "radcliq"]
     model = scores["model_based"]
     expected_f1 = BERTScorer(roberta).score(references, predictions).f1  # distilroberta-base defaults
     np.testing.assert_allclose(model["per_study"]["BERTScore_F1"], expected_f1)
@@ -227,7 +230,16 @@ def test_evaluate_command_with_model_based_metrics(published, tiny_bert_dir, tmp
     interval = scores["intervals"]["scores"]["BERTScore_F1"]
     assert interval["low"] <= interval["value"] <= interval["high"]
     assert min(expected_f1) <= interval["low"] and interval["high"] <= max(expected_f1)
-    assert "not computed by cknet yet: RadGraph F1" in capsys.readouterr().out
+    graph = RadGraph(radgraph).score(references, predictions)
+    np.testing.assert_allclose(model["per_study"]["RadGraph_complete"], graph.complete)
+    bertscore_idf = BERTScorer(roberta, idf=True).score(references, predictions).f1
+    bleu2 = bleu2_per_study(references, predictions)
+    radcliq = radcliq_v1(graph.combined, bertscore_idf, expected_semb, bleu2)
+    np.testing.assert_allclose(model["per_study"]["RadCliQ-v1"], radcliq)
+    assert model["scores"]["1/RadCliQ-v1"] == pytest.approx(1 / radcliq.mean())
+    inverse = scores["intervals"]["scores"]["1/RadCliQ-v1"]
+    assert inverse["value"] == pytest.approx(1 / radcliq.mean())
+    assert "not computed by cknet yet: RaTEScore, GREEN" in capsys.readouterr().out
     other = [dict(row, prediction=r) for row, r in zip(rows, ["Normal heart.", "Large left pleural effusion.",
                                                                "No pneumothorax.", "Cardiomegaly."])]
     (tmp_path / "b.json").write_text(json.dumps(other))
@@ -239,6 +251,8 @@ def test_evaluate_command_with_model_based_metrics(published, tiny_bert_dir, tmp
     assert compared["BERTScore_F1"]["difference"] == pytest.approx(expected_b.mean() - expected_f1.mean())
     assert compared["SembScore"]["a"] == pytest.approx(expected_semb.mean())
     assert main(["evaluate", "--predictions", str(tmp_path / "p.json"), "--metrics", "semb"]) == 1
-    assert "SembScore needs CheXbert" in capsys.readouterr().err
+    assert "semb need(s) CheXbert" in capsys.readouterr().err
+    assert main(["evaluate", "--predictions", str(tmp_path / "p.json"), "--metrics", "radgraph"]) == 1
+    assert "--radgraph radgraph.tar.gz" in capsys.readouterr().err
     assert main(["evaluate", "--predictions", str(tmp_path / "p.json"), "--metrics", "bleu"]) == 1
     assert "unknown metric 'bleu'" in capsys.readouterr().err

@@ -118,3 +118,113 @@ def make_tiny_roberta(texts: Iterable[str], directory: str | os.PathLike[str], v
     torch.manual_seed(seed)
     RobertaModel(config).save_pretrained(folder)
     return folder
+
+
+RADGRAPH_ENTITIES = ("ANAT-DP", "OBS-DP", "OBS-U", "OBS-DA")
+RADGRAPH_RELATIONS = ("modify", "located_at", "suggestive_of")
+
+
+def make_tiny_radgraph(reports: Iterable[str], directory: str | os.PathLike[str], max_length: int = 512,
+                       max_span_width: int = 8, hidden: int = 16, seed: int = 0) -> Path:
+    """Write a randomly initialised RadGraph model in the published layout (what
+    ``StanfordAIMI/RRG_scorers``' ``radgraph.tar.gz`` unpacks to: ``config.json``,
+    ``vocabulary/``, ``weights.th``), with a tiny BERT (``directory/bert``, named in
+    ``config.json``; its WordPiece vocabulary the characters and the 200 most frequent
+    words of the reports, so that the same reports give the same model): a stand-in for
+    `cknet.metrics.radgraph` in tests.
+
+    The weights of the DyGIE++ heads read by RadGraph (span width embedding, NER scorer,
+    mention pruner, relation scorer, two-layer feed-forward networks) are drawn from
+    N(0, 0.5²), the label biases shifted down so that most spans are not entities.
+
+    Args:
+        reports: raw reports to take the BERT vocabulary from.
+        directory: the folder to write (created if needed).
+        max_length: BERT's segment length in ``config.json`` (longer reports are folded).
+        max_span_width: the longest span, in words.
+        hidden: the feed-forward networks' width and the width embedding's size.
+        seed: seeds the random weights.
+
+    Returns:
+        The model's folder, ``directory/radgraph``.
+    """
+    import json
+    import re
+    from collections import Counter
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = Path(directory)
+    bert = folder / "bert"
+    words = Counter(w for r in reports for w in re.findall(r"\w+|[^\w\s]", r.lower()))
+    characters = sorted({c for w in words for c in w})
+    frequent = sorted(words, key=lambda w: (-words[w], w))[:200]
+    tokens = [*BERT_SPECIAL_TOKENS, *characters, *(f"##{c}" for c in characters)]
+    tokens += [w for w in frequent if w not in tokens]
+    wordpiece = Tokenizer(models.WordPiece({t: i for i, t in enumerate(tokens)}, unk_token="[UNK]"))
+    wordpiece.normalizer = normalizers.BertNormalizer(lowercase=True)
+    wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    wordpiece.decoder = decoders.WordPiece()
+    wordpiece.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
+    BertTokenizerFast(
+        tokenizer_object=wordpiece, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
+        sep_token="[SEP]", mask_token="[MASK]",
+    ).save_pretrained(bert)
+    torch.manual_seed(seed)
+    bert_config = BertConfig(vocab_size=len(tokens), hidden_size=32, num_hidden_layers=2,
+                             num_attention_heads=2, intermediate_size=128, max_position_embeddings=512,
+                             pad_token_id=0)
+    BertModel(bert_config).save_pretrained(bert)
+    model = folder / "radgraph"
+    (model / "vocabulary").mkdir(parents=True, exist_ok=True)
+    (model / "vocabulary" / "non_padded_namespaces.txt").write_text("*tags\n*labels\n")
+    (model / "vocabulary" / "radgraph__ner_labels.txt").write_text("\n".join(("", *RADGRAPH_ENTITIES)) + "\n")
+    (model / "vocabulary" / "radgraph__relation_labels.txt").write_text("\n".join(RADGRAPH_RELATIONS) + "\n")
+    embedder = {"type": "pretrained_transformer_mismatched", "model_name": str(bert.resolve()),
+                "max_length": max_length}
+    config = {
+        "dataset_reader": {"type": "dygie", "max_span_width": max_span_width,
+                           "token_indexers": {"bert": embedder}},
+        "model": {
+            "type": "dygie", "embedder": {"token_embedders": {"bert": embedder}},
+            "initializer": {}, "module_initializer": {}, "feature_size": hidden,
+            "max_span_width": max_span_width, "target_task": "relation",
+            "feedforward_params": {"num_layers": 2, "hidden_dims": hidden, "dropout": 0.4},
+            "loss_weights": {"ner": 0.2, "relation": 1.0, "coref": 0.0, "events": 0.0},
+            "modules": {"coref": {"spans_per_word": 0.3, "max_antecedents": 100, "coref_prop": 0},
+                        "ner": {}, "relation": {"spans_per_word": 0.5},
+                        "events": {"trigger_spans_per_word": 0.3, "argument_spans_per_word": 0.8,
+                                   "loss_weights": {"trigger": 1.0, "arguments": 0.5}}},
+        },
+    }
+    (model / "config.json").write_text(json.dumps(config, indent=2))
+    generator = torch.Generator().manual_seed(seed)
+    span = 2 * 32 + hidden
+
+    def linear(name: str, inputs: int, outputs: int, shift: float = 0.0) -> dict[str, torch.Tensor]:
+        weight = torch.randn(outputs, inputs, generator=generator) * 0.5
+        bias = torch.randn(outputs, generator=generator) * 0.5 + shift
+        return {f"{name}.weight": weight, f"{name}.bias": bias}
+
+    def feedforward(name: str, inputs: int) -> dict[str, torch.Tensor]:
+        first = linear(f"{name}._linear_layers.0", inputs, hidden)
+        return {**first, **linear(f"{name}._linear_layers.1", hidden, hidden)}
+
+    ner, rel = "radgraph__ner_labels", "radgraph__relation_labels"
+    width_embedding = torch.randn(max_span_width, hidden, generator=generator)
+    state = {
+        "_endpoint_span_extractor._span_width_embedding.weight": width_embedding,
+        **feedforward(f"_ner._ner_scorers.{ner}.0._module", span),
+        **linear(f"_ner._ner_scorers.{ner}.1._module", hidden, len(RADGRAPH_ENTITIES), shift=-6.0),
+        **feedforward(f"_relation._mention_pruners.{rel}._scorer.0._module", span),
+        **linear(f"_relation._mention_pruners.{rel}._scorer.1._module", hidden, 1),
+        **feedforward(f"_relation._relation_feedforwards.{rel}", 3 * span),
+        **linear(f"_relation._relation_scorers.{rel}", hidden, len(RADGRAPH_RELATIONS), shift=-8.0),
+    }
+    from safetensors.torch import load_file
+
+    prefix = "_embedder.token_embedder_bert._matched_embedder.transformer_model."
+    state.update({prefix + k: v for k, v in load_file(bert / "model.safetensors").items()})
+    torch.save(state, model / "weights.th")
+    return model

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
                            uncertain=args.uncertain, reference_form=args.reference_form,
                            resamples=args.resamples, seed=args.seed)
     model = model_based_scores(references, predictions, [m for m in metrics if m in MODEL_METRICS],
-                               args.bertscore_model, chexbert, args.resamples, args.seed)
+                               args.bertscore_model, chexbert, args.radgraph, args.resamples, args.seed)
     _print_scores(result, args, len(ids))
     if model.per_study:
         print("Model-based -- " + ", ".join(f"{k}: {v:.4f}" for k, v in model.means.items()))
@@ -92,7 +92,11 @@ def run(args: argparse.Namespace) -> int:
     if model.per_study:
         scores["model_based"] = {
             "settings": {"bertscore_model": args.bertscore_model,
-                         "bertscore": "layer 5, baseline rescaled, no idf"},
+                         "bertscore": "layer 5, baseline rescaled, no idf",
+                         "radgraph_model": None if args.radgraph is None else str(args.radgraph),
+                         "radgraph": "radgraph 0.1.18's rewards; combined as RadEval (RadCliQ's term)",
+                         "radcliq": "RadCliQ-v1 of RadEval e0a3909: BERTScore with idf over the "
+                                    "references, per-study BLEU-2; 1/RadCliQ-v1 = 1 / mean"},
             "scores": model.means,
             "per_study": {"id": ids, **{k: v.tolist() for k, v in model.per_study.items()}}}
     if intervals:
@@ -145,13 +149,18 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--seed", type=int, default=0, help="the resampling's seed (default 0)")
     ev.add_argument("--metrics", default="nlg,ce",
                     help="comma-separated: nlg (BLEU-1..4, METEOR, ROUGE-L, CIDEr), ce, bertscore "
-                         "(distilroberta-base, ReXrank's setting), semb (SembScore, needs CheXbert), or "
+                         "(distilroberta-base, ReXrank's setting), semb (SembScore, needs CheXbert), "
+                         "radgraph (RadGraph F1, needs --radgraph), radcliq (RadCliQ-v1, needs both), or "
                          "rexrank for ReXrank's set that cknet computes (default nlg,ce)")
     ev.add_argument("--bertscore-model", default="distilroberta-base",
                     help="BERTScore's model: a local folder, or a hub id already in the Hugging Face cache "
                          "(hf download distilroberta-base)")
     ev.add_argument("--chexbert", metavar="CHECKPOINT[,BERT_DIR]",
                     help="CheXbert for SembScore when --labeler is not chexbert:...")
+    ev.add_argument("--radgraph", type=Path, metavar="radgraph.tar.gz",
+                    help="RadGraph's model for RadGraph F1 and RadCliQ: the archive of "
+                         "StanfordAIMI/RRG_scorers or the folder it unpacks to "
+                         "(hf download StanfordAIMI/RRG_scorers radgraph.tar.gz)")
     ev.add_argument("--output", help="write every score and setting as JSON here")
     ev.add_argument("--per-report", type=Path, help="write each report's labels as CSV here, for audit")
     ev.add_argument("--overwrite", action="store_true")

@@ -1,5 +1,5 @@
 """Model-based report metrics in one call, per study, with bootstrap intervals:
-``cknet evaluate --metrics bertscore,semb`` (and ``rexrank``).
+``cknet evaluate --metrics bertscore,semb,radgraph,radcliq`` (and ``rexrank``).
 
 Each metric is the mean of per-study scores, so the per-study scores are kept (any
 subset of studies can be re-aggregated) and resampled as `cknet.metrics.resampling`
@@ -9,13 +9,15 @@ resamples the others.
 | --- | --- | --- |
 | ``BERTScore_F1`` | `cknet.metrics.bertscore`, ReXrank's setting | ``distilroberta-base`` |
 | ``SembScore`` | `cknet.metrics.semb` | CheXbert (``chexbert.pth`` + ``bert-base-uncased``) |
+| ``RadGraph_simple``, ``_partial``, ``_complete``, ``_combined`` | `cknet.metrics.radgraph` | RadGraph |
+| ``RadCliQ-v1`` (and ``1/RadCliQ-v1``, the inverse of the mean) | `cknet.metrics.radcliq` | all three above |
 
-ReXrank's other metrics (RadGraph F1, RaTEScore, GREEN, and RadCliQ, which needs
-RadGraph F1) are not computed by cknet yet.
+ReXrank's RaTEScore and GREEN are not computed by cknet yet.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -27,10 +29,11 @@ from cknet.metrics.resampling import Interval, bootstrap_intervals, mean_statist
 if TYPE_CHECKING:
     from cknet.labeler.chexbert import CheXbertLabeler
 
-MODEL_METRICS = ("bertscore", "semb")
-REXRANK = ("nlg", "ce", "bertscore", "semb")
-"""What ``--metrics rexrank`` computes: BLEU-2 (with the NLG metrics), BERTScore, SembScore."""
-REXRANK_MISSING = ("RadGraph F1", "RadCliQ-v1", "RaTEScore", "GREEN")
+MODEL_METRICS = ("bertscore", "semb", "radgraph", "radcliq")
+REXRANK = ("nlg", "ce", "bertscore", "semb", "radgraph", "radcliq")
+"""What ``--metrics rexrank`` computes: BLEU-2 (with the NLG metrics), BERTScore,
+SembScore, RadGraph F1 and RadCliQ-v1."""
+REXRANK_MISSING = ("RaTEScore", "GREEN")
 
 
 @dataclass
@@ -47,11 +50,15 @@ class ModelScores:
 
     @property
     def means(self) -> dict[str, float]:
-        """Metric name -> the mean over the studies."""
-        return {
+        """Metric name -> the mean over the studies (and ``1/RadCliQ-v1``, the inverse of
+        RadCliQ-v1's mean, as ReXrank ranks)."""
+        means = {
             name: float(np.mean(values)) if len(values) else float("nan")
             for name, values in self.per_study.items()
         }
+        if "RadCliQ-v1" in means:
+            means["1/RadCliQ-v1"] = 1 / means["RadCliQ-v1"] if means["RadCliQ-v1"] else float("nan")
+        return means
 
 
 def model_based_scores(
@@ -60,6 +67,7 @@ def model_based_scores(
     metrics: Sequence[str],
     bertscore_model: str = "distilroberta-base",
     chexbert: CheXbertLabeler | None = None,
+    radgraph_model: str | os.PathLike[str] | None = None,
     resamples: int = 1000,
     seed: int = 0,
     device: str | None = None,
@@ -71,7 +79,9 @@ def model_based_scores(
         predictions: the generated reports, in the same order.
         metrics: among `MODEL_METRICS`.
         bertscore_model: BERTScore's model: a local folder or a hub id in the cache.
-        chexbert: a `CheXbertLabeler` (needed for ``"semb"``).
+        chexbert: a `CheXbertLabeler` (needed for ``"semb"`` and ``"radcliq"``).
+        radgraph_model: RadGraph's ``radgraph.tar.gz`` or its folder (needed for
+            ``"radgraph"`` and ``"radcliq"``).
         resamples: bootstrap resamples for the 95% intervals (0: none).
         seed: the resampling's seed.
         device: where the models run.
@@ -80,11 +90,22 @@ def model_based_scores(
         The per-study scores and the intervals of their means.
 
     Raises:
-        ValueError: for an unknown metric, or ``"semb"`` without CheXbert.
+        ValueError: for an unknown metric, or a metric without the model it needs.
     """
     unknown = [m for m in metrics if m not in MODEL_METRICS]
     if unknown:
         raise ValueError(f"unknown model-based metric(s) {unknown}; choose among {list(MODEL_METRICS)}")
+    need = {"semb": "CheXbert", "radcliq": "CheXbert"} if chexbert is None else {}
+    if radgraph_model is None:
+        need["radgraph"] = "RadGraph"
+        need["radcliq"] = "RadGraph and CheXbert" if chexbert is None else "RadGraph"
+    missing = {m: need[m] for m in metrics if m in need}
+    if missing:
+        raise ValueError(
+            f"{', '.join(missing)} need(s) {', '.join(sorted(set(missing.values())))}: give --chexbert "
+            f"CHECKPOINT[,BERT_DIR] (or --labeler chexbert:...) for CheXbert, --radgraph "
+            f"radgraph.tar.gz for RadGraph"
+        )
     per_study: dict[str, np.ndarray] = {}
     if "bertscore" in metrics:
         from cknet.metrics.bertscore import BERTScorer
@@ -92,15 +113,28 @@ def model_based_scores(
         per_study["BERTScore_F1"] = (
             BERTScorer(bertscore_model, device=device).score(references, predictions).f1
         )
-    if "semb" in metrics:
-        if chexbert is None:
-            raise ValueError(
-                "SembScore needs CheXbert: give --chexbert CHECKPOINT[,BERT_DIR] or "
-                "--labeler chexbert:CHECKPOINT[,BERT_DIR]"
-            )
+    semb = None
+    if "semb" in metrics or "radcliq" in metrics:
         from cknet.metrics.semb import semb_scores
 
-        per_study["SembScore"] = semb_scores(chexbert, references, predictions)
+        semb = semb_scores(chexbert, references, predictions)
+        if "semb" in metrics:
+            per_study["SembScore"] = semb
+    if "radgraph" in metrics or "radcliq" in metrics:
+        from cknet.metrics.radgraph import RadGraph
+
+        graph = RadGraph(radgraph_model, device=device).score(references, predictions)
+        if "radgraph" in metrics:
+            for level in ("simple", "partial", "complete", "combined"):
+                per_study[f"RadGraph_{level}"] = getattr(graph, level)
+    if "radcliq" in metrics:
+        from cknet.metrics.bertscore import BERTScorer
+        from cknet.metrics.radcliq import bleu2_per_study, radcliq_v1
+
+        bertscore_idf = BERTScorer(bertscore_model, idf=True, device=device).score(references, predictions).f1
+        per_study["RadCliQ-v1"] = radcliq_v1(
+            graph.combined, bertscore_idf, semb, bleu2_per_study(references, predictions)
+        )
     intervals = {}
     if resamples and per_study and len(references):
         intervals = bootstrap_intervals(mean_statistics(per_study), resamples, seed=seed)
