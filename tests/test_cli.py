@@ -115,3 +115,58 @@ def test_generate_warns_once_when_the_model_never_saw_a_real_radiograph(tmp_path
     assert len(reports) == 3 and all(len(r.split()) <= 3 for r in reports)  # the saved max_new_tokens
     assert main(["generate", "--model", str(tmp_path / "real"), *images, "--quiet"]) == 0
     assert "synthetic" not in capsys.readouterr().err
+
+
+def test_rexrank_test_sets_in_and_prediction_files_out(tmp_path, capsys, iu_annotation, iu_tokenizer):
+    """ReXrank's layout (rajpurkarlab/ReXrank data/iu_xray/ReXRank_IUXray_test.json):
+    `cknet generate --rexrank` adds model_prediction to each study and keeps the rest;
+    `cknet evaluate` scores it against "Findings: ... Impression: ...", as ReXrank does."""
+    import torch
+    from conftest import SAMPLES, require, small_config
+
+    from cknet import CKNet
+
+    samples = require(SAMPLES / "iu_xray")
+    torch.manual_seed(0)
+    model = CKNet(small_config(), iu_tokenizer).eval()
+    model.save_pretrained(tmp_path / "model")
+    folders = sorted(samples.iterdir())
+    expected = model.generate(folders, num_beams=2, max_new_tokens=6)
+    test_set = {
+        f.name: {"key_image_path": f"{f.name}/0.png", "image_path": [f"{f.name}/0.png", f"{f.name}/1.png"],
+                 "report": "Findings: Lungs clear. Impression: Normal.", "section_findings": "Lungs clear.",
+                 "section_impression": None if k else "Normal.", "split": "test",
+                 "frontal_lateral": ["Frontal", "Lateral"], "context": "Indication: cough"}
+        for k, f in enumerate(folders)}
+    (tmp_path / "test.json").write_text(json.dumps(test_set))
+    out = tmp_path / "predictions.json"
+    assert main(["generate", "--model", str(tmp_path / "model"), "--rexrank", str(tmp_path / "test.json"),
+                 "--image-dir", str(samples), "--num-beams", "2", "--max-new-tokens", "6",
+                 "--output", str(out), "--quiet"]) == 0
+    written = json.loads(out.read_text())
+    assert list(written) == [f.name for f in folders]
+    for (key, study), text in zip(written.items(), expected):
+        assert study == {**test_set[key], "model_prediction": text}
+
+    assert main(["evaluate", "--predictions", str(out), "--metrics", "nlg", "--reference-form", "raw",
+                 "--resamples", "0", "--output", str(tmp_path / "a.json")]) == 0
+    ours = [{"id": f.name, "prediction": text, "reference": reference}
+            for f, text, reference in zip(folders, expected, ["Findings: Lungs clear. Impression: Normal.",
+                                                              "Findings: Lungs clear. Impression: None"])]
+    (tmp_path / "ours.json").write_text(json.dumps(ours))
+    assert main(["evaluate", "--predictions", str(tmp_path / "ours.json"), "--metrics", "nlg",
+                 "--reference-form", "raw", "--resamples", "0", "--output", str(tmp_path / "b.json")]) == 0
+    scores = [json.loads((tmp_path / name).read_text())["nlg"]["scores"] for name in ("a.json", "b.json")]
+    assert scores[0] == scores[1]
+    capsys.readouterr()
+    assert main(["evaluate", "--predictions", str(tmp_path / "test.json"), "--metrics", "nlg"]) == 1
+    assert "have no 'model_prediction'" in capsys.readouterr().err
+
+
+def test_rexrank_single_view_models_read_the_key_image():
+    from cknet.data.rexrank import rexrank_views
+
+    study = {"key_image_path": "s/1.png", "image_path": ["s/0.png", "s/1.png"]}
+    assert rexrank_views(study, "s", 1) == ["s/1.png"]
+    assert rexrank_views(study, "s", 2) == ["s/0.png", "s/1.png"]
+    assert rexrank_views({"key_image_path": "s/1.png"}, "s", 2) == ["s/1.png"]

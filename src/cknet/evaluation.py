@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from cknet.data.collate import collate_studies
+from cknet.data.rexrank import is_rexrank, rexrank_records
 from cknet.features import encode_inputs
 from cknet.generation import GenerationConfig, run_search
 from cknet.losses import masked_cross_entropy
@@ -72,7 +73,9 @@ class Evaluation:
 
 
 def read_records(path: str | os.PathLike[str], fields: Sequence[str]) -> list[dict[str, str]]:
-    """Read predictions or references: a JSON list of objects, or a CSV file with a header.
+    """Read predictions or references: a JSON list of objects, a CSV file with a header,
+    or ReXrank's JSON (`cknet.data.rexrank`: ``model_prediction`` the prediction, its
+    findings and impression the reference).
 
     Args:
         path: the file (``.csv``, else JSON), e.g. what `cknet generate --output` writes.
@@ -100,8 +103,11 @@ def read_records(path: str | os.PathLike[str], fields: Sequence[str]) -> list[di
     except (UnicodeDecodeError, json.JSONDecodeError, csv.Error) as err:
         kind = "CSV" if path.suffix.lower() == ".csv" else "JSON"
         raise ValueError(f"{path} is not a readable {kind} file: {err}") from None
+    if path.suffix.lower() != ".csv" and is_rexrank(records):
+        records = rexrank_records(records, path, with_prediction="prediction" in fields)
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        raise ValueError(f"{path} must hold a list of records with {', '.join(fields)}")
+        raise ValueError(f"{path} must hold a list of records with {', '.join(fields)} (or ReXrank's "
+                         f"object of studies)")
     if not records:
         raise ValueError(f"{path} holds no record")
     out = []

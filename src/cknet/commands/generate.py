@@ -30,8 +30,24 @@ def studies_from_annotation(args: argparse.Namespace, num_views: int) -> list[di
     return studies
 
 
-def write_records(output: Path, records: list[dict]) -> None:
-    """Write generated reports as JSON or CSV (atomically)."""
+def studies_from_rexrank(test_set: dict, args: argparse.Namespace, num_views: int) -> list[dict]:
+    from cknet.data.rexrank import rexrank_reference, rexrank_views
+
+    image_dir = Path(args.image_dir) if args.image_dir else Path(args.rexrank).parent / "images"
+    return [{"id": key, "views": [image_dir / p for p in rexrank_views(study, key, num_views)],
+             "reference": rexrank_reference(study)}
+            for key, study in test_set.items()]
+
+
+def write_records(output: Path, records: list[dict], rexrank: dict | None = None) -> None:
+    """Write generated reports as JSON or CSV (atomically); with a ReXrank test set, JSON
+    is its studies done so far with their ``model_prediction`` (ReXrank's prediction file)."""
+    if rexrank is not None and output.suffix.lower() == ".json":
+        done = {r["id"]: r["prediction"] for r in records}
+        studies = {key: {**study, "model_prediction": done[key]}
+                   for key, study in rexrank.items() if key in done}
+        write_text_atomic(output, json.dumps(studies, indent=4) + "\n")
+        return
     if output.suffix.lower() == ".json":
         write_text_atomic(output, json.dumps(records, indent=1) + "\n")
         return
@@ -49,18 +65,25 @@ def run(args: argparse.Namespace) -> int:
     from cknet.data.images import prepare_images
     from cknet.model import CKNet
 
-    if not args.inputs and not args.annotation:
-        raise SystemExit("error: give images or study folders, or --annotation FILE")
+    if sum(map(bool, (args.inputs, args.annotation, args.rexrank))) != 1:
+        raise SystemExit("error: give images or study folders, --annotation FILE or --rexrank FILE "
+                         "(one of them)")
     output = None
     if args.output:
-        inputs = [p for p in (args.annotation,) if p]
+        inputs = [p for p in (args.annotation, args.rexrank) if p]
         output = check_output_file(args.output, "--output", args.overwrite, (".json", ".csv"), inputs)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
     model = CKNet.from_pretrained(args.model, map_location=device).to(dtype).eval()
     warn_if_synthetic(model, args.model)
+    rexrank = None
     if args.annotation:
         studies = studies_from_annotation(args, model.config.num_views)
+    elif args.rexrank:
+        from cknet.data.rexrank import read_rexrank
+
+        rexrank = read_rexrank(args.rexrank)
+        studies = studies_from_rexrank(rexrank, args, model.config.num_views)
     else:
         studies = [{"id": str(p), "views": p, "reference": None} for p in args.inputs]
     records: list[dict] = []
@@ -94,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
                     if output is None:
                         print(f"{record['id']}\t{record['prediction']}")
                 if output is not None:  # what is done is kept, batch by batch
-                    write_records(output, records)
+                    write_records(output, records, rexrank)
             bar.update(len(studies[start:start + args.batch_size]))  # the last batch may be short
     if skipped:
         print(f"skipped {len(skipped)} of {len(studies)} studies with unreadable images:", file=sys.stderr)
@@ -119,8 +142,11 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     gen.add_argument("--model", required=True, help="directory written by save_pretrained, or a Hub id")
     gen.add_argument("--annotation", type=Path, help="R2Gen annotation.json")
     gen.add_argument("--split", default="test", help="split of --annotation (default: test)")
+    gen.add_argument("--rexrank", type=Path, metavar="TEST.json",
+                     help="a ReXrank test set (e.g. ReXRank_IUXray_test.json); a .json --output is then "
+                          "ReXrank's prediction file (each study with its model_prediction)")
     gen.add_argument("--image-dir", type=Path,
-                     help="root of the annotation's image paths (default: images/ beside it)")
+                     help="root of the image paths of --annotation or --rexrank (default: images/ beside it)")
     gen.add_argument("--num-beams", type=int, default=None,
                      help="default (for every decoding option): the model's generation_config.json")
     gen.add_argument("--max-new-tokens", type=int, default=None)
