@@ -203,8 +203,9 @@ def test_evaluate_command_with_model_based_metrics(published, tiny_bert_dir, tmp
     from cknet.metrics.bertscore import BERTScorer
     from cknet.metrics.radcliq import bleu2_per_study, radcliq_v1
     from cknet.metrics.radgraph import RadGraph
+    from cknet.metrics.ratescore import RaTEScorer, period_sentences
     from cknet.metrics.semb import semb_scores
-    from cknet.testing import make_tiny_radgraph, make_tiny_roberta
+    from cknet.testing import make_tiny_radgraph, make_tiny_ratescore, make_tiny_roberta
 
     references = ["The heart is normal.", "Large left pleural effusion.", "No pneumothorax.", "Cardiomegaly."]
     predictions = ["Heart size normal.", "Left effusion.", "No pneumothorax.", "The heart is large."]
@@ -213,12 +214,14 @@ def test_evaluate_command_with_model_based_metrics(published, tiny_bert_dir, tmp
     (tmp_path / "p.json").write_text(json.dumps(rows))
     roberta = make_tiny_roberta(references * 20, tmp_path / "distilroberta-base")
     radgraph = make_tiny_radgraph(references * 20, tmp_path / "rrg")
+    rate = make_tiny_ratescore(references * 20, tmp_path / "rate")
     out = tmp_path / "s.json"
     assert main(["evaluate", "--predictions", str(tmp_path / "p.json"), "--metrics", "rexrank",
                  "--bertscore-model", str(roberta), "--chexbert", f"{published[0]},{tiny_bert_dir}",
-                 "--radgraph", str(radgraph), "--output", str(out), "--resamples", "200"]) == 0
+                 "--radgraph", str(radgraph), "--ratescore", f"{rate[0]},{rate[1]}", "--ratescore-sentences",
+                 "periods", "--output", str(out), "--resamples", "200"]) == 0
     scores = json.loads(out.read_text())
-    assert scores["metrics"] == ["nlg", "ce", "bertscore", "semb", "radgraph", "radcliq"]
+    assert scores["metrics"] == ["nlg", "ce", "bertscore", "semb", "radgraph", "radcliq", "ratescore"]
     model = scores["model_based"]
     expected_f1 = BERTScorer(roberta).score(references, predictions).f1  # distilroberta-base defaults
     np.testing.assert_allclose(model["per_study"]["BERTScore_F1"], expected_f1)
@@ -239,7 +242,9 @@ def test_evaluate_command_with_model_based_metrics(published, tiny_bert_dir, tmp
     assert model["scores"]["1/RadCliQ-v1"] == pytest.approx(1 / radcliq.mean())
     inverse = scores["intervals"]["scores"]["1/RadCliQ-v1"]
     assert inverse["value"] == pytest.approx(1 / radcliq.mean())
-    assert "not computed by cknet yet: RaTEScore, GREEN" in capsys.readouterr().out
+    expected_rate = RaTEScorer(*rate, split_sentences=period_sentences).score(references, predictions)
+    np.testing.assert_allclose(model["per_study"]["RaTEScore"], expected_rate)
+    assert "not computed by cknet yet: GREEN" in capsys.readouterr().out
     other = [dict(row, prediction=r) for row, r in zip(rows, ["Normal heart.", "Large left pleural effusion.",
                                                                "No pneumothorax.", "Cardiomegaly."])]
     (tmp_path / "b.json").write_text(json.dumps(other))

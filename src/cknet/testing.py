@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -120,6 +121,39 @@ def make_tiny_roberta(texts: Iterable[str], directory: str | os.PathLike[str], v
     return folder
 
 
+def _reproducible_bert(reports: Iterable[str], folder: Path, seed: int, model_class: Any = None,
+                       **config: Any) -> Path:
+    """A tiny BERT whose WordPiece vocabulary is the characters and the 200 most frequent
+    words of the reports (not trained, so the same reports always give the same model),
+    with BERT's ``[CLS] ... [SEP]`` post-processing, saved with random weights."""
+    import re
+    from collections import Counter
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    words = Counter(w for r in reports for w in re.findall(r"\w+|[^\w\s]", r.lower()))
+    characters = sorted({c for w in words for c in w})
+    frequent = sorted(words, key=lambda w: (-words[w], w))[:200]
+    tokens = [*BERT_SPECIAL_TOKENS, *characters, *(f"##{c}" for c in characters)]
+    tokens += [w for w in frequent if w not in tokens]
+    wordpiece = Tokenizer(models.WordPiece({t: i for i, t in enumerate(tokens)}, unk_token="[UNK]"))
+    wordpiece.normalizer = normalizers.BertNormalizer(lowercase=True)
+    wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    wordpiece.decoder = decoders.WordPiece()
+    wordpiece.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
+    BertTokenizerFast(
+        tokenizer_object=wordpiece, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
+        sep_token="[SEP]", mask_token="[MASK]",
+    ).save_pretrained(folder)
+    torch.manual_seed(seed)
+    bert_config = BertConfig(vocab_size=len(tokens), hidden_size=32, num_hidden_layers=2,
+                             num_attention_heads=2, intermediate_size=128, max_position_embeddings=512,
+                             pad_token_id=0, **config)
+    (model_class or BertModel)(bert_config).save_pretrained(folder)
+    return folder
+
+
 RADGRAPH_ENTITIES = ("ANAT-DP", "OBS-DP", "OBS-U", "OBS-DA")
 RADGRAPH_RELATIONS = ("modify", "located_at", "suggestive_of")
 
@@ -149,33 +183,9 @@ def make_tiny_radgraph(reports: Iterable[str], directory: str | os.PathLike[str]
         The model's folder, ``directory/radgraph``.
     """
     import json
-    import re
-    from collections import Counter
-
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from transformers import BertConfig, BertModel, BertTokenizerFast
 
     folder = Path(directory)
-    bert = folder / "bert"
-    words = Counter(w for r in reports for w in re.findall(r"\w+|[^\w\s]", r.lower()))
-    characters = sorted({c for w in words for c in w})
-    frequent = sorted(words, key=lambda w: (-words[w], w))[:200]
-    tokens = [*BERT_SPECIAL_TOKENS, *characters, *(f"##{c}" for c in characters)]
-    tokens += [w for w in frequent if w not in tokens]
-    wordpiece = Tokenizer(models.WordPiece({t: i for i, t in enumerate(tokens)}, unk_token="[UNK]"))
-    wordpiece.normalizer = normalizers.BertNormalizer(lowercase=True)
-    wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    wordpiece.decoder = decoders.WordPiece()
-    wordpiece.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
-    BertTokenizerFast(
-        tokenizer_object=wordpiece, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
-        sep_token="[SEP]", mask_token="[MASK]",
-    ).save_pretrained(bert)
-    torch.manual_seed(seed)
-    bert_config = BertConfig(vocab_size=len(tokens), hidden_size=32, num_hidden_layers=2,
-                             num_attention_heads=2, intermediate_size=128, max_position_embeddings=512,
-                             pad_token_id=0)
-    BertModel(bert_config).save_pretrained(bert)
+    bert = _reproducible_bert(reports, folder / "bert", seed)
     model = folder / "radgraph"
     (model / "vocabulary").mkdir(parents=True, exist_ok=True)
     (model / "vocabulary" / "non_padded_namespaces.txt").write_text("*tags\n*labels\n")
@@ -228,3 +238,34 @@ def make_tiny_radgraph(reports: Iterable[str], directory: str | os.PathLike[str]
     state.update({prefix + k: v for k, v in load_file(bert / "model.safetensors").items()})
     torch.save(state, model / "weights.th")
     return model
+
+
+RATESCORE_TYPES = ("ABNORMALITY", "NON-ABNORMALITY", "DISEASE", "NON-DISEASE", "ANATOMY")
+
+
+def make_tiny_ratescore(
+    reports: Iterable[str], directory: str | os.PathLike[str], seed: int = 0
+) -> tuple[Path, Path]:
+    """Write a random RaTEScore NER model (a token classifier with the B-/I- tags of
+    RaTEScore's five entity types, in the role of ``Angelakeke/RaTE-NER-Deberta``) and a
+    random entity encoder (in the role of ``FremyCompany/BioLORD-2023-C``), both tiny
+    BERTs with a vocabulary taken from the reports and weights drawn from N(0, 0.3²) (so
+    that tags and embeddings vary from token to token): stand-ins for
+    `cknet.metrics.ratescore` in tests.
+
+    Args:
+        reports: raw reports to take the vocabulary from.
+        directory: the folder to write (``ner/`` and ``embedding/`` inside).
+        seed: seeds the random weights.
+
+    Returns:
+        The NER model's folder and the encoder's.
+    """
+    from transformers import BertForTokenClassification
+
+    folder = Path(directory)
+    reports = list(reports)
+    labels = ["O", *(f"{prefix}-{kind}" for kind in RATESCORE_TYPES for prefix in ("B", "I"))]
+    ner = _reproducible_bert(reports, folder / "ner", seed, BertForTokenClassification, initializer_range=0.3,
+                             id2label=dict(enumerate(labels)), label2id={t: i for i, t in enumerate(labels)})
+    return ner, _reproducible_bert(reports, folder / "embedding", seed + 1, initializer_range=0.3)

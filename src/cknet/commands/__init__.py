@@ -91,3 +91,12 @@ def check_output_file(path: str | os.PathLike[str], option: str, overwrite: bool
     if not path.parent.is_dir():
         raise FileNotFoundError(f"the folder of {option} {path}, {path.parent}, does not exist")
     return path
+
+
+def comma_separated(text: str | None) -> list[str] | None:
+    """The parts of an option such as ``--ratescore NER,ENCODER`` (None when not given).
+
+    Args:
+        text: the option's value.
+    """
+    return None if not text else [part.strip() for part in text.split(",") if part.strip()]

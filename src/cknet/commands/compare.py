@@ -8,7 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
-from cknet.commands import check_output_file, positive_int
+from cknet.commands import check_output_file, comma_separated, positive_int
 from cknet.io import write_text_atomic
 from cknet.presets import DATASETS
 
@@ -59,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
             labeler if hasattr(labeler, "embed") else None)
         for stats, predictions in zip(statistics, (predictions_a, predictions_b)):
             scores = model_based_scores(references, predictions, extra, args.bertscore_model, chexbert,
-                                        args.radgraph, 0)
+                                        radgraph_model=args.radgraph,
+                                        ratescore_models=comma_separated(args.ratescore),
+                                        ratescore_sentences=args.ratescore_sentences, resamples=0)
             added = mean_statistics(scores.per_study)
             stats.statistics.update(added.statistics)
             stats.aggregates.update(added.aggregates)
@@ -78,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
                     "references": args.reference_form, "dataset": args.dataset, "uncertain": args.uncertain,
                     "confidence": 0.95, "resamples": args.resamples, "trials": args.trials, "seed": args.seed,
                     "metrics": args.metrics, "bertscore_model": args.bertscore_model,
-                    "radgraph_model": None if args.radgraph is None else str(args.radgraph)}
+                    "radgraph_model": None if args.radgraph is None else str(args.radgraph),
+                    "ratescore_models": args.ratescore, "ratescore_sentences": args.ratescore_sentences}
         scores = {name: vars(c) for name, c in comparisons.items()}
         write_text_atomic(output, json.dumps({"settings": settings, "metrics": scores}, indent=1) + "\n")
     return 0
@@ -110,13 +113,16 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     co.add_argument("--resamples", type=positive_int, default=1000, help="paired bootstrap resamples")
     co.add_argument("--trials", type=positive_int, default=1000, help="approximate-randomisation trials")
     co.add_argument("--seed", type=int, default=0)
-    co.add_argument("--metrics", metavar="bertscore,semb,radgraph,radcliq",
+    co.add_argument("--metrics", metavar="bertscore,semb,radgraph,radcliq,ratescore",
                     help="model-based metrics compared too (see cknet evaluate --metrics)")
     co.add_argument("--bertscore-model", default="distilroberta-base",
                     help="BERTScore's model: a local folder or a hub id in the Hugging Face cache")
     co.add_argument("--chexbert", metavar="CHECKPOINT[,BERT_DIR]", help="CheXbert, for SembScore and RadCliQ")
     co.add_argument("--radgraph", type=Path, metavar="radgraph.tar.gz",
                     help="RadGraph's model (archive or folder), for RadGraph F1 and RadCliQ")
+    co.add_argument("--ratescore", metavar="NER[,ENCODER]", help="RaTEScore's models (see cknet evaluate)")
+    co.add_argument("--ratescore-sentences", choices=["medspacy", "periods"], default="medspacy",
+                    help="RaTEScore's sentence splitter (see cknet evaluate)")
     co.add_argument("--output", type=Path, help="write the comparison as JSON here")
     co.add_argument("--overwrite", action="store_true")
     co.set_defaults(handler=run)

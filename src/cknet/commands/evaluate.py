@@ -10,7 +10,7 @@ import io
 import json
 from pathlib import Path
 
-from cknet.commands import check_output_file, non_negative_int
+from cknet.commands import check_output_file, comma_separated, non_negative_int
 from cknet.io import write_text_atomic
 from cknet.presets import DATASETS
 
@@ -76,7 +76,10 @@ def run(args: argparse.Namespace) -> int:
                            uncertain=args.uncertain, reference_form=args.reference_form,
                            resamples=args.resamples, seed=args.seed)
     model = model_based_scores(references, predictions, [m for m in metrics if m in MODEL_METRICS],
-                               args.bertscore_model, chexbert, args.radgraph, args.resamples, args.seed)
+                               args.bertscore_model, chexbert, radgraph_model=args.radgraph,
+                               ratescore_models=comma_separated(args.ratescore),
+                               ratescore_sentences=args.ratescore_sentences, resamples=args.resamples,
+                               seed=args.seed)
     _print_scores(result, args, len(ids))
     if model.per_study:
         print("Model-based -- " + ", ".join(f"{k}: {v:.4f}" for k, v in model.means.items()))
@@ -96,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
                          "radgraph_model": None if args.radgraph is None else str(args.radgraph),
                          "radgraph": "radgraph 0.1.18's rewards; combined as RadEval (RadCliQ's term)",
                          "radcliq": "RadCliQ-v1 of RadEval e0a3909: BERTScore with idf over the "
-                                    "references, per-study BLEU-2; 1/RadCliQ-v1 = 1 / mean"},
+                                    "references, per-study BLEU-2; 1/RadCliQ-v1 = 1 / mean",
+                         "ratescore_models": args.ratescore, "ratescore_sentences": args.ratescore_sentences},
             "scores": model.means,
             "per_study": {"id": ids, **{k: v.tolist() for k, v in model.per_study.items()}}}
     if intervals:
@@ -150,7 +154,8 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--metrics", default="nlg,ce",
                     help="comma-separated: nlg (BLEU-1..4, METEOR, ROUGE-L, CIDEr), ce, bertscore "
                          "(distilroberta-base, ReXrank's setting), semb (SembScore, needs CheXbert), "
-                         "radgraph (RadGraph F1, needs --radgraph), radcliq (RadCliQ-v1, needs both), or "
+                         "radgraph (RadGraph F1, needs --radgraph), radcliq (RadCliQ-v1, needs both), "
+                         "ratescore (RaTEScore), or "
                          "rexrank for ReXrank's set that cknet computes (default nlg,ce)")
     ev.add_argument("--bertscore-model", default="distilroberta-base",
                     help="BERTScore's model: a local folder, or a hub id already in the Hugging Face cache "
@@ -161,6 +166,12 @@ def add_command(commands: argparse._SubParsersAction) -> None:
                     help="RadGraph's model for RadGraph F1 and RadCliQ: the archive of "
                          "StanfordAIMI/RRG_scorers or the folder it unpacks to "
                          "(hf download StanfordAIMI/RRG_scorers radgraph.tar.gz)")
+    ev.add_argument("--ratescore", metavar="NER[,ENCODER]",
+                    help="RaTEScore's entity tagger and encoder: folders or hub ids in the Hugging Face "
+                         "cache (default Angelakeke/RaTE-NER-Deberta,FremyCompany/BioLORD-2023-C)")
+    ev.add_argument("--ratescore-sentences", choices=["medspacy", "periods"], default="medspacy",
+                    help="RaTEScore's sentence splitter: medspacy (the package's; pip install medspacy) or "
+                         "periods (no medspaCy; close, not equal)")
     ev.add_argument("--output", help="write every score and setting as JSON here")
     ev.add_argument("--per-report", type=Path, help="write each report's labels as CSV here, for audit")
     ev.add_argument("--overwrite", action="store_true")

@@ -11,8 +11,9 @@ resamples the others.
 | ``SembScore`` | `cknet.metrics.semb` | CheXbert (``chexbert.pth`` + ``bert-base-uncased``) |
 | ``RadGraph_simple``, ``_partial``, ``_complete``, ``_combined`` | `cknet.metrics.radgraph` | RadGraph |
 | ``RadCliQ-v1`` (and ``1/RadCliQ-v1``, the inverse of the mean) | `cknet.metrics.radcliq` | all three above |
+| ``RaTEScore`` | `cknet.metrics.ratescore` | RaTE-NER + BioLORD-2023-C (+ medspaCy) |
 
-ReXrank's RaTEScore and GREEN are not computed by cknet yet.
+ReXrank's GREEN is not computed by cknet (a 7B language model).
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ from cknet.metrics.resampling import Interval, bootstrap_intervals, mean_statist
 if TYPE_CHECKING:
     from cknet.labeler.chexbert import CheXbertLabeler
 
-MODEL_METRICS = ("bertscore", "semb", "radgraph", "radcliq")
-REXRANK = ("nlg", "ce", "bertscore", "semb", "radgraph", "radcliq")
+MODEL_METRICS = ("bertscore", "semb", "radgraph", "radcliq", "ratescore")
+REXRANK = ("nlg", "ce", "bertscore", "semb", "radgraph", "radcliq", "ratescore")
 """What ``--metrics rexrank`` computes: BLEU-2 (with the NLG metrics), BERTScore,
-SembScore, RadGraph F1 and RadCliQ-v1."""
-REXRANK_MISSING = ("RaTEScore", "GREEN")
+SembScore, RadGraph F1, RadCliQ-v1 and RaTEScore."""
+REXRANK_MISSING = ("GREEN",)
 
 
 @dataclass
@@ -68,6 +69,8 @@ def model_based_scores(
     bertscore_model: str = "distilroberta-base",
     chexbert: CheXbertLabeler | None = None,
     radgraph_model: str | os.PathLike[str] | None = None,
+    ratescore_models: Sequence[str | os.PathLike[str]] | None = None,
+    ratescore_sentences: str = "medspacy",
     resamples: int = 1000,
     seed: int = 0,
     device: str | None = None,
@@ -82,6 +85,10 @@ def model_based_scores(
         chexbert: a `CheXbertLabeler` (needed for ``"semb"`` and ``"radcliq"``).
         radgraph_model: RadGraph's ``radgraph.tar.gz`` or its folder (needed for
             ``"radgraph"`` and ``"radcliq"``).
+        ratescore_models: RaTEScore's entity tagger and encoder (default: the
+            package's, from the Hugging Face cache).
+        ratescore_sentences: RaTEScore's sentence splitter, ``"medspacy"`` (the
+            package's) or ``"periods"`` (no medspaCy; close, not equal).
         resamples: bootstrap resamples for the 95% intervals (0: none).
         seed: the resampling's seed.
         device: where the models run.
@@ -127,6 +134,14 @@ def model_based_scores(
         if "radgraph" in metrics:
             for level in ("simple", "partial", "complete", "combined"):
                 per_study[f"RadGraph_{level}"] = getattr(graph, level)
+    if "ratescore" in metrics:
+        from cknet.metrics.ratescore import RaTEScorer, medspacy_sentences, period_sentences
+
+        if ratescore_sentences not in ("medspacy", "periods"):
+            raise ValueError(f"RaTEScore's sentences: 'medspacy' or 'periods', not {ratescore_sentences!r}")
+        split = medspacy_sentences() if ratescore_sentences == "medspacy" else period_sentences
+        scorer = RaTEScorer(*(ratescore_models or ()), split_sentences=split, device=device)
+        per_study["RaTEScore"] = scorer.score(references, predictions)
     if "radcliq" in metrics:
         from cknet.metrics.bertscore import BERTScorer
         from cknet.metrics.radcliq import bleu2_per_study, radcliq_v1
