@@ -47,3 +47,11 @@ def test_generate_benchmark_times_encoding_and_both_searches():
         cells = table_row(output, label)
         assert re.fullmatch(NUMBER, cells[1]), cells
     assert re.search(r"beam 3: \d+\.\d+ s per batch of 1", output)
+
+
+@pytest.mark.slow
+def test_model_metrics_benchmark_times_each_metric():
+    output = run_benchmark("model_metrics.py", "--reports", 2, "--size", "tiny")
+    for label in ("BERTScore", "RadGraph F1", "RaTEScore"):
+        cells = table_row(output, label)
+        assert all(re.fullmatch(NUMBER, cell) for cell in cells[1:]), cells

@@ -147,9 +147,9 @@ def _reproducible_bert(reports: Iterable[str], folder: Path, seed: int, model_cl
         sep_token="[SEP]", mask_token="[MASK]",
     ).save_pretrained(folder)
     torch.manual_seed(seed)
-    bert_config = BertConfig(vocab_size=len(tokens), hidden_size=32, num_hidden_layers=2,
-                             num_attention_heads=2, intermediate_size=128, max_position_embeddings=512,
-                             pad_token_id=0, **config)
+    size = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128}
+    bert_config = BertConfig(vocab_size=len(tokens), max_position_embeddings=512, pad_token_id=0,
+                             **(size | config))
     (model_class or BertModel)(bert_config).save_pretrained(folder)
     return folder
 
@@ -159,7 +159,8 @@ RADGRAPH_RELATIONS = ("modify", "located_at", "suggestive_of")
 
 
 def make_tiny_radgraph(reports: Iterable[str], directory: str | os.PathLike[str], max_length: int = 512,
-                       max_span_width: int = 8, hidden: int = 16, seed: int = 0) -> Path:
+                       max_span_width: int = 8, hidden: int = 16, seed: int = 0,
+                       bert_size: dict[str, int] | None = None) -> Path:
     """Write a randomly initialised RadGraph model in the published layout (what
     ``StanfordAIMI/RRG_scorers``' ``radgraph.tar.gz`` unpacks to: ``config.json``,
     ``vocabulary/``, ``weights.th``), with a tiny BERT (``directory/bert``, named in
@@ -178,6 +179,9 @@ def make_tiny_radgraph(reports: Iterable[str], directory: str | os.PathLike[str]
         max_span_width: the longest span, in words.
         hidden: the feed-forward networks' width and the width embedding's size.
         seed: seeds the random weights.
+        bert_size: BERT's size instead of the tiny one (``hidden_size``, ``num_hidden_layers``,
+            ``num_attention_heads``, ``intermediate_size``), e.g. the published model's
+            for speed measurements.
 
     Returns:
         The model's folder, ``directory/radgraph``.
@@ -185,7 +189,7 @@ def make_tiny_radgraph(reports: Iterable[str], directory: str | os.PathLike[str]
     import json
 
     folder = Path(directory)
-    bert = _reproducible_bert(reports, folder / "bert", seed)
+    bert = _reproducible_bert(reports, folder / "bert", seed, **(bert_size or {}))
     model = folder / "radgraph"
     (model / "vocabulary").mkdir(parents=True, exist_ok=True)
     (model / "vocabulary" / "non_padded_namespaces.txt").write_text("*tags\n*labels\n")
@@ -210,7 +214,7 @@ def make_tiny_radgraph(reports: Iterable[str], directory: str | os.PathLike[str]
     }
     (model / "config.json").write_text(json.dumps(config, indent=2))
     generator = torch.Generator().manual_seed(seed)
-    span = 2 * 32 + hidden
+    span = 2 * (bert_size or {}).get("hidden_size", 32) + hidden
 
     def linear(name: str, inputs: int, outputs: int, shift: float = 0.0) -> dict[str, torch.Tensor]:
         weight = torch.randn(outputs, inputs, generator=generator) * 0.5

@@ -232,6 +232,8 @@ class RaTEScorer:
         affinity: ``"long"`` (the package's default) or ``"short"``, or a mapping in the
             layout of `AFFINITY`'s values.
         split_sentences: report -> sentences (default: medspaCy's PyRuSH, as the package).
+        batch_size: sentences (and entities) per forward pass; the package tags one
+            sentence at a time: the same tags up to float rounding, slower.
         device: where to run (default: CUDA when available).
 
     Raises:
@@ -243,6 +245,7 @@ class RaTEScorer:
     embedding_model: str | os.PathLike[str] = EMBEDDING_MODEL
     affinity: str | dict[tuple[str, str], float] = "long"
     split_sentences: Callable[[str], list[str]] | None = None
+    batch_size: int = 32
     device: str | torch.device | None = None
 
     def __post_init__(self) -> None:
@@ -274,36 +277,55 @@ class RaTEScorer:
         return [s for s in kept if s.split() and len(s) >= 3]
 
     @torch.no_grad()
-    def entities(self, text: str) -> list[Entity]:
-        """A report's entities (text, type), sentence by sentence.
+    def entities(self, texts: Sequence[str]) -> list[list[Entity]]:
+        """Each report's entities (text, type), sentence by sentence; the sentences of all
+        reports are tagged in batches of ``batch_size``, longest first.
 
         Args:
-            text: the report.
+            texts: the reports.
         """
-        found: list[Entity] = []
-        for sentence in self.sentences(text):
-            encoded = self.tokenizer(sentence, max_length=512, truncation=True, return_tensors="pt")
-            logits = self.tagger(**encoded.to(self.device)).logits[0]
-            tags = [self.tags[int(i)] for i in logits.argmax(-1)]
-            tokens = self.tokenizer.convert_ids_to_tokens(encoded["input_ids"][0].tolist())
-            found += [
+        sentences = [(n, s) for n, text in enumerate(texts) for s in self.sentences(text)]
+        encoded = [self.tokenizer(s, max_length=512, truncation=True)["input_ids"] for _, s in sentences]
+        tags: list[list[str]] = [[] for _ in sentences]
+        order = sorted(range(len(sentences)), key=lambda k: -len(encoded[k]))
+        pad = self.tokenizer.pad_token_id
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            width = len(encoded[rows[0]])
+            ids = torch.tensor([encoded[k] + [pad] * (width - len(encoded[k])) for k in rows])
+            mask = torch.tensor([[1] * len(encoded[k]) + [0] * (width - len(encoded[k])) for k in rows])
+            labels = self.tagger(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+            for k, row in zip(rows, labels.argmax(-1).tolist(), strict=True):
+                tags[k] = [self.tags[i] for i in row[: len(encoded[k])]]
+        found: list[list[Entity]] = [[] for _ in texts]
+        for (n, _), ids, sentence_tags in zip(sentences, encoded, tags, strict=True):
+            tokens = self.tokenizer.convert_ids_to_tokens(ids)
+            found[n] += [
                 (self.tokenizer.convert_tokens_to_string(tokens[a : b + 1]), kind)
-                for a, b, kind in tagged_entities(tokens, tags)
+                for a, b, kind in tagged_entities(tokens, sentence_tags)
             ]
         return found
 
     @torch.no_grad()
     def embed(self, entities: Sequence[Entity]) -> torch.Tensor:
-        """``(n, d)`` the entities' embeddings (the encoder's ``[CLS]`` state, float32, CPU).
+        """``(n, d)`` the entities' embeddings (the encoder's ``[CLS]`` state, float32, CPU),
+        in batches of ``batch_size``.
 
         Args:
             entities: (text, type) pairs.
         """
         texts = [text for text, _ in entities]
-        encoded = self.encoder_tokenizer(
-            texts, truncation=True, padding=True, max_length=30, return_tensors="pt"
-        )
-        return self.encoder(**encoded.to(self.device)).last_hidden_state[:, 0].float().cpu()
+        out = []
+        for start in range(0, len(texts), self.batch_size):
+            encoded = self.encoder_tokenizer(
+                texts[start : start + self.batch_size],
+                truncation=True,
+                padding=True,
+                max_length=30,
+                return_tensors="pt",
+            )
+            out.append(self.encoder(**encoded.to(self.device)).last_hidden_state[:, 0].float().cpu())
+        return torch.cat(out) if out else torch.zeros(0)
 
     def score(self, references: Sequence[str], predictions: Sequence[str]) -> np.ndarray:
         """RaTEScore of each prediction against its reference.
@@ -320,12 +342,15 @@ class RaTEScorer:
         """
         if len(references) != len(predictions):
             raise ValueError(f"{len(references)} references but {len(predictions)} predictions")
+        found = self.entities(list(references) + list(predictions))
+        everything = [entity for report in found for entity in report]
+        vectors = torch.split(self.embed(everything), [len(report) for report in found]) if everything else []
         scores = np.full(len(references), 0.5)
-        for n, (reference, prediction) in enumerate(zip(references, predictions, strict=True)):
-            ref, hyp = self.entities(reference), self.entities(prediction)
+        for n in range(len(references)):
+            ref, hyp = found[n], found[len(references) + n]
             if not ref or not hyp:
                 continue
-            ref_vectors, hyp_vectors = self.embed(ref), self.embed(hyp)
+            ref_vectors, hyp_vectors = vectors[n], vectors[len(references) + n]
             ref_types, hyp_types = [t for _, t in ref], [t for _, t in hyp]
             forward = directed_score(ref_vectors, hyp_vectors, ref_types, hyp_types, self.weights)
             backward = directed_score(hyp_vectors, ref_vectors, hyp_types, ref_types, self.weights)
