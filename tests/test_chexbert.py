@@ -244,7 +244,7 @@ def test_evaluate_command_with_model_based_metrics(published, tiny_bert_dir, tmp
     assert inverse["value"] == pytest.approx(1 / radcliq.mean())
     expected_rate = RaTEScorer(*rate, split_sentences=period_sentences).score(references, predictions)
     np.testing.assert_allclose(model["per_study"]["RaTEScore"], expected_rate)
-    assert "not computed by cknet yet: GREEN" in capsys.readouterr().out
+    assert "GREEN (ReXrank's 7B judge) runs only when asked" in capsys.readouterr().out
     other = [dict(row, prediction=r) for row, r in zip(rows, ["Normal heart.", "Large left pleural effusion.",
                                                                "No pneumothorax.", "Cardiomegaly."])]
     (tmp_path / "b.json").write_text(json.dumps(other))

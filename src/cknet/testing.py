@@ -273,3 +273,36 @@ def make_tiny_ratescore(
     ner = _reproducible_bert(reports, folder / "ner", seed, BertForTokenClassification, initializer_range=0.3,
                              id2label=dict(enumerate(labels)), label2id={t: i for i, t in enumerate(labels)})
     return ner, _reproducible_bert(reports, folder / "embedding", seed + 1, initializer_range=0.3)
+
+
+def make_tiny_causal_lm(texts: Iterable[str], directory: str | os.PathLike[str], vocab_size: int = 300,
+                        seed: int = 0) -> Path:
+    """Train a byte-level BPE vocabulary on texts and save a randomly initialised GPT-2
+    (2 layers of 32) with it, ``<|endoftext|>`` its end-of-text token: a stand-in for
+    GREEN's judge (`cknet.metrics.green`) in tests.
+
+    Args:
+        texts: raw texts to learn the vocabulary from.
+        directory: the folder to write (created if needed).
+        vocab_size: the vocabulary's size at most.
+        seed: seeds the random weights.
+
+    Returns:
+        The folder.
+    """
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(list(texts), vocab_size=vocab_size, special_tokens=["<|endoftext|>"])
+    end = "<|endoftext|>"
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token=end, bos_token=end,
+                                        unk_token=end)
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=4096,
+                        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    return folder

@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
             scores = model_based_scores(references, predictions, extra, args.bertscore_model, chexbert,
                                         radgraph_model=args.radgraph,
                                         ratescore_models=comma_separated(args.ratescore),
-                                        ratescore_sentences=args.ratescore_sentences, resamples=0)
+                                        ratescore_sentences=args.ratescore_sentences,
+                                        green_model=args.green_model, resamples=0)
             added = mean_statistics(scores.per_study)
             stats.statistics.update(added.statistics)
             stats.aggregates.update(added.aggregates)
@@ -81,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
                     "confidence": 0.95, "resamples": args.resamples, "trials": args.trials, "seed": args.seed,
                     "metrics": args.metrics, "bertscore_model": args.bertscore_model,
                     "radgraph_model": None if args.radgraph is None else str(args.radgraph),
-                    "ratescore_models": args.ratescore, "ratescore_sentences": args.ratescore_sentences}
+                    "ratescore_models": args.ratescore, "ratescore_sentences": args.ratescore_sentences,
+                    "green_model": args.green_model}
         scores = {name: vars(c) for name, c in comparisons.items()}
         write_text_atomic(output, json.dumps({"settings": settings, "metrics": scores}, indent=1) + "\n")
     return 0
@@ -113,7 +115,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     co.add_argument("--resamples", type=positive_int, default=1000, help="paired bootstrap resamples")
     co.add_argument("--trials", type=positive_int, default=1000, help="approximate-randomisation trials")
     co.add_argument("--seed", type=int, default=0)
-    co.add_argument("--metrics", metavar="bertscore,semb,radgraph,radcliq,ratescore",
+    co.add_argument("--metrics", metavar="bertscore,semb,radgraph,radcliq,ratescore,green",
                     help="model-based metrics compared too (see cknet evaluate --metrics)")
     co.add_argument("--bertscore-model", default="distilroberta-base",
                     help="BERTScore's model: a local folder or a hub id in the Hugging Face cache")
@@ -123,6 +125,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     co.add_argument("--ratescore", metavar="NER[,ENCODER]", help="RaTEScore's models (see cknet evaluate)")
     co.add_argument("--ratescore-sentences", choices=["medspacy", "periods"], default="medspacy",
                     help="RaTEScore's sentence splitter (see cknet evaluate)")
+    co.add_argument("--green-model", metavar="DIR", help="GREEN's judge (see cknet evaluate)")
     co.add_argument("--output", type=Path, help="write the comparison as JSON here")
     co.add_argument("--overwrite", action="store_true")
     co.set_defaults(handler=run)

@@ -57,7 +57,7 @@ def _print_scores(result, args: argparse.Namespace, count: int) -> None:
 def run(args: argparse.Namespace) -> int:
     from cknet.evaluation import read_predictions, score_reports
     from cknet.labeler import OBSERVATIONS, make_labeler
-    from cknet.metrics.model_based import MODEL_METRICS, REXRANK_MISSING, model_based_scores
+    from cknet.metrics.model_based import MODEL_METRICS, model_based_scores
 
     metrics = _metric_set(args.metrics)
     inputs = [p for p in (args.predictions, args.references) if p]
@@ -78,13 +78,13 @@ def run(args: argparse.Namespace) -> int:
     model = model_based_scores(references, predictions, [m for m in metrics if m in MODEL_METRICS],
                                args.bertscore_model, chexbert, radgraph_model=args.radgraph,
                                ratescore_models=comma_separated(args.ratescore),
-                               ratescore_sentences=args.ratescore_sentences, resamples=args.resamples,
-                               seed=args.seed)
+                               ratescore_sentences=args.ratescore_sentences, green_model=args.green_model,
+                               resamples=args.resamples, seed=args.seed)
     _print_scores(result, args, len(ids))
     if model.per_study:
         print("Model-based -- " + ", ".join(f"{k}: {v:.4f}" for k, v in model.means.items()))
-    if "bertscore" in metrics and "semb" in metrics:
-        print(f"  not computed by cknet yet: {', '.join(REXRANK_MISSING)}")
+    if "radcliq" in metrics and "green" not in metrics:
+        print("  GREEN (ReXrank's 7B judge) runs only when asked: --metrics ...,green [--green-model DIR]")
     intervals = {**result.intervals, **model.intervals}
     if intervals:
         print(f"95% intervals ({args.resamples} bootstrap resamples of the {len(ids)} studies, "
@@ -100,9 +100,11 @@ def run(args: argparse.Namespace) -> int:
                          "radgraph": "radgraph 0.1.18's rewards; combined as RadEval (RadCliQ's term)",
                          "radcliq": "RadCliQ-v1 of RadEval e0a3909: BERTScore with idf over the "
                                     "references, per-study BLEU-2; 1/RadCliQ-v1 = 1 / mean",
-                         "ratescore_models": args.ratescore, "ratescore_sentences": args.ratescore_sentences},
+                         "ratescore_models": args.ratescore, "ratescore_sentences": args.ratescore_sentences,
+                         "green_model": args.green_model},
             "scores": model.means,
-            "per_study": {"id": ids, **{k: v.tolist() for k, v in model.per_study.items()}}}
+            "per_study": {"id": ids, **{k: v.tolist() for k, v in model.per_study.items()}},
+            **({"answers": model.answers} if model.answers else {})}
     if intervals:
         scores["intervals"] = {
             "settings": {"confidence": 0.95, "resamples": args.resamples, "seed": args.seed,
@@ -155,7 +157,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
                     help="comma-separated: nlg (BLEU-1..4, METEOR, ROUGE-L, CIDEr), ce, bertscore "
                          "(distilroberta-base, ReXrank's setting), semb (SembScore, needs CheXbert), "
                          "radgraph (RadGraph F1, needs --radgraph), radcliq (RadCliQ-v1, needs both), "
-                         "ratescore (RaTEScore), or "
+                         "ratescore (RaTEScore), green (GREEN, a 7B judge: a GPU), or "
                          "rexrank for ReXrank's set that cknet computes (default nlg,ce)")
     ev.add_argument("--bertscore-model", default="distilroberta-base",
                     help="BERTScore's model: a local folder, or a hub id already in the Hugging Face cache "
@@ -172,6 +174,9 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--ratescore-sentences", choices=["medspacy", "periods"], default="medspacy",
                     help="RaTEScore's sentence splitter: medspacy (the package's; pip install medspacy) or "
                          "periods (no medspaCy; close, not equal)")
+    ev.add_argument("--green-model", metavar="DIR",
+                    help="GREEN's judge: a folder or a hub id in the Hugging Face cache "
+                         "(default StanfordAIMI/GREEN-radllama2-7b)")
     ev.add_argument("--output", help="write every score and setting as JSON here")
     ev.add_argument("--per-report", type=Path, help="write each report's labels as CSV here, for audit")
     ev.add_argument("--overwrite", action="store_true")

@@ -12,8 +12,7 @@ resamples the others.
 | ``RadGraph_simple``, ``_partial``, ``_complete``, ``_combined`` | `cknet.metrics.radgraph` | RadGraph |
 | ``RadCliQ-v1`` (and ``1/RadCliQ-v1``, the inverse of the mean) | `cknet.metrics.radcliq` | all three above |
 | ``RaTEScore`` | `cknet.metrics.ratescore` | RaTE-NER + BioLORD-2023-C (+ medspaCy) |
-
-ReXrank's GREEN is not computed by cknet (a 7B language model).
+| ``GREEN`` | `cknet.metrics.green` (only when asked: a 7B judge) | GREEN-radllama2-7b |
 """
 
 from __future__ import annotations
@@ -30,11 +29,11 @@ from cknet.metrics.resampling import Interval, bootstrap_intervals, mean_statist
 if TYPE_CHECKING:
     from cknet.labeler.chexbert import CheXbertLabeler
 
-MODEL_METRICS = ("bertscore", "semb", "radgraph", "radcliq", "ratescore")
+MODEL_METRICS = ("bertscore", "semb", "radgraph", "radcliq", "ratescore", "green")
 REXRANK = ("nlg", "ce", "bertscore", "semb", "radgraph", "radcliq", "ratescore")
 """What ``--metrics rexrank`` computes: BLEU-2 (with the NLG metrics), BERTScore,
-SembScore, RadGraph F1, RadCliQ-v1 and RaTEScore."""
-REXRANK_MISSING = ("GREEN",)
+SembScore, RadGraph F1, RadCliQ-v1 and RaTEScore; ReXrank's GREEN, a 7B judge, only
+when asked (``--metrics rexrank,green``)."""
 
 
 @dataclass
@@ -44,10 +43,12 @@ class ModelScores:
     Attributes:
         per_study: metric name -> ``(n,)`` scores, in the order of the studies.
         intervals: metric name -> the mean with its bootstrap interval (empty without resamples).
+        answers: metric name -> each study's text behind its score (GREEN's judge's answers).
     """
 
     per_study: dict[str, np.ndarray]
     intervals: dict[str, Interval] = field(default_factory=dict)
+    answers: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def means(self) -> dict[str, float]:
@@ -71,6 +72,7 @@ def model_based_scores(
     radgraph_model: str | os.PathLike[str] | None = None,
     ratescore_models: Sequence[str | os.PathLike[str]] | None = None,
     ratescore_sentences: str = "medspacy",
+    green_model: str | os.PathLike[str] | None = None,
     resamples: int = 1000,
     seed: int = 0,
     device: str | None = None,
@@ -89,6 +91,8 @@ def model_based_scores(
             package's, from the Hugging Face cache).
         ratescore_sentences: RaTEScore's sentence splitter, ``"medspacy"`` (the
             package's) or ``"periods"`` (no medspaCy; close, not equal).
+        green_model: GREEN's judge (default: ``StanfordAIMI/GREEN-radllama2-7b`` from the
+            Hugging Face cache).
         resamples: bootstrap resamples for the 95% intervals (0: none).
         seed: the resampling's seed.
         device: where the models run.
@@ -142,6 +146,12 @@ def model_based_scores(
         split = medspacy_sentences() if ratescore_sentences == "medspacy" else period_sentences
         scorer = RaTEScorer(*(ratescore_models or ()), split_sentences=split, device=device)
         per_study["RaTEScore"] = scorer.score(references, predictions)
+    answers = {}
+    if "green" in metrics:
+        from cknet.metrics.green import JUDGE, GREENScorer
+
+        green = GREENScorer(green_model or JUDGE, device=device).score(references, predictions)
+        per_study["GREEN"], answers["GREEN"] = green.green, green.answers
     if "radcliq" in metrics:
         from cknet.metrics.bertscore import BERTScorer
         from cknet.metrics.radcliq import bleu2_per_study, radcliq_v1
@@ -153,4 +163,4 @@ def model_based_scores(
     intervals = {}
     if resamples and per_study and len(references):
         intervals = bootstrap_intervals(mean_statistics(per_study), resamples, seed=seed)
-    return ModelScores(per_study, intervals)
+    return ModelScores(per_study, intervals, answers)
