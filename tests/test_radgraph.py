@@ -93,6 +93,7 @@ def test_words_are_split_as_the_package_splits_them():
     ]
     assert split_words("5.5 cm).", "radgraph-xl") == ["5", ".", "5", "cm", ")", "."]
     assert split_words("", "radgraph") == ["None"]
+    assert split_words("   ", "radgraph") == []
 
 
 def graph(*entities):
@@ -146,3 +147,9 @@ def test_bleu2_per_study_by_hand():
     # 4 of 5 unigrams and 2 of 4 bigrams match, the same length: BLEU-2 = sqrt(4/5 * 3/4)
     scores = bleu2_per_study(["the heart is not enlarged"], ["the heart is normal enlarged"])
     assert scores[0] == pytest.approx(math.sqrt(4 / 5 * 2 / 4), rel=1e-6)
+
+
+def test_a_report_of_spaces_has_no_entities(tiny_radgraph):
+    radgraph = RadGraph(tiny_radgraph)
+    assert radgraph.annotate(["   "]) == [{"text": "", "entities": {}}]
+    assert radgraph.score(["   "], ["Heart size normal."]).complete.tolist() == [0.0]

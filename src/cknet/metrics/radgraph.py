@@ -339,14 +339,14 @@ class RadGraph:
             mask = torch.tensor(
                 [[1] * len(row) + [0] * (longest - len(row)) for row in rows], device=self.device
             )
-            hidden = self.encoder(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids))[0]
+            hidden = self.encoder(input_ids=ids, attention_mask=mask)[0]
             for k, (r, _) in enumerate(segments[start : start + self.batch_size]):
                 states[r].append(hidden[k, 1 : len(rows[k]) - 1])
         out = []
         for report_states, report_spans in zip(states, spans, strict=True):
             pieces_states = torch.cat(report_states)  # (wordpieces, hidden)
-            first = torch.tensor([a for a, _ in report_spans], device=self.device)
-            last = torch.tensor([b for _, b in report_spans], device=self.device)
+            first = torch.tensor([a for a, _ in report_spans], dtype=torch.long, device=self.device)
+            last = torch.tensor([b for _, b in report_spans], dtype=torch.long, device=self.device)
             position = torch.arange(len(pieces_states), device=self.device)
             member = (position[None] >= first[:, None]) & (position[None] <= last[:, None])  # (words, pieces)
             counts = member.sum(1, keepdim=True).clamp_min(1)
@@ -356,12 +356,8 @@ class RadGraph:
     def _graph(self, words: list[str], embedded: torch.Tensor) -> dict[str, Any]:
         """One report's annotation from its word embeddings ``(words, hidden)``."""
         n = len(words)
-        starts = torch.tensor(
-            [i for i in range(n) for j in range(i, min(i + self.max_span_width, n))], device=self.device
-        )
-        ends = torch.tensor(
-            [j for i in range(n) for j in range(i, min(i + self.max_span_width, n))], device=self.device
-        )
+        pairs = [(i, j) for i in range(n) for j in range(i, min(i + self.max_span_width, n))]
+        starts, ends = torch.tensor(pairs, dtype=torch.long, device=self.device).reshape(-1, 2).T
         spans = torch.cat([embedded[starts], embedded[ends], self.width_embedding[ends - starts]], dim=-1)
         ner = F.linear(_feedforward(spans, self.ner_layers), *self.ner_out)
         ner = torch.cat([ner.new_zeros(len(ner), 1), ner], dim=-1).argmax(-1)  # 0: null label
