@@ -52,17 +52,15 @@ def run(args: argparse.Namespace) -> int:
         for predictions in (predictions_a, predictions_b)]
     extra = [m.strip().lower() for m in (args.metrics or "").split(",") if m.strip()]
     if extra:
-        from cknet.metrics.model_based import model_based_scores
+        from cknet.metrics.model_based import ModelMetrics
         from cknet.metrics.resampling import mean_statistics
 
         chexbert = make_labeler(f"chexbert:{args.chexbert}") if args.chexbert else (
             labeler if hasattr(labeler, "embed") else None)
+        scorer = ModelMetrics(extra, args.bertscore_model, chexbert, args.radgraph,
+                              comma_separated(args.ratescore), args.ratescore_sentences, args.green_model)
         for stats, predictions in zip(statistics, (predictions_a, predictions_b)):
-            scores = model_based_scores(references, predictions, extra, args.bertscore_model, chexbert,
-                                        radgraph_model=args.radgraph,
-                                        ratescore_models=comma_separated(args.ratescore),
-                                        ratescore_sentences=args.ratescore_sentences,
-                                        green_model=args.green_model, resamples=0)
+            scores = scorer.score(references, predictions, resamples=0)
             added = mean_statistics(scores.per_study)
             stats.statistics.update(added.statistics)
             stats.aggregates.update(added.aggregates)

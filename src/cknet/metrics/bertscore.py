@@ -155,9 +155,9 @@ class BERTScorer:
             text, add_special_tokens=True, truncation=True, max_length=self.tokenizer.model_max_length
         )
 
-    def _weights(self, encoded: list[list[int]], idf_texts: Sequence[str]) -> list[np.ndarray]:
+    def _weights(self, encoded: list[list[int]], idf_texts: Sequence[str], idf: bool) -> list[np.ndarray]:
         special = {self.tokenizer.cls_token_id, self.tokenizer.sep_token_id}
-        if self.idf:
+        if idf:
             counts = Counter(i for text in idf_texts for i in set(self.encode(text)))
             total = len(idf_texts)
             value = {i: math.log((total + 1) / (c + 1)) for i, c in counts.items()}
@@ -191,6 +191,7 @@ class BERTScorer:
         references: Sequence[str],
         predictions: Sequence[str],
         idf_references: Sequence[str] | None = None,
+        idf: bool | None = None,
     ) -> BERTScores:
         """BERTScore of each prediction against its reference.
 
@@ -198,6 +199,7 @@ class BERTScorer:
             references: the reference reports.
             predictions: the generated reports, in the same order.
             idf_references: the texts the idf weights are counted over (default: ``references``).
+            idf: weight by idf or not, this once (default: the scorer's setting).
 
         Returns:
             Per-pair precision, recall and F1 (rescaled when the scorer rescales).
@@ -209,7 +211,8 @@ class BERTScorer:
             raise ValueError(f"{len(references)} references but {len(predictions)} predictions")
         refs, hyps = [self.encode(t) for t in references], [self.encode(t) for t in predictions]
         idf_texts = list(idf_references if idf_references is not None else references)
-        ref_w, hyp_w = self._weights(refs, idf_texts), self._weights(hyps, idf_texts)
+        idf = self.idf if idf is None else idf
+        ref_w, hyp_w = self._weights(refs, idf_texts, idf), self._weights(hyps, idf_texts, idf)
         embeddings = self._embed(refs + hyps)
         scores = np.zeros((len(refs), 3))
         for n in range(len(refs)):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -63,25 +63,12 @@ class ModelScores:
         return means
 
 
-def model_based_scores(
-    references: Sequence[str],
-    predictions: Sequence[str],
-    metrics: Sequence[str],
-    bertscore_model: str = "distilroberta-base",
-    chexbert: CheXbertLabeler | None = None,
-    radgraph_model: str | os.PathLike[str] | None = None,
-    ratescore_models: Sequence[str | os.PathLike[str]] | None = None,
-    ratescore_sentences: str = "medspacy",
-    green_model: str | os.PathLike[str] | None = None,
-    resamples: int = 1000,
-    seed: int = 0,
-    device: str | None = None,
-) -> ModelScores:
-    """The model-based metrics of generated reports.
+class ModelMetrics:
+    """The model-based metrics of generated reports, each model loaded once, when first
+    needed, and reused for every set of predictions scored (e.g. both systems of
+    ``cknet compare``).
 
     Args:
-        references: the reference reports.
-        predictions: the generated reports, in the same order.
         metrics: among `MODEL_METRICS`.
         bertscore_model: BERTScore's model: a local folder or a hub id in the cache.
         chexbert: a `CheXbertLabeler` (needed for ``"semb"`` and ``"radcliq"``).
@@ -93,6 +80,140 @@ def model_based_scores(
             package's) or ``"periods"`` (no medspaCy; close, not equal).
         green_model: GREEN's judge (default: ``StanfordAIMI/GREEN-radllama2-7b`` from the
             Hugging Face cache).
+        device: where the models run.
+
+    Raises:
+        ValueError: for an unknown metric or sentence splitter, or a metric without the
+            model it needs.
+    """
+
+    def __init__(
+        self,
+        metrics: Sequence[str],
+        bertscore_model: str | os.PathLike[str] = "distilroberta-base",
+        chexbert: CheXbertLabeler | None = None,
+        radgraph_model: str | os.PathLike[str] | None = None,
+        ratescore_models: Sequence[str | os.PathLike[str]] | None = None,
+        ratescore_sentences: str = "medspacy",
+        green_model: str | os.PathLike[str] | None = None,
+        device: str | None = None,
+    ) -> None:
+        unknown = [m for m in metrics if m not in MODEL_METRICS]
+        if unknown:
+            raise ValueError(f"unknown model-based metric(s) {unknown}; choose among {list(MODEL_METRICS)}")
+        need = {"semb": "CheXbert", "radcliq": "CheXbert"} if chexbert is None else {}
+        if radgraph_model is None:
+            need["radgraph"] = "RadGraph"
+            need["radcliq"] = "RadGraph and CheXbert" if chexbert is None else "RadGraph"
+        missing = {m: need[m] for m in metrics if m in need}
+        if missing:
+            raise ValueError(
+                f"{', '.join(missing)} need(s) {', '.join(sorted(set(missing.values())))}: give --chexbert "
+                f"CHECKPOINT[,BERT_DIR] (or --labeler chexbert:...) for CheXbert, --radgraph "
+                f"radgraph.tar.gz for RadGraph"
+            )
+        if ratescore_sentences not in ("medspacy", "periods"):
+            raise ValueError(f"RaTEScore's sentences: 'medspacy' or 'periods', not {ratescore_sentences!r}")
+        self.metrics, self.chexbert, self.device = list(metrics), chexbert, device
+        self.bertscore_model, self.radgraph_model = bertscore_model, radgraph_model
+        self.ratescore_models, self.ratescore_sentences = ratescore_models, ratescore_sentences
+        self.green_model = green_model
+        self._loaded: dict[str, Any] = {}
+
+    def _model(self, name: str) -> Any:
+        if name not in self._loaded:
+            if name == "bertscore":
+                from cknet.metrics.bertscore import BERTScorer
+
+                self._loaded[name] = BERTScorer(self.bertscore_model, device=self.device)
+            elif name == "radgraph":
+                from cknet.metrics.radgraph import RadGraph
+
+                self._loaded[name] = RadGraph(self.radgraph_model, device=self.device)
+            elif name == "ratescore":
+                from cknet.metrics.ratescore import RaTEScorer, medspacy_sentences, period_sentences
+
+                split = medspacy_sentences() if self.ratescore_sentences == "medspacy" else period_sentences
+                models = self.ratescore_models or ()
+                self._loaded[name] = RaTEScorer(*models, split_sentences=split, device=self.device)
+            else:
+                from cknet.metrics.green import JUDGE, GREENScorer
+
+                self._loaded[name] = GREENScorer(self.green_model or JUDGE, device=self.device)
+        return self._loaded[name]
+
+    def score(
+        self, references: Sequence[str], predictions: Sequence[str], resamples: int = 1000, seed: int = 0
+    ) -> ModelScores:
+        """The metrics of one set of generated reports.
+
+        Args:
+            references: the reference reports.
+            predictions: the generated reports, in the same order.
+            resamples: bootstrap resamples for the 95% intervals (0: none).
+            seed: the resampling's seed.
+
+        Returns:
+            The per-study scores and the intervals of their means.
+        """
+        metrics, per_study, answers = self.metrics, {}, {}
+        if "bertscore" in metrics:
+            per_study["BERTScore_F1"] = self._model("bertscore").score(references, predictions).f1
+        if "semb" in metrics or "radcliq" in metrics:
+            from cknet.metrics.semb import semb_scores
+
+            semb = semb_scores(self.chexbert, references, predictions)
+            if "semb" in metrics:
+                per_study["SembScore"] = semb
+        if "radgraph" in metrics or "radcliq" in metrics:
+            graph = self._model("radgraph").score(references, predictions)
+            if "radgraph" in metrics:
+                for level in ("simple", "partial", "complete", "combined"):
+                    per_study[f"RadGraph_{level}"] = getattr(graph, level)
+        if "ratescore" in metrics:
+            per_study["RaTEScore"] = self._model("ratescore").score(references, predictions)
+        if "green" in metrics:
+            green = self._model("green").score(references, predictions)
+            per_study["GREEN"], answers["GREEN"] = green.green, green.answers
+        if "radcliq" in metrics:
+            from cknet.metrics.radcliq import bleu2_per_study, radcliq_v1
+
+            bertscore_idf = self._model("bertscore").score(references, predictions, idf=True).f1
+            per_study["RadCliQ-v1"] = radcliq_v1(
+                graph.combined, bertscore_idf, semb, bleu2_per_study(references, predictions)
+            )
+        intervals = {}
+        if resamples and per_study and len(references):
+            intervals = bootstrap_intervals(mean_statistics(per_study), resamples, seed=seed)
+        return ModelScores(per_study, intervals, answers)
+
+
+def model_based_scores(
+    references: Sequence[str],
+    predictions: Sequence[str],
+    metrics: Sequence[str],
+    bertscore_model: str | os.PathLike[str] = "distilroberta-base",
+    chexbert: CheXbertLabeler | None = None,
+    radgraph_model: str | os.PathLike[str] | None = None,
+    ratescore_models: Sequence[str | os.PathLike[str]] | None = None,
+    ratescore_sentences: str = "medspacy",
+    green_model: str | os.PathLike[str] | None = None,
+    resamples: int = 1000,
+    seed: int = 0,
+    device: str | None = None,
+) -> ModelScores:
+    """The model-based metrics of generated reports, in one call (`ModelMetrics`).
+
+    Args:
+        references: the reference reports.
+        predictions: the generated reports, in the same order.
+        metrics: among `MODEL_METRICS`.
+        bertscore_model: as `ModelMetrics`.
+        chexbert: as `ModelMetrics`.
+        radgraph_model: as `ModelMetrics`.
+        ratescore_models: as `ModelMetrics`.
+        ratescore_sentences: as `ModelMetrics`.
+        green_model: as `ModelMetrics`.
         resamples: bootstrap resamples for the 95% intervals (0: none).
         seed: the resampling's seed.
         device: where the models run.
@@ -101,66 +222,8 @@ def model_based_scores(
         The per-study scores and the intervals of their means.
 
     Raises:
-        ValueError: for an unknown metric, or a metric without the model it needs.
+        ValueError: as `ModelMetrics`.
     """
-    unknown = [m for m in metrics if m not in MODEL_METRICS]
-    if unknown:
-        raise ValueError(f"unknown model-based metric(s) {unknown}; choose among {list(MODEL_METRICS)}")
-    need = {"semb": "CheXbert", "radcliq": "CheXbert"} if chexbert is None else {}
-    if radgraph_model is None:
-        need["radgraph"] = "RadGraph"
-        need["radcliq"] = "RadGraph and CheXbert" if chexbert is None else "RadGraph"
-    missing = {m: need[m] for m in metrics if m in need}
-    if missing:
-        raise ValueError(
-            f"{', '.join(missing)} need(s) {', '.join(sorted(set(missing.values())))}: give --chexbert "
-            f"CHECKPOINT[,BERT_DIR] (or --labeler chexbert:...) for CheXbert, --radgraph "
-            f"radgraph.tar.gz for RadGraph"
-        )
-    per_study: dict[str, np.ndarray] = {}
-    if "bertscore" in metrics:
-        from cknet.metrics.bertscore import BERTScorer
-
-        per_study["BERTScore_F1"] = (
-            BERTScorer(bertscore_model, device=device).score(references, predictions).f1
-        )
-    semb = None
-    if "semb" in metrics or "radcliq" in metrics:
-        from cknet.metrics.semb import semb_scores
-
-        semb = semb_scores(chexbert, references, predictions)
-        if "semb" in metrics:
-            per_study["SembScore"] = semb
-    if "radgraph" in metrics or "radcliq" in metrics:
-        from cknet.metrics.radgraph import RadGraph
-
-        graph = RadGraph(radgraph_model, device=device).score(references, predictions)
-        if "radgraph" in metrics:
-            for level in ("simple", "partial", "complete", "combined"):
-                per_study[f"RadGraph_{level}"] = getattr(graph, level)
-    if "ratescore" in metrics:
-        from cknet.metrics.ratescore import RaTEScorer, medspacy_sentences, period_sentences
-
-        if ratescore_sentences not in ("medspacy", "periods"):
-            raise ValueError(f"RaTEScore's sentences: 'medspacy' or 'periods', not {ratescore_sentences!r}")
-        split = medspacy_sentences() if ratescore_sentences == "medspacy" else period_sentences
-        scorer = RaTEScorer(*(ratescore_models or ()), split_sentences=split, device=device)
-        per_study["RaTEScore"] = scorer.score(references, predictions)
-    answers = {}
-    if "green" in metrics:
-        from cknet.metrics.green import JUDGE, GREENScorer
-
-        green = GREENScorer(green_model or JUDGE, device=device).score(references, predictions)
-        per_study["GREEN"], answers["GREEN"] = green.green, green.answers
-    if "radcliq" in metrics:
-        from cknet.metrics.bertscore import BERTScorer
-        from cknet.metrics.radcliq import bleu2_per_study, radcliq_v1
-
-        bertscore_idf = BERTScorer(bertscore_model, idf=True, device=device).score(references, predictions).f1
-        per_study["RadCliQ-v1"] = radcliq_v1(
-            graph.combined, bertscore_idf, semb, bleu2_per_study(references, predictions)
-        )
-    intervals = {}
-    if resamples and per_study and len(references):
-        intervals = bootstrap_intervals(mean_statistics(per_study), resamples, seed=seed)
-    return ModelScores(per_study, intervals, answers)
+    scorer = ModelMetrics(metrics, bertscore_model, chexbert, radgraph_model, ratescore_models,
+                          ratescore_sentences, green_model, device)
+    return scorer.score(references, predictions, resamples, seed)
