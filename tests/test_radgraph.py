@@ -153,3 +153,13 @@ def test_a_report_of_spaces_has_no_entities(tiny_radgraph):
     radgraph = RadGraph(tiny_radgraph)
     assert radgraph.annotate(["   "]) == [{"text": "", "entities": {}}]
     assert radgraph.score(["   "], ["Heart size normal."]).complete.tolist() == [0.0]
+
+
+def test_unreadable_weights_are_named(tiny_radgraph, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_radgraph, broken)
+    (broken / "weights.th").write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="weights.th cannot be read"):
+        RadGraph(broken)

@@ -39,6 +39,7 @@ import io
 import json
 import math
 import os
+import pickle
 import re
 import tarfile
 from collections.abc import Sequence
@@ -169,20 +170,19 @@ def radgraph_f1(
 
 def _read_model(path: Path) -> tuple[dict[str, Any], dict[str, list[str]], dict[str, torch.Tensor]]:
     """config.json, the vocabulary files and weights.th of a folder or of the published .tar.gz."""
-    files: dict[str, bytes] = {}
+    files: dict[str, bytes | Path] = {}
+    wanted = ("config.json", "weights.th")
     if path.is_dir():
         for file in path.rglob("*"):
-            if file.is_file() and (
-                file.name in ("config.json", "weights.th") or file.parent.name == "vocabulary"
-            ):
+            if file.is_file() and file.name == "weights.th":
+                files[file.relative_to(path).as_posix()] = file  # read by torch.load itself
+            elif file.is_file() and (file.name in wanted or file.parent.name == "vocabulary"):
                 files[file.relative_to(path).as_posix()] = file.read_bytes()
     elif path.is_file() and tarfile.is_tarfile(path):
         with tarfile.open(path) as archive:
             for member in archive.getmembers():
                 name = Path(member.name)
-                if member.isfile() and (
-                    name.name in ("config.json", "weights.th") or name.parent.name == "vocabulary"
-                ):
+                if member.isfile() and (name.name in wanted or name.parent.name == "vocabulary"):
                     files[name.as_posix().removeprefix("./")] = archive.extractfile(member).read()
     else:
         raise FileNotFoundError(
@@ -190,7 +190,7 @@ def _read_model(path: Path) -> tuple[dict[str, Any], dict[str, list[str]], dict[
             f"and pass the archive or the folder it unpacks to"
         )
 
-    def one(name: str) -> bytes:
+    def one(name: str) -> bytes | Path:
         found = [v for k, v in files.items() if Path(k).name == name and Path(k).parent.name != "vocabulary"]
         if len(found) != 1:
             raise FileNotFoundError(
@@ -199,13 +199,18 @@ def _read_model(path: Path) -> tuple[dict[str, Any], dict[str, list[str]], dict[
             )
         return found[0]
 
-    config = json.loads(one("config.json"))
+    try:
+        config = json.loads(one("config.json"))
+        weights = one("weights.th")
+        source = weights if isinstance(weights, Path) else io.BytesIO(weights)
+        state = torch.load(source, map_location="cpu", weights_only=True)
+    except (ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise ValueError(f"RadGraph model {path}: config.json or weights.th cannot be read ({err})") from None
     vocabulary = {}
     for name, data in files.items():
         if Path(name).parent.name == "vocabulary" and name.endswith("_labels.txt"):
             lines = data.decode("utf-8").split("\n")
             vocabulary[Path(name).stem] = lines[:-1] if lines and lines[-1] == "" else lines
-    state = torch.load(io.BytesIO(one("weights.th")), map_location="cpu", weights_only=True)
     return config, vocabulary, state
 
 

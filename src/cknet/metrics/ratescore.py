@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -220,7 +219,6 @@ def directed_score(
     return float((best.double().numpy() * weight * kind).sum() / total) if total else 0.0
 
 
-@dataclass
 class RaTEScorer:
     """RaTEScore from local models.
 
@@ -241,29 +239,29 @@ class RaTEScorer:
         ImportError: without ``split_sentences`` and without medspaCy.
     """
 
-    ner_model: str | os.PathLike[str] = NER_MODEL
-    embedding_model: str | os.PathLike[str] = EMBEDDING_MODEL
-    affinity: str | dict[tuple[str, str], float] = "long"
-    split_sentences: Callable[[str], list[str]] | None = None
-    batch_size: int = 32
-    device: str | torch.device | None = None
-
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        ner_model: str | os.PathLike[str] = NER_MODEL,
+        embedding_model: str | os.PathLike[str] = EMBEDDING_MODEL,
+        affinity: str | dict[tuple[str, str], float] = "long",
+        split_sentences: Callable[[str], list[str]] | None = None,
+        batch_size: int = 32,
+        device: str | torch.device | None = None,
+    ) -> None:
         from transformers import AutoModel, AutoModelForTokenClassification, AutoTokenizer
 
         from cknet.io import load_hf_pretrained
 
-        self.weights = AFFINITY[self.affinity] if isinstance(self.affinity, str) else dict(self.affinity)
-        self.split_sentences = self.split_sentences or medspacy_sentences()
-        self.device = resolve_device(self.device)
-        self.tokenizer = load_hf_pretrained(AutoTokenizer, self.ner_model, "RaTEScore entity tagger")
-        tagger = load_hf_pretrained(
-            AutoModelForTokenClassification, self.ner_model, "RaTEScore entity tagger"
-        )
+        self.weights = AFFINITY[affinity] if isinstance(affinity, str) else dict(affinity)
+        self.split_sentences = split_sentences or medspacy_sentences()
+        self.batch_size = batch_size
+        self.device = resolve_device(device)
+        self.tokenizer = load_hf_pretrained(AutoTokenizer, ner_model, "RaTEScore entity tagger")
+        tagger = load_hf_pretrained(AutoModelForTokenClassification, ner_model, "RaTEScore entity tagger")
         self.tagger = tagger.to(self.device).eval()
         self.tags = tagger.config.id2label
-        self.encoder_tokenizer = load_hf_pretrained(AutoTokenizer, self.embedding_model, "RaTEScore encoder")
-        encoder = load_hf_pretrained(AutoModel, self.embedding_model, "RaTEScore encoder")
+        self.encoder_tokenizer = load_hf_pretrained(AutoTokenizer, embedding_model, "RaTEScore encoder")
+        encoder = load_hf_pretrained(AutoModel, embedding_model, "RaTEScore encoder")
         self.encoder = encoder.to(self.device).eval()
 
     def sentences(self, text: str) -> list[str]:
