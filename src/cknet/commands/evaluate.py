@@ -172,8 +172,8 @@ def add_command(commands: argparse._SubParsersAction) -> None:
                     help="RaTEScore's entity tagger and encoder: folders or hub ids in the Hugging Face "
                          "cache (default Angelakeke/RaTE-NER-Deberta,FremyCompany/BioLORD-2023-C)")
     ev.add_argument("--ratescore-sentences", choices=["medspacy", "periods"], default="medspacy",
-                    help="RaTEScore's sentence splitter: medspacy (the package's; pip install medspacy) or "
-                         "periods (no medspaCy; close, not equal)")
+                    help="RaTEScore's sentence splitter: medspacy (the package's; pip install "
+                         "\"cknet[ratescore]\") or periods (no medspaCy; close, not equal)")
     ev.add_argument("--green-model", metavar="DIR",
                     help="GREEN's judge: a folder or a hub id in the Hugging Face cache "
                          "(default StanfordAIMI/GREEN-radllama2-7b)")

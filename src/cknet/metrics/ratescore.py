@@ -130,7 +130,8 @@ SENTENCE_SPLITTERS = ("medspacy", "periods")
 
 
 def medspacy_sentences() -> Callable[[str], list[str]]:
-    """The package's sentence splitter: medspaCy's PyRuSH rules (``pip install medspacy``).
+    """The package's sentence splitter: medspaCy's PyRuSH rules (``pip install
+    "cknet[ratescore]"``).
 
     Raises:
         ImportError: without medspaCy, naming what to install or pass instead.
@@ -140,7 +141,8 @@ def medspacy_sentences() -> Callable[[str], list[str]]:
     except ImportError as err:
         raise ImportError(
             "RaTEScore splits reports into sentences with medspaCy, as the RaTEScore package does: "
-            "`pip install medspacy` (it pins spaCy 3.7), or pass split_sentences=your_function"
+            "`pip install \"cknet[ratescore]\"` (medspaCy; it pins spaCy 3.7 and numpy < 2), or "
+            "--ratescore-sentences periods / split_sentences=your_function"
         ) from err
     from loguru import logger  # PyRuSH's logging, a line per token at DEBUG
 
