@@ -7,6 +7,7 @@
 - `records`: `StudyDataset`, studies from any records (dicts, Hugging Face rows);
 - `studies`: the study form every dataset of studies yields;
 - `prepare`: MIMIC-CXR, IU X-Ray and CheXpert Plus downloads -> R2Gen's layout;
+- `rexrank`: ReXrank's test sets and prediction files;
 - `collate`: batches of studies;
 - `synthetic`: rendered radiographs with known findings (`cknet demo`).
 """

@@ -3,7 +3,11 @@
 - `nlg`: `nlg_scores` (BLEU-1..4, METEOR, ROUGE-L, CIDEr), `bleu_4`, `meteor_score`;
 - `clinical`: `ce_scores` (clinical efficacy over the CheXpert observations, with the
   variants papers report, `CE_VARIANTS`) and `roc_auc`;
-- `report`: `MetricReport`.
+- `report`: `MetricReport`;
+- `resampling`: bootstrap intervals and paired comparisons over studies;
+- model-based, from local weights: `bertscore`, `semb`, `radgraph`, `radcliq`,
+  `ratescore`, `green`, all in one call with `model_based` (``cknet evaluate
+  --metrics rexrank``).
 """
 
 from cknet.metrics.clinical import CE_VARIANTS, TOP5, ce_scores, roc_auc
