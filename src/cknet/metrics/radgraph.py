@@ -54,7 +54,7 @@ from torch.nn import functional as F
 from cknet.devices import resolve_device
 
 DOWNLOAD = "hf download StanfordAIMI/RRG_scorers radgraph.tar.gz --local-dir D"
-"""How to fetch the published RadGraph model (MIT licence, 0.5 GB) on a machine with internet."""
+"""How to fetch the published RadGraph model on a machine with internet."""
 _BERT_PREFIX = "_embedder.token_embedder_bert._matched_embedder.transformer_model."
 _PUNCTUATION = re.compile(r"(?<! )(?=[/,:.!?()])|(?<=[/,:.!?()])(?! )")
 _WORDPUNCT = re.compile(r"\w+|[^\w\s]+")
@@ -238,9 +238,8 @@ class RadGraph:
             it unpacks to (``config.json``, ``vocabulary/``, ``weights.th``); the weights
             are read with ``torch.load(weights_only=True)``.
         bert: the BERT the model was trained from, for its configuration and tokenizer
-            (default: the hub id in ``config.json``, e.g.
-            ``microsoft/BiomedNLP-PubMedBERT-base-uncased-abstract-fulltext``, from the
-            Hugging Face cache or a folder); its weights come from ``weights.th``.
+            (default: the hub id ``config.json`` names, from the Hugging Face cache; or
+            a folder); its weights come from ``weights.th``.
         batch_size: reports per BERT pass.
         device: where to run (default: CUDA when available).
 
