@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from cknet.metrics.radcliq import COEFFICIENTS, INTERCEPT, NORMALISATION, bleu2_per_study, radcliq_v1
-from cknet.metrics.radgraph import RadGraph, radgraph_f1, split_words
+from cknet.metrics.radgraph import RadGraph, split_words
+from cknet.metrics.radgraph_f1 import radgraph_f1
 from cknet.testing import make_tiny_radgraph
 
 REFERENCE = Path(__file__).parent / "fixtures" / "radgraph" / "reference.json"

@@ -17,12 +17,8 @@ from pycocoevalcap.rouge.rouge import Rouge
 from cknet.labeler import OBSERVATIONS, CheXpertLabeler, binarize
 from cknet.metrics import ce_scores
 from cknet.metrics.nlg import prepare_texts
-from cknet.metrics.resampling import (
-    StudyStatistics,
-    bootstrap_intervals,
-    paired_comparison,
-    study_statistics,
-)
+from cknet.metrics.resampling import bootstrap_intervals, paired_comparison
+from cknet.metrics.study_statistics import StudyStatistics, study_statistics
 
 
 @pytest.fixture(scope="module")

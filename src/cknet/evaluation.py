@@ -34,7 +34,8 @@ from cknet.features import encode_inputs
 from cknet.generation import GenerationConfig, run_search
 from cknet.losses import masked_cross_entropy
 from cknet.metrics import CE_VARIANTS, bleu_4, ce_scores, nlg_scores
-from cknet.metrics.resampling import Interval, StudyStatistics, bootstrap_intervals, study_statistics
+from cknet.metrics.resampling import Interval, bootstrap_intervals
+from cknet.metrics.study_statistics import StudyStatistics, study_statistics
 
 NO_FINDING = "No Finding"
 
@@ -177,7 +178,7 @@ def report_statistics(
     observations: Sequence[str] | None = None,
 ) -> StudyStatistics:
     """Per-study statistics of reports, scored as `score_reports` scores them, for
-    bootstrap intervals and paired comparisons (`cknet.metrics.resampling`).
+    bootstrap intervals and paired comparisons (`cknet.metrics.study_statistics`, `cknet.metrics.resampling`).
 
     Args:
         references: the reference reports.

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     extra = [m.strip().lower() for m in (args.metrics or "").split(",") if m.strip()]
     if extra:
         from cknet.metrics.model_based import ModelMetrics
-        from cknet.metrics.resampling import mean_statistics
+        from cknet.metrics.study_statistics import mean_statistics
 
         chexbert = make_labeler(f"chexbert:{args.chexbert}") if args.chexbert else (
             labeler if hasattr(labeler, "embed") else None)

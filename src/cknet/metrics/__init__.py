@@ -4,7 +4,8 @@
 - `clinical`: `ce_scores` (clinical efficacy over the CheXpert observations, with the
   variants papers report, `CE_VARIANTS`) and `roc_auc`;
 - `report`: `MetricReport`;
-- `resampling`: bootstrap intervals and paired comparisons over studies;
+- `study_statistics` and `resampling`: per-study statistics, bootstrap intervals and
+  paired comparisons over studies;
 - model-based, from local weights: `bertscore`, `semb`, `radgraph`, `radcliq`,
   `ratescore`, `green`, all in one call with `model_based` (``cknet evaluate
   --metrics rexrank``).

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cknet.metrics.resampling import Interval, bootstrap_intervals, mean_statistics
+from cknet.metrics.resampling import Interval, bootstrap_intervals
+from cknet.metrics.study_statistics import mean_statistics
 
 if TYPE_CHECKING:
     from cknet.labeler.chexbert import CheXbertLabeler
