@@ -8,6 +8,7 @@ and the combined RadGraph term are checked against the published formula and han
 annotations.
 """
 
+import importlib.util
 import json
 import math
 import tarfile
@@ -35,17 +36,15 @@ def tiny_radgraph(tmp_path_factory, iu_annotation):
     return make_tiny_radgraph(reports, tmp_path_factory.mktemp("radgraph"), max_length=24)
 
 
-def compact(annotation):
-    entities = annotation["entities"]
-    return {
-        "text": annotation["text"],
-        "entities": sorted([e["start_ix"], e["end_ix"], e["label"]] for e in entities.values()),
-        "relations": sorted(
-            [e["start_ix"], e["end_ix"], rel, entities[t]["start_ix"], entities[t]["end_ix"]]
-            for e in entities.values()
-            for rel, t in e["relations"]
-        ),
-    }
+def _reference_script():
+    """The script that wrote the reference, for its compact form of an annotation."""
+    spec = importlib.util.spec_from_file_location("make_reference", REFERENCE.parent / "make_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+compact = _reference_script().compact
 
 
 def test_annotations_equal_the_radgraph_package(tiny_radgraph, reference):

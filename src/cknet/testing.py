@@ -81,6 +81,16 @@ def make_tiny_bert(
     return folder
 
 
+def _byte_level_bpe(texts: Iterable[str], folder: Path, vocab_size: int, special_tokens: list[str]) -> Any:
+    """A byte-level BPE vocabulary trained on texts (``folder`` is created for it)."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(list(texts), vocab_size=vocab_size, special_tokens=special_tokens)
+    return bpe
+
+
 def make_tiny_roberta(texts: Iterable[str], directory: str | os.PathLike[str], vocab_size: int = 400,
                       hidden_size: int = 32, num_layers: int = 6, num_heads: int = 2, seed: int = 0) -> Path:
     """Train a byte-level BPE vocabulary on texts and save a randomly initialised RoBERTa
@@ -99,14 +109,10 @@ def make_tiny_roberta(texts: Iterable[str], directory: str | os.PathLike[str], v
     Returns:
         The folder.
     """
-    from tokenizers import ByteLevelBPETokenizer
     from transformers import RobertaConfig, RobertaModel, RobertaTokenizer
 
     folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(list(texts), vocab_size=vocab_size,
-                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe = _byte_level_bpe(texts, folder, vocab_size, ["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
     bpe.save_model(str(folder))
     tokenizer = RobertaTokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"),
                                  model_max_length=512)
@@ -290,14 +296,11 @@ def make_tiny_causal_lm(texts: Iterable[str], directory: str | os.PathLike[str],
     Returns:
         The folder.
     """
-    from tokenizers import ByteLevelBPETokenizer
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
     folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(list(texts), vocab_size=vocab_size, special_tokens=["<|endoftext|>"])
     end = "<|endoftext|>"
+    bpe = _byte_level_bpe(texts, folder, vocab_size, [end])
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token=end, bos_token=end,
                                         unk_token=end)
     tokenizer.save_pretrained(folder)

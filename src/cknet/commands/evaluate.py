@@ -57,7 +57,7 @@ def _print_scores(result, args: argparse.Namespace, count: int) -> None:
 def run(args: argparse.Namespace) -> int:
     from cknet.evaluation import read_predictions, score_reports
     from cknet.labeler import OBSERVATIONS, make_labeler
-    from cknet.metrics.model_based import MODEL_METRICS, model_based_scores
+    from cknet.metrics.model_based import MODEL_METRICS, ModelMetrics
 
     metrics = _metric_set(args.metrics)
     inputs = [p for p in (args.predictions, args.references) if p]
@@ -75,11 +75,9 @@ def run(args: argparse.Namespace) -> int:
                            labeler=labeler if "ce" in metrics else None, average=args.average,
                            uncertain=args.uncertain, reference_form=args.reference_form,
                            resamples=args.resamples, seed=args.seed)
-    model = model_based_scores(references, predictions, [m for m in metrics if m in MODEL_METRICS],
-                               args.bertscore_model, chexbert, radgraph_model=args.radgraph,
-                               ratescore_models=comma_separated(args.ratescore),
-                               ratescore_sentences=args.ratescore_sentences, green_model=args.green_model,
-                               resamples=args.resamples, seed=args.seed)
+    model = ModelMetrics([m for m in metrics if m in MODEL_METRICS], args.bertscore_model, chexbert,
+                         args.radgraph, comma_separated(args.ratescore), args.ratescore_sentences,
+                         args.green_model).score(references, predictions, args.resamples, args.seed)
     _print_scores(result, args, len(ids))
     if model.per_study:
         print("Model-based -- " + ", ".join(f"{k}: {v:.4f}" for k, v in model.means.items()))

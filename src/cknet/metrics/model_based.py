@@ -1,4 +1,4 @@
-"""Model-based report metrics in one call, per study, with bootstrap intervals:
+"""Model-based report metrics in one call (`ModelMetrics`), per study, with bootstrap intervals:
 ``cknet evaluate --metrics bertscore,semb,radgraph,radcliq`` (and ``rexrank``).
 
 Each metric is the mean of per-study scores, so the per-study scores are kept (any
@@ -187,44 +187,3 @@ class ModelMetrics:
         if resamples and per_study and len(references):
             intervals = bootstrap_intervals(mean_statistics(per_study), resamples, seed=seed)
         return ModelScores(per_study, intervals, answers)
-
-
-def model_based_scores(
-    references: Sequence[str],
-    predictions: Sequence[str],
-    metrics: Sequence[str],
-    bertscore_model: str | os.PathLike[str] = "distilroberta-base",
-    chexbert: CheXbertLabeler | None = None,
-    radgraph_model: str | os.PathLike[str] | None = None,
-    ratescore_models: Sequence[str | os.PathLike[str]] | None = None,
-    ratescore_sentences: str = "medspacy",
-    green_model: str | os.PathLike[str] | None = None,
-    resamples: int = 1000,
-    seed: int = 0,
-    device: str | None = None,
-) -> ModelScores:
-    """The model-based metrics of generated reports, in one call (`ModelMetrics`).
-
-    Args:
-        references: the reference reports.
-        predictions: the generated reports, in the same order.
-        metrics: among `MODEL_METRICS`.
-        bertscore_model: as `ModelMetrics`.
-        chexbert: as `ModelMetrics`.
-        radgraph_model: as `ModelMetrics`.
-        ratescore_models: as `ModelMetrics`.
-        ratescore_sentences: as `ModelMetrics`.
-        green_model: as `ModelMetrics`.
-        resamples: bootstrap resamples for the 95% intervals (0: none).
-        seed: the resampling's seed.
-        device: where the models run.
-
-    Returns:
-        The per-study scores and the intervals of their means.
-
-    Raises:
-        ValueError: as `ModelMetrics`.
-    """
-    scorer = ModelMetrics(metrics, bertscore_model, chexbert, radgraph_model, ratescore_models,
-                          ratescore_sentences, green_model, device)
-    return scorer.score(references, predictions, resamples, seed)
