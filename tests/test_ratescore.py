@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from cknet.metrics.model_based import ModelMetrics
 from cknet.metrics.ratescore import AFFINITY, RaTEScorer, directed_score, period_sentences, tagged_entities
 from cknet.testing import make_tiny_ratescore
 
@@ -50,6 +51,8 @@ def test_without_medspacy_the_error_says_what_to_install(tiny_models, monkeypatc
     monkeypatch.setitem(sys.modules, "medspacy", None)
     with pytest.raises(ImportError, match=r"pip install \"cknet\[ratescore\]\""):
         RaTEScorer(*tiny_models, device="cpu")
+    with pytest.raises(ImportError, match=r"pip install \"cknet\[ratescore\]\""):
+        ModelMetrics(["bertscore", "ratescore"])  # before any model is loaded or report scored
 
 
 @pytest.mark.parametrize(

@@ -71,13 +71,14 @@ def run(args: argparse.Namespace) -> int:
     labeler = make_labeler(args.labeler) if "ce" in metrics or args.labeler.startswith("chexbert:") else None
     chexbert = (make_labeler(f"chexbert:{args.chexbert}") if args.chexbert
                 else labeler if hasattr(labeler, "embed") else None)
+    model_metrics = ModelMetrics([m for m in metrics if m in MODEL_METRICS], args.bertscore_model, chexbert,
+                                 args.radgraph, comma_separated(args.ratescore), args.ratescore_sentences,
+                                 args.green_model)  # checks what each metric needs before any scoring
     result = score_reports(references, predictions, args.dataset, full="nlg" in metrics,
                            labeler=labeler if "ce" in metrics else None, average=args.average,
                            uncertain=args.uncertain, reference_form=args.reference_form,
                            resamples=args.resamples, seed=args.seed)
-    model = ModelMetrics([m for m in metrics if m in MODEL_METRICS], args.bertscore_model, chexbert,
-                         args.radgraph, comma_separated(args.ratescore), args.ratescore_sentences,
-                         args.green_model).score(references, predictions, args.resamples, args.seed)
+    model = model_metrics.score(references, predictions, args.resamples, args.seed)
     _print_scores(result, args, len(ids))
     if model.per_study:
         print("Model-based -- " + ", ".join(f"{k}: {v:.4f}" for k, v in model.means.items()))

@@ -86,6 +86,8 @@ class ModelMetrics:
     Raises:
         ValueError: for an unknown metric or sentence splitter, or a metric without the
             model it needs.
+        ImportError: for RaTEScore with medspaCy's sentences and no medspaCy (at once,
+            before any scoring).
     """
 
     def __init__(
@@ -113,12 +115,19 @@ class ModelMetrics:
                 f"CHECKPOINT[,BERT_DIR] (or --labeler chexbert:...) for CheXbert, --radgraph "
                 f"radgraph.tar.gz for RadGraph"
             )
-        if ratescore_sentences not in ("medspacy", "periods"):
-            raise ValueError(f"RaTEScore's sentences: 'medspacy' or 'periods', not {ratescore_sentences!r}")
+        self.split_sentences = None
+        if "ratescore" in metrics:  # before any scoring: without medspaCy, say so now
+            from cknet.metrics.ratescore import SENTENCE_SPLITTERS, medspacy_sentences, period_sentences
+
+            if ratescore_sentences not in SENTENCE_SPLITTERS:
+                raise ValueError(
+                    f"RaTEScore's sentences: one of {SENTENCE_SPLITTERS}, not {ratescore_sentences!r}"
+                )
+            medspacy = ratescore_sentences == "medspacy"
+            self.split_sentences = medspacy_sentences() if medspacy else period_sentences
         self.metrics, self.chexbert, self.device = list(metrics), chexbert, device
         self.bertscore_model, self.radgraph_model = bertscore_model, radgraph_model
-        self.ratescore_models, self.ratescore_sentences = ratescore_models, ratescore_sentences
-        self.green_model = green_model
+        self.ratescore_models, self.green_model = ratescore_models, green_model
         self._loaded: dict[str, Any] = {}
 
     def _model(self, name: str) -> Any:
@@ -132,10 +141,10 @@ class ModelMetrics:
 
                 self._loaded[name] = RadGraph(self.radgraph_model, device=self.device)
             elif name == "ratescore":
-                from cknet.metrics.ratescore import RaTEScorer, medspacy_sentences, period_sentences
+                from cknet.metrics.ratescore import RaTEScorer
 
-                split = medspacy_sentences() if self.ratescore_sentences == "medspacy" else period_sentences
                 models = self.ratescore_models or ()
+                split = self.split_sentences
                 self._loaded[name] = RaTEScorer(*models, split_sentences=split, device=self.device)
             else:
                 from cknet.metrics.green import JUDGE, GREENScorer
