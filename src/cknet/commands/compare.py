@@ -44,24 +44,26 @@ def run(args: argparse.Namespace) -> int:
                                                                   (".json",), inputs)
     ids, references, predictions_a, predictions_b = _joined(args)
     labeler = None if args.labeler == "none" else make_labeler(args.labeler)
+    extra = [m.strip().lower() for m in (args.metrics or "").split(",") if m.strip()]
+    scorer = None
+    if extra:  # built first: what each model-based metric needs is checked before any scoring
+        from cknet.metrics.model_based import ModelMetrics
+
+        chexbert = make_labeler(f"chexbert:{args.chexbert}") if args.chexbert else (
+            labeler if hasattr(labeler, "embed") else None)
+        scorer = ModelMetrics(extra, args.bertscore_model, chexbert, args.radgraph,
+                              comma_separated(args.ratescore), args.ratescore_sentences, args.green_model)
     reference_labels = None if labeler is None else labeler(references)
     statistics = [
         report_statistics(references, predictions, reference_labels,
                           None if labeler is None else labeler(predictions), args.dataset,
                           uncertain=args.uncertain, reference_form=args.reference_form)
         for predictions in (predictions_a, predictions_b)]
-    extra = [m.strip().lower() for m in (args.metrics or "").split(",") if m.strip()]
-    if extra:
-        from cknet.metrics.model_based import ModelMetrics
+    if scorer is not None:
         from cknet.metrics.study_statistics import mean_statistics
 
-        chexbert = make_labeler(f"chexbert:{args.chexbert}") if args.chexbert else (
-            labeler if hasattr(labeler, "embed") else None)
-        scorer = ModelMetrics(extra, args.bertscore_model, chexbert, args.radgraph,
-                              comma_separated(args.ratescore), args.ratescore_sentences, args.green_model)
         for stats, predictions in zip(statistics, (predictions_a, predictions_b)):
-            scores = scorer.score(references, predictions, resamples=0)
-            added = mean_statistics(scores.per_study)
+            added = mean_statistics(scorer.score(references, predictions, resamples=0).per_study)
             stats.statistics.update(added.statistics)
             stats.aggregates.update(added.aggregates)
     comparisons = paired_comparison(*statistics, resamples=args.resamples, trials=args.trials, seed=args.seed)
