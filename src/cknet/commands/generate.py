@@ -43,8 +43,10 @@ def write_records(output: Path, records: list[dict], rexrank: dict | None = None
     """Write generated reports as JSON or CSV (atomically); with a ReXrank test set, JSON
     is its studies done so far with their ``model_prediction`` (ReXrank's prediction file)."""
     if rexrank is not None and output.suffix.lower() == ".json":
+        from cknet.data.rexrank import PREDICTION
+
         done = {r["id"]: r["prediction"] for r in records}
-        studies = {key: {**study, "model_prediction": done[key]}
+        studies = {key: {**study, PREDICTION: done[key]}
                    for key, study in rexrank.items() if key in done}
         write_text_atomic(output, json.dumps(studies, indent=4) + "\n")
         return
