@@ -60,12 +60,20 @@ from cknet.training.feature_cache import FeatureCache
 from cknet.training.seeding import seed_everything
 
 DATA = IU_XRAY
-# name: (knowledge source, text features). The tiny local BERT (random weights, frozen; a
-# WordPiece vocabulary trained on the training reports by `cknet.testing.make_tiny_bert`)
-# checks the pretrained-text-encoder path, the one BioClinicalBERT takes, end to end; it
-# says nothing about BioClinicalBERT itself, which cannot be downloaded here.
-VARIANTS = {"Base": ("none", "embedding"), "+MEN": ("random", "embedding"), "+CKNet": ("image", "embedding"),
-            "+CKNet, tiny local BERT": ("image", "tiny-bert")}
+# name: (knowledge source, text features, other config fields). The tiny local BERT
+# (random weights, frozen; a WordPiece vocabulary trained on the training reports by
+# `cknet.testing.make_tiny_bert`) checks the pretrained-text-encoder path, the one
+# BioClinicalBERT takes, end to end; it says nothing about BioClinicalBERT itself, which
+# cannot be downloaded here. The fusion variants are the candidates of docs/reproducing.md
+# "The knowledge path must add": each changes one thing of +CKNet.
+VARIANTS = {"Base": ("none", "embedding", {}), "+MEN": ("random", "embedding", {}),
+            "+CKNet": ("image", "embedding", {}),
+            "+CKNet, tiny local BERT": ("image", "tiny-bert", {}),
+            "+CKNet, residual": ("image", "embedding", {"knowledge_fusion": "residual"}),
+            "+CKNet, gated": ("image", "embedding", {"knowledge_fusion": "gated"}),
+            "+CKNet, knowledge dropout": ("image", "embedding", {"knowledge_dropout": 0.3})}
+# the run folder's suffix of each variant's config fields
+RUN_SUFFIXES = {"knowledge_fusion": lambda value: value, "knowledge_dropout": lambda value: "kdrop"}
 # What each recipe sets on top of the benchmark's model (d_model 128, 2 + 2 layers, Adam).
 RECIPES = {
     # the benchmark's earlier schedule with the paper's rule: lr 1e-3 decaying to 1e-4
@@ -147,8 +155,8 @@ def scores_of(references: list[str], predictions: list[str], config: CKNetConfig
 
 
 def most_frequent_report(splits: dict[str, SyntheticDataset], config: CKNetConfig,
-                         labeler) -> dict[str, float]:
-    train, test = splits["train"], splits["test"]
+                         labeler, split: str = "test") -> dict[str, float]:
+    train, test = splits["train"], splits[split]
     counts = collections.Counter(clean_report(train.report(i), config.dataset) for i in range(len(train)))
     commonest = counts.most_common(1)[0][0]
     return scores_of([test.report(i) for i in range(len(test))], [commonest] * len(test), config, labeler)
@@ -168,10 +176,10 @@ def graph_stage(splits, config: CKNetConfig, seed: int, epochs: int, folder: Pat
 
 
 def build_variant(config: CKNetConfig, source: str, tokenizer, graph_model, text_encoder: str = "embedding",
-                  visual: dict | None = None) -> CKNet:
+                  visual: dict | None = None, overrides: dict | None = None) -> CKNet:
     """A report model whose CNN holds the graph stage's weights, or ``visual`` (the
-    label-free CNN's); frozen: features cached."""
-    fields = {**config.to_dict(), "knowledge_source": source, "text_encoder": text_encoder}
+    label-free CNN's); frozen: features cached. ``overrides``: other config fields."""
+    fields = {**config.to_dict(), "knowledge_source": source, "text_encoder": text_encoder, **(overrides or {})}
     if source == "image" and visual is None:
         return CKNet(CKNetConfig.from_dict({**fields, "share_backbone": True}), tokenizer,
                      graph_model=graph_model)
@@ -213,6 +221,21 @@ class ShuffledKnowledge(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         return {**self.data[index], "knowledge_matrix": self.data[self.order[index]]["knowledge_matrix"]}
+
+
+class ShuffledPatches(Dataset):
+    """Cached features with each study's CNN maps taken from another study (a fixed
+    permutation) and its own G: the control that says whether a model reads the patches."""
+
+    def __init__(self, data: Dataset, seed: int) -> None:
+        self.data = data
+        self.order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed)).tolist()
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> dict:
+        return {**self.data[index], "maps": self.data[self.order[index]]["maps"]}
 
 
 class BlankImages(Dataset):
@@ -281,9 +304,16 @@ def main() -> None:
                         help="score the kept test predictions of earlier runs again (e.g. with another "
                              "--labeler) instead of training; without it, finished runs are scored, "
                              "not run again")
+    parser.add_argument("--split", choices=["test", "val"], default="test",
+                        help="where the kept models write and are scored: the test split, or the "
+                             "validation split for a screen (no test pass; no blank-image control)")
     parser.add_argument("--output", type=Path, default=Path("runs/iu_reports"))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads of torch (0: its default); 1 for a run beside other work")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     config = benchmark_config(args.image_size, args.d_model, args.layers)
     splits = load_splits(args.data_dir, config, args.limit)
@@ -298,22 +328,25 @@ def main() -> None:
     results: dict[str, list[dict]] = {}
     runs_file = args.output / "runs.json"  # each run's kept epoch and training time, for --rescore
     runs = json.loads(runs_file.read_text(encoding="utf-8")) if runs_file.is_file() else {}
-    results["most frequent training report"] = [most_frequent_report(splits, config, labeler)]
+    results["most frequent training report"] = [most_frequent_report(splits, config, labeler, args.split)]
     for seed in args.seeds:
         seed_dir = args.output / f"seed{seed}"
         cache: dict = {}
         for recipe_name, visual, name in ((r, v, n) for r in args.recipes for v in args.visual
                                           for n in args.variants):
             recipe = {**RECIPES[recipe_name], **({"epochs": args.epochs} if args.epochs else {})}
-            source, text = VARIANTS[name]
+            source, text, overrides = VARIANTS[name]
             label = name if visual == "graph-stage" else f"{name}, label-free CNN"
-            run_name = source if text == "embedding" else f"{source}-{text}"
+            run_name = "-".join([source if text == "embedding" else f"{source}-{text}",
+                                 *(RUN_SUFFIXES[k](v) for k, v in overrides.items())])
             run_dir = seed_dir / recipe_name / (run_name if visual == "graph-stage"
                                                 else f"label-free-{run_name}")
             key = run_dir.relative_to(args.output).as_posix()
-            # beam 3 is the Trainer's own test pass; the other decodings are written beside the run
-            paths = {decoding: run_dir / "test_predictions.json" if decoding == "beam 3" else
-                     seed_dir / recipe_name / f"{run_dir.name}-{_slug(decoding)}.json"
+            split = args.split
+            tag = "" if split == "test" else "-val"
+            # beam 3 on the test split is the Trainer's own test pass; the rest is written beside the run
+            paths = {decoding: run_dir / "test_predictions.json" if (decoding, split) == ("beam 3", "test") else
+                     seed_dir / recipe_name / f"{run_dir.name}{tag}-{_slug(decoding)}.json"
                      for decoding in args.decodings}
             done = key in runs and all(path.is_file() for path in paths.values())
             if not (args.rescore or done):
@@ -322,7 +355,7 @@ def main() -> None:
                 start = time.perf_counter()
                 seed_everything(seed)
                 text_encoder, text_tokenizer = text_encoders[text]
-                model = build_variant(config, source, text_tokenizer, graph_model, text_encoder, weights)
+                model = build_variant(config, source, text_tokenizer, graph_model, text_encoder, weights, overrides)
                 epochs = recipe["epochs"]
                 training = TrainingConfig(
                     epochs=epochs, batch_size=32, lr_visual=recipe["lr"], lr_rest=recipe["lr"],
@@ -333,27 +366,32 @@ def main() -> None:
                     training_labeler=args.training_labeler,
                 )
                 result = Trainer(model, training, cache[f"{visual}/train"], cache[f"{visual}/val"], run_dir,
-                                 test_data=cache[f"{visual}/test"], device=args.device, progress=False).fit()
+                                 test_data=cache[f"{visual}/test"] if split == "test" else None,
+                                 device=args.device, progress=False).fit()
                 kept_model = CKNet.from_pretrained(run_dir / "best", map_location=args.device)
                 for decoding, path in paths.items():
-                    if decoding != "beam 3":
+                    if path.parent != run_dir:
                         torch.manual_seed(seed)
-                        written = evaluate(kept_model, cache[f"{visual}/test"], DECODINGS[decoding],
+                        written = evaluate(kept_model, cache[f"{visual}/{split}"], DECODINGS[decoding],
                                            batch_size=64)
                         path.write_text(json.dumps(written.predictions, indent=1) + "\n", encoding="utf-8")
                 runs[key] = {"kept_epoch": result.best_epoch, "seconds": time.perf_counter() - start}
                 runs_file.write_text(json.dumps(runs, indent=1) + "\n", encoding="utf-8")
             folder = seed_dir / recipe_name
-            controls = {"beam 3, blank images": folder / f"{run_dir.name}-beam-3-blank-images.json"}
+            controls = {}
+            if split == "test":
+                controls["beam 3, blank images"] = folder / f"{run_dir.name}-beam-3-blank-images.json"
             if source == "image":
-                controls["beam 3, G shuffled"] = folder / f"{run_dir.name}-beam-3-G-shuffled.json"
+                controls["beam 3, G shuffled"] = folder / f"{run_dir.name}{tag}-beam-3-G-shuffled.json"
+                controls["beam 3, patches shuffled"] = folder / f"{run_dir.name}{tag}-beam-3-patches-shuffled.json"
             for control, path in controls.items():
                 if not (args.rescore or path.is_file()):
-                    seed_features(splits, config, tokenizer, seed, seed_dir, args, cache, ("test", "blank"),
-                                  visual)
+                    seed_features(splits, config, tokenizer, seed, seed_dir, args, cache,
+                                  (split, "blank") if split == "test" else (split,), visual)
                     kept_model = CKNet.from_pretrained(run_dir / "best", map_location=args.device)
+                    shuffled = ShuffledKnowledge if control.endswith("G shuffled") else ShuffledPatches
                     data = (cache[f"{visual}/blank"] if control.endswith("blank images")
-                            else ShuffledKnowledge(cache[f"{visual}/test"], seed))
+                            else shuffled(cache[f"{visual}/{split}"], seed))
                     written = evaluate(kept_model, data, DECODINGS["beam 3"], batch_size=64)
                     path.write_text(json.dumps(written.predictions, indent=1) + "\n", encoding="utf-8")
                 if path.is_file():
@@ -378,7 +416,7 @@ def main() -> None:
     machine = describe(args.device)
     table = format_table(results)
     recall = recall_table(results)
-    print(f"\nIU X-Ray test split ({len(splits['test'])} studies), rendered frontal views, labeler "
+    print(f"\nIU X-Ray {args.split} split ({len(splits[args.split])} studies), rendered frontal views, labeler "
           f"{args.labeler!r}; {machine}\n{table}\n\nRecall of the findings with >= {MIN_SUPPORT} positive "
           f"test references\n{recall}")
     summary = {"args": {k: str(v) for k, v in vars(args).items()}, "machine": machine, "recipes": RECIPES,

@@ -172,7 +172,7 @@ def test_the_factory_builds_a_registered_source_named_in_the_config(tmp_path, iu
         source = create_knowledge_source(config, cknet.KnowledgeGraph.openi40(), None)
         assert isinstance(source, OnesKnowledge) and source.num_vectors == 5
         model = CKNet(config, iu_tokenizer).eval()  # no instance passed: the registry builds it
-        assert isinstance(model.knowledge_source, OnesKnowledge) and torch.equal(model.knowledge_matrix(),
+        assert isinstance(model.knowledge_source, OnesKnowledge) and torch.equal(model.knowledge_vectors(),
                                                                           torch.ones(5, 32))
         model.save_pretrained(tmp_path / "m")
         loaded = CKNet.from_pretrained(tmp_path / "m")

@@ -259,7 +259,7 @@ def test_knowledge_attention_matches_a_float64_rederivation(iu_tokenizer, source
         v_s = patches @ model.visual_extractor.projection.weight.double().T \
             + model.visual_extractor.projection.bias.double()
         v_t = model.text_encoder(ids, 0).double()
-        knowledge = model.knowledge_matrix(images).double()
+        knowledge = model.knowledge_vectors(images).double()
     if knowledge.dim() == 2:
         knowledge = knowledge.expand(len(images), -1, -1)
     d_head = cfg.d_model // cfg.num_heads

@@ -30,7 +30,7 @@ _EXPORTS = {
     "LogitsProcessor": "cknet.generation",
     "VisualExtractor": "cknet.modules.visual",
     "KnowledgeGraphEncoder": "cknet.modules.graph_encoder",
-    "CrossModalKnowledgeQuery": "cknet.modules.knowledge_query",
+    "CrossModalKnowledgeMatrix": "cknet.modules.knowledge_matrix",
     "CKNetTransformer": "cknet.modules.transformer",
     "TokenEmbedding": "cknet.modules.text",
     "PretrainedTextEncoder": "cknet.modules.language_model",
@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from cknet.model import CKNetOutput as CKNetOutput
     from cknet.modules.graph_encoder import KnowledgeGraphEncoder as KnowledgeGraphEncoder
     from cknet.modules.graph_model import KnowledgeGraphModel as KnowledgeGraphModel
-    from cknet.modules.knowledge_query import CrossModalKnowledgeQuery as CrossModalKnowledgeQuery
+    from cknet.modules.knowledge_matrix import CrossModalKnowledgeMatrix as CrossModalKnowledgeMatrix
     from cknet.modules.language_model import PretrainedTextEncoder as PretrainedTextEncoder
     from cknet.modules.text import TokenEmbedding as TokenEmbedding
     from cknet.modules.transformer import CKNetTransformer as CKNetTransformer

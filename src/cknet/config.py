@@ -35,6 +35,7 @@ from cknet.presets import register_dataset as register_dataset
 
 KnowledgeWeighting = Literal["softmax", "sum"]
 KernelBackend = Literal["auto", "torch", "triton"]
+KnowledgeFusion = Literal["concat", "residual", "gated"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -90,6 +91,15 @@ class CKNetConfig:
         gamma: γ, the number of knowledge vectors each query keeps (top-γ, eq. 6; 8).
         knowledge_weighting: ``"softmax"`` over the selected scores (as R2GenCMN) or
             ``"sum"`` (equation 6 literally: each score over the sum of the selected).
+        knowledge_fusion: how the retrieved knowledge r joins the features v.
+            ``"concat"``: k = FCN(Concat(v, r)), equation (9), the paper's (and what a
+            folder saved without this field holds); ``"residual"``: k = v +
+            FCN(Concat(v, r)); ``"gated"``: k = v + a * (r W_r) with a per-channel gate a
+            that starts at 0, so that the model starts as Base
+            (`cknet.modules.CrossModalKnowledgeMatrix`).
+        knowledge_dropout: in training only, the fraction of studies whose knowledge is
+            dropped (r = 0 for their patches and tokens), so that the model cannot rely
+            on G alone; 0 (the paper's) drops nothing. Generation never drops.
         kernel: path of the top-k knowledge query: ``"auto"`` (the fused Triton kernel
             on CUDA, else PyTorch), ``"torch"`` or ``"triton"``; ``CKNET_KERNEL``
             overrides it.
@@ -126,6 +136,8 @@ class CKNetConfig:
     d_knowledge: int = 512
     gamma: int = 8
     knowledge_weighting: KnowledgeWeighting = "softmax"
+    knowledge_fusion: KnowledgeFusion = "concat"
+    knowledge_dropout: float = 0.0
     kernel: KernelBackend = "auto"
     num_gcn_layers: int = 2
     text_encoder: str = "embedding"
@@ -214,8 +226,9 @@ class CKNetConfig:
                 f"CKNetConfig.max_length must be at least 3 (BOS, one word, EOS), "
                 f"got {self.max_length}"
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"CKNetConfig.dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "knowledge_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"CKNetConfig.{name} must be in [0, 1), got {getattr(self, name)}")
         if self.d_model % self.num_heads != 0:
             raise ValueError(
                 f"CKNetConfig.d_model ({self.d_model}) must be divisible by "

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 
 from cknet.modules.cache import DecoderCache
-from cknet.modules.knowledge_query import KnowledgeProjection
+from cknet.modules.knowledge_matrix import KnowledgeProjection
 
 
 class Encoding(NamedTuple):

@@ -50,7 +50,7 @@ def knowledge_attention(
     was_training = model.training
     model.eval()
     try:
-        projection = model.cross_modal.project_knowledge(model.knowledge_matrix(images))  # eqs. (4), (7)
+        projection = model.cross_modal.project_knowledge(model.knowledge_vectors(images))  # eqs. (4), (7)
         patches = model.visual_extractor(images)  # v_s, eq. (1)
         patch_weights = model.cross_modal.attention(patches, projection).mean(dim=1)  # eqs. (5), (6)
         token_weights = None

@@ -7,8 +7,8 @@
    Base);
 3. the textual features v_t (Section III.B) -- a learned `TokenEmbedding`, or a
    `PretrainedTextEncoder` such as the paper's BioClinicalBERT, run causally;
-4. `CrossModalKnowledgeQuery` -- one module for both modalities: k_s and k_t,
-   equations (4)-(9);
+4. `CrossModalKnowledgeMatrix` -- one module for both modalities: k_s and k_t,
+   equations (4)-(9) (or a fusion that keeps v: ``CKNetConfig.knowledge_fusion``);
 5. `CKNetTransformer` -- encoder over k_s (10), decoder over k_t (11), then a linear
    layer and softmax over the vocabulary.
 
@@ -39,7 +39,7 @@ from cknet.model_files import load_model, save_model
 from cknet.model_parts import checked_parts, text_encoder_for
 from cknet.modules.cache import DecoderCache
 from cknet.modules.graph_model import KnowledgeGraphModel
-from cknet.modules.knowledge_query import CrossModalKnowledgeQuery
+from cknet.modules.knowledge_matrix import CrossModalKnowledgeMatrix
 from cknet.modules.language_model import PretrainedTextEncoder
 from cknet.modules.text import TokenEmbedding
 from cknet.modules.transformer import CKNetTransformer
@@ -119,9 +119,9 @@ class CKNet(nn.Module):
         self.visual_extractor = VisualExtractor(backbone, config.d_model, config.backbone_weights,
                                                 config.dropout)
         self.knowledge_source = knowledge
-        self.cross_modal = None if knowledge is None else CrossModalKnowledgeQuery(
+        self.cross_modal = None if knowledge is None else CrossModalKnowledgeMatrix(
             config.d_model, config.d_knowledge, config.num_heads, config.gamma, config.knowledge_weighting,
-            config.kernel)
+            config.kernel, config.knowledge_fusion)
         self.text_encoder = text_encoder_for(config, tokenizer, text_encoder)
         self.transformer = CKNetTransformer(config.d_model, config.num_heads, config.d_ff,
                                             config.num_encoder_layers, config.num_decoder_layers,
@@ -149,7 +149,7 @@ class CKNet(nn.Module):
             cache.text_cache = self.text_encoder.new_cache(cache.capacity)
         return self.text_encoder(input_ids, cache.text_cache)
 
-    def knowledge_matrix(self, images: torch.Tensor | None = None) -> torch.Tensor | None:
+    def knowledge_vectors(self, images: torch.Tensor | None = None) -> torch.Tensor | None:
         """The knowledge matrix G: ``(B, M, d_knowledge)`` per study, ``(M, d_knowledge)``
         shared by the batch, or None without one (``knowledge_source="none"``).
 
@@ -196,8 +196,11 @@ class CKNet(nn.Module):
         source = self.visual_extractor.project(features.maps)  # v_s, eq. (1)
         projection = None
         if self.cross_modal is not None:
-            knowledge = features.knowledge_matrix if per_study else self.knowledge_matrix()
+            knowledge = features.knowledge_matrix if per_study else self.knowledge_vectors()
             projection = self.cross_modal.project_knowledge(knowledge)  # W_k, W_g: eqs. (4), (7)
+            if self.training and self.config.knowledge_dropout > 0:
+                keep = torch.rand(source.shape[0], device=source.device) >= self.config.knowledge_dropout
+                projection = projection.drop_studies(keep)
             source = self.cross_modal(source, projection)  # k_s, eqs. (4)-(9)
         return Encoding(self.transformer.encode(source), projection)  # eq. (10)
 

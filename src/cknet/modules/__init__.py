@@ -2,21 +2,21 @@
 
 - `visual`: `VisualExtractor`, patch features v_s (equation 1);
 - `graph_encoder`, `graph_model`: the knowledge-graph stage (Section III.A);
-- `knowledge_matrix`: `CrossModalKnowledgeQuery`, equations (4)-(9);
+- `knowledge_matrix`: `CrossModalKnowledgeMatrix`, equations (4)-(9);
 - `text`, `language_model`: the textual features v_t (Section III.B);
 - `attention`, `cache`, `transformer`: the encoder-decoder, equations (2), (3), (10), (11).
 """
 
 from cknet.modules.cache import DecoderCache
 from cknet.modules.graph_encoder import GraphEncoding, KnowledgeGraphEncoder
-from cknet.modules.knowledge_query import CrossModalKnowledgeQuery, KnowledgeProjection
+from cknet.modules.knowledge_matrix import CrossModalKnowledgeMatrix, KnowledgeProjection
 from cknet.modules.text import TokenEmbedding
 from cknet.modules.transformer import CKNetTransformer
 from cknet.modules.visual import VisualExtractor
 
 __all__ = [
     "CKNetTransformer",
-    "CrossModalKnowledgeQuery",
+    "CrossModalKnowledgeMatrix",
     "DecoderCache",
     "GraphEncoding",
     "KnowledgeGraphEncoder",

@@ -1,4 +1,4 @@
-"""CrossModalKnowledgeQuery against an independent float64 loop implementation of eqs. 4-9."""
+"""CrossModalKnowledgeMatrix against an independent float64 loop implementation of eqs. 4-9."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cknet import CrossModalKnowledgeQuery, knowledge_query
+from cknet import CrossModalKnowledgeMatrix, knowledge_query
 from cknet.kernels.reference import SUM_EPS
 
 
@@ -63,7 +63,7 @@ def reference(module, features, knowledge):
     ],
 )
 def test_matches_float64_reference(weighting, B, L, M, d_model, d_k, heads, gamma, shared):
-    module = CrossModalKnowledgeQuery(d_model, d_k, heads, gamma, weighting).double()
+    module = CrossModalKnowledgeMatrix(d_model, d_k, heads, gamma, weighting).double()
     features = torch.randn(B, L, d_model, dtype=torch.float64)
     knowledge = torch.randn(M, d_k, dtype=torch.float64) if shared else \
         torch.randn(B, M, d_k, dtype=torch.float64)
@@ -72,7 +72,7 @@ def test_matches_float64_reference(weighting, B, L, M, d_model, d_k, heads, gamm
 
 
 def test_float32_close_to_reference():
-    module = CrossModalKnowledgeQuery(32, 16, 4, 3)
+    module = CrossModalKnowledgeMatrix(32, 16, 4, 3)
     features, knowledge = torch.randn(2, 6, 32), torch.randn(2, 10, 16)
     np.testing.assert_allclose(module(features, knowledge).detach().numpy(),
                                reference(module, features, knowledge), rtol=1e-4, atol=1e-5)
@@ -81,7 +81,7 @@ def test_float32_close_to_reference():
 @pytest.mark.parametrize("weighting", ["softmax", "sum"])
 def test_gradcheck(weighting):
     torch.manual_seed(3)
-    module = CrossModalKnowledgeQuery(8, 6, 2, 2, weighting).double()
+    module = CrossModalKnowledgeMatrix(8, 6, 2, 2, weighting).double()
     features = torch.randn(2, 3, 8, dtype=torch.float64, requires_grad=True)
     knowledge = torch.randn(2, 5, 6, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda v, g: module(v, g), (features, knowledge))
@@ -128,7 +128,7 @@ def test_query_shape_errors():
 
 
 def test_attention_weights_are_the_top_k_weights():
-    module = CrossModalKnowledgeQuery(16, 8, 2, 3)
+    module = CrossModalKnowledgeMatrix(16, 8, 2, 3)
     features, knowledge = torch.randn(2, 5, 16), torch.randn(2, 7, 8)
     weights = module.attention(features, knowledge)
     assert weights.shape == (2, 2, 5, 7)

@@ -1,4 +1,4 @@
-"""`CrossModalKnowledgeQuery`: knowledge distillation and preservation (Section III.C).
+"""`CrossModalKnowledgeMatrix`: knowledge distillation and preservation (Section III.C).
 
 One instance serves both modalities: image patch features v_s and report token features
 v_t query the same knowledge matrix G (the frozen graph node embeddings) with the same
@@ -10,6 +10,17 @@ weights, which is what ties the two modalities together. For an input row v:
     g'_j = g_j W_g                                 (7)
     r = sum_{j in top-gamma} w_j g'_j              (8)  heads concatenated
     k = FCN(Concat(v, r))                          (9)
+
+Equation (9) is the ``"concat"`` fusion. Its FCN is a randomly initialised linear map of
+both inputs, so at the start of training nothing keeps the patch features v, and a model
+can learn to route every finding through G and drop the patches (docs/reproducing.md,
+"The knowledge path must add"). Two fusions keep v by construction:
+
+    k = v + FCN(Concat(v, r))                      "residual"
+    k = v + a * (r W_r)                            "gated": a, per channel, starts at 0
+
+The gated fusion is the model without knowledge (Base) at initialisation; training opens
+the gate as far as r helps.
 
 Equations (5), (6) and (8) run in `cknet.kernels.knowledge_query` (PyTorch or Triton).
 """
@@ -23,6 +34,10 @@ from torch import nn
 
 from cknet.kernels import BACKENDS, WEIGHTINGS, knowledge_query, knowledge_weights
 
+# How the preserved knowledge r is fused into the input features v: equation (9) and the
+# two fusions that keep v (the module docstring).
+FUSIONS = ("concat", "residual", "gated")
+
 
 class KnowledgeProjection(NamedTuple):
     """The knowledge matrix projected once by W_k and W_g, split into heads.
@@ -34,6 +49,20 @@ class KnowledgeProjection(NamedTuple):
 
     keys: torch.Tensor
     values: torch.Tensor
+
+    def drop_studies(self, keep: torch.Tensor) -> KnowledgeProjection:
+        """Knowledge dropout: the studies where ``keep`` is False retrieve nothing (r = 0
+        for their patches and tokens, since r is a weighted sum of the values, eq. 8).
+
+        Args:
+            keep: ``(B,)`` booleans, one per study.
+
+        Returns:
+            A per-study projection whose dropped studies have zero values.
+        """
+        values = self.values if self.values.dim() == 4 else self.values.expand(len(keep), *self.values.shape)
+        keys = self.keys if self.keys.dim() == 4 else self.keys.expand(len(keep), *self.keys.shape)
+        return KnowledgeProjection(keys, values * keep.to(values.dtype).view(-1, 1, 1, 1))
 
     def select(self, rows: torch.Tensor) -> KnowledgeProjection:
         """Rows of a per-study projection (e.g. each study once per beam); a shared one
@@ -50,7 +79,7 @@ class KnowledgeProjection(NamedTuple):
         return KnowledgeProjection(self.keys.index_select(0, rows), self.values.index_select(0, rows))
 
 
-class CrossModalKnowledgeQuery(nn.Module):
+class CrossModalKnowledgeMatrix(nn.Module):
     """Top-gamma multi-head query of a knowledge matrix, fused into the input features.
 
     Args:
@@ -62,6 +91,8 @@ class CrossModalKnowledgeQuery(nn.Module):
             (equation 6 literally: each selected score over their sum).
         backend: ``"auto"``, ``"torch"`` or ``"triton"``: the path of
             `cknet.kernels.knowledge_query` (the fused Triton kernel on CUDA).
+        fusion: ``"concat"`` (equation 9, the paper's), ``"residual"`` or ``"gated"``
+            (both keep the input features; see the module docstring).
 
     Shapes:
         input: features ``(B, L, d_model)``; knowledge ``(B, M, d_knowledge)`` (one matrix
@@ -77,6 +108,7 @@ class CrossModalKnowledgeQuery(nn.Module):
         gamma: int = 8,
         weighting: str = "softmax",
         backend: str = "auto",
+        fusion: str = "concat",
     ) -> None:
         super().__init__()
         if d_model % num_heads != 0:
@@ -87,14 +119,21 @@ class CrossModalKnowledgeQuery(nn.Module):
             raise ValueError(f"gamma must be at least 1, got {gamma}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
         self.num_heads = num_heads
         self.gamma = gamma
         self.weighting = weighting
         self.backend = backend
+        self.fusion = fusion
         self.query_proj = nn.Linear(d_model, d_model, bias=False)  # W_q, eq. (4)
         self.key_proj = nn.Linear(d_knowledge, d_model, bias=False)  # W_k, eq. (4)
         self.value_proj = nn.Linear(d_knowledge, d_model, bias=False)  # W_g, eq. (7)
-        self.fuse = nn.Linear(2 * d_model, d_model)  # FCN, eq. (9)
+        if fusion == "gated":
+            self.fuse = nn.Linear(d_model, d_model)  # W_r
+            self.gate = nn.Parameter(torch.zeros(d_model))  # a, closed at initialisation
+        else:
+            self.fuse = nn.Linear(2 * d_model, d_model)  # FCN, eq. (9)
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
         """``(..., L, d_model)`` -> ``(..., H, L, d_head)``."""
@@ -128,7 +167,14 @@ class CrossModalKnowledgeQuery(nn.Module):
             queries, knowledge.keys, knowledge.values, self.gamma, self.weighting, self.backend
         )  # r per head, eqs. (5), (6), (8); (B, H, L, d_head)
         preserved = preserved.transpose(1, 2).flatten(2)  # heads concatenated, (B, L, d_model)
-        return self.fuse(torch.cat([features, preserved], dim=-1))  # k = FCN(Concat(v, r)), eq. (9)
+        return self.fused(features, preserved)
+
+    def fused(self, features: torch.Tensor, preserved: torch.Tensor) -> torch.Tensor:
+        """k from the input features v and the preserved knowledge r, both ``(B, L, d_model)``."""
+        if self.fusion == "gated":
+            return features + self.gate * self.fuse(preserved)  # k = v + a * (r W_r)
+        fused = self.fuse(torch.cat([features, preserved], dim=-1))  # k = FCN(Concat(v, r)), eq. (9)
+        return features + fused if self.fusion == "residual" else fused
 
     def attention(
         self, features: torch.Tensor, knowledge: torch.Tensor | KnowledgeProjection
