@@ -1,4 +1,5 @@
-"""CrossModalKnowledgeMatrix against an independent float64 loop implementation of eqs. 4-9."""
+"""CrossModalKnowledgeMatrix against an independent float64 loop implementation of eqs. 4-9
+and of the two fusions that keep the input (residual, gated)."""
 
 import math
 
@@ -47,7 +48,12 @@ def reference(module, features, knowledge):
                     w = {j: D[j] / total for j in chosen}
                 for j in chosen:                                               # eq. 8
                     r[sl] += w[j] * g[j][sl]
-            out[b, i] = Wf @ np.concatenate([v, r]) + bf                       # eq. 9
+            if module.fusion == "gated":                                       # k = v + a * (r W_r)
+                out[b, i] = v + module.gate.detach().double().numpy() * (Wf @ r + bf)
+            else:
+                out[b, i] = Wf @ np.concatenate([v, r]) + bf                   # eq. 9
+                if module.fusion == "residual":                                # k = v + FCN(...)
+                    out[b, i] += v
     return out
 
 
@@ -69,6 +75,43 @@ def test_matches_float64_reference(weighting, B, L, M, d_model, d_k, heads, gamm
         torch.randn(B, M, d_k, dtype=torch.float64)
     ours = module(features, knowledge).detach().numpy()
     np.testing.assert_allclose(ours, reference(module, features, knowledge), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("fusion", ["residual", "gated"])
+@pytest.mark.parametrize("shared", [False, True])
+def test_fusions_match_float64_reference(fusion, shared):
+    module = CrossModalKnowledgeMatrix(16, 12, 4, 3, fusion=fusion).double()
+    if fusion == "gated":  # an open gate: at its initial 0 the output is v alone
+        torch.nn.init.normal_(module.gate)
+    features = torch.randn(2, 5, 16, dtype=torch.float64)
+    knowledge = torch.randn(7, 12, dtype=torch.float64) if shared else torch.randn(2, 7, 12, dtype=torch.float64)
+    np.testing.assert_allclose(module(features, knowledge).detach().numpy(),
+                               reference(module, features, knowledge), rtol=1e-9, atol=1e-9)
+
+
+def test_gated_fusion_starts_as_the_input_and_learns_its_gate():
+    """At initialisation the gated module passes v through unchanged (the model is Base);
+    the gate still receives a gradient, so training can open it."""
+    module = CrossModalKnowledgeMatrix(16, 12, 4, 3, fusion="gated")
+    features, knowledge = torch.randn(2, 5, 16), torch.randn(2, 7, 12)
+    out = module(features, knowledge)
+    assert torch.equal(out, features)
+    out.square().sum().backward()
+    assert module.gate.grad is not None and module.gate.grad.abs().sum() > 0
+
+
+def test_dropped_studies_retrieve_nothing():
+    """Knowledge dropout zeroes r for the dropped studies (equation 9 with r = 0) and
+    leaves the kept ones as they were."""
+    module = CrossModalKnowledgeMatrix(16, 12, 4, 3).double()
+    features = torch.randn(3, 5, 16, dtype=torch.float64)
+    for knowledge in (torch.randn(3, 7, 12, dtype=torch.float64), torch.randn(7, 12, dtype=torch.float64)):
+        keep = torch.tensor([True, False, True])
+        dropped = module(features, module.project_knowledge(knowledge).drop_studies(keep))
+        full = module(features, knowledge)
+        without_r = module.fuse(torch.cat([features, torch.zeros_like(features)], dim=-1))
+        torch.testing.assert_close(dropped[keep], full[keep])
+        torch.testing.assert_close(dropped[1], without_r[1])
 
 
 def test_float32_close_to_reference():
