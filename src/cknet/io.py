@@ -229,6 +229,10 @@ def load_hf_pretrained(loader: Any, name_or_path: str | os.PathLike[str], what: 
     """``loader.from_pretrained(name_or_path, **kwargs)`` for a Hugging Face hub id or a
     local folder, turning a failed download into an error that says what to do offline.
 
+    No code from the model's folder or repository ever runs: ``trust_remote_code`` is
+    always False (a folder whose ``config.json`` maps its classes to its own Python files
+    with ``auto_map`` is refused, or loaded with transformers' own classes).
+
     Args:
         loader: a ``transformers`` Auto class (``AutoTokenizer``, ``AutoConfig``, ...).
         name_or_path: a hub id such as ``"emilyalsentzer/Bio_ClinicalBERT"`` or a folder.
@@ -240,10 +244,14 @@ def load_hf_pretrained(loader: Any, name_or_path: str | os.PathLike[str], what: 
 
     Raises:
         OSError: when the files can be neither found locally nor downloaded.
+        ValueError: when asked to trust remote code, or when the model needs its own code.
     """
     name = os.fspath(name_or_path)
+    if kwargs.pop("trust_remote_code", False):
+        raise ValueError(f"cknet never runs code from a model folder or repository: the {what} {name!r} "
+                         f"cannot be loaded with trust_remote_code=True")
     try:
-        return loader.from_pretrained(name, **kwargs)
+        return loader.from_pretrained(name, trust_remote_code=False, **kwargs)
     except OSError as err:
         local = Path(name).expanduser()
         where = (f"the folder {local} lacks its files" if local.is_dir()

@@ -138,8 +138,9 @@ class PretrainedTextEncoder(nn.Module):
         from transformers import AutoConfig, AutoModel
 
         _check_transformers()
-        config = _causal_config(AutoConfig.from_pretrained(Path(directory), local_files_only=True))
-        return cls(AutoModel.from_config(config), d_model, dropout, trainable)
+        config = _causal_config(AutoConfig.from_pretrained(Path(directory), local_files_only=True,
+                                                           trust_remote_code=False))
+        return cls(AutoModel.from_config(config, trust_remote_code=False), d_model, dropout, trainable)
 
     def save_config(self, directory: str | os.PathLike[str]) -> None:
         """Write the language model's architecture (``config.json``) into a folder, so that

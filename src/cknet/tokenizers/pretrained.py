@@ -216,7 +216,7 @@ class PretrainedReportTokenizer(ReportTokenizerBase):
             raise ValueError(f"{path} is not a PretrainedReportTokenizer file: {err}") from None
         if not folder.is_dir():
             raise FileNotFoundError(f"{path} refers to the tokenizer folder {folder}, which is missing")
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
         return cls(tokenizer, dataset, max_length, source)
 
 
