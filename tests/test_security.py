@@ -70,3 +70,54 @@ def test_trust_remote_code_is_refused():
 
     with pytest.raises(ValueError, match="never runs code"):
         load_hf_pretrained(AutoConfig, "somewhere", "text encoder", trust_remote_code=True)
+
+
+def _tiny_saved_model(folder: Path) -> Path:
+    import torch
+    from conftest import small_config
+
+    from cknet import CKNet, ReportTokenizer
+
+    torch.manual_seed(0)
+    config = small_config(knowledge_source="random", d_model=32, num_heads=2, d_ff=32, d_knowledge=16,
+                          num_encoder_layers=1, num_decoder_layers=1)
+    CKNet(config, ReportTokenizer(["heart", "normal", "effusion"])).save_pretrained(folder)
+    return folder
+
+
+def _unchanged(paths: list[Path]):
+    return {p: p.read_bytes() for p in paths}
+
+
+def test_an_output_never_replaces_or_lies_inside_an_input(tmp_path, capsys):
+    """--overwrite replaces an earlier output, never the command's own inputs: the model's
+    config, a study's radiograph, the labeler's CSV (each refused before any work, the
+    input named, its bytes unchanged)."""
+    import shutil
+
+    from conftest import SAMPLES, require
+
+    from cknet.cli import main
+
+    model = _tiny_saved_model(tmp_path / "model")
+    study = tmp_path / "study"
+    shutil.copytree(sorted(require(SAMPLES / "iu_xray").iterdir())[0], study)
+    labels = tmp_path / "lab.csv"
+    labels.write_text("Report Impression," + ",".join(["No Finding"] * 1) + "\nno effusion .,1\n")
+    predictions = tmp_path / "preds.json"
+    predictions.write_text(json.dumps([{"id": "a", "prediction": "no effusion .", "reference": "no effusion ."}]))
+    before = _unchanged([model / "config.json", study / "0.png", labels, predictions])
+    commands = [
+        ["generate", "--model", str(model), str(study), "--output", str(model / "config.json"), "--overwrite"],
+        ["generate", "--model", str(model), str(study), "--output", str(model / "new.json")],
+        ["explain", str(study), "--model", str(model), "--output", str(study / "0.png"), "--overwrite"],
+        ["evaluate", "--predictions", str(predictions), "--labeler", str(labels), "--per-report", str(labels),
+         "--overwrite"],
+        ["evaluate", "--predictions", str(predictions), "--output", str(predictions), "--overwrite"],
+    ]
+    for command in commands:
+        assert main(command) == 1, command
+        err = capsys.readouterr().err
+        assert "input" in err and "write elsewhere" in err, (command, err)
+    assert _unchanged(list(before)) == before
+    assert not (model / "new.json").exists()

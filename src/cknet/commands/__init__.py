@@ -62,14 +62,16 @@ def check_output_file(path: str | os.PathLike[str], option: str, overwrite: bool
                       suffixes: Sequence[str] = (), inputs: Sequence[str | os.PathLike[str]] = ()) -> Path:
     """Refuse an output file before any work, naming the option at fault: a folder, an
     existing file without ``--overwrite``, a missing parent folder, a wrong suffix, or
-    one of the command's own inputs.
+    one of the command's own inputs or a file inside one of its input folders (a model
+    folder, a study folder), whatever ``--overwrite`` says.
 
     Args:
         path: the output file.
         option: its option, for messages (e.g. ``"--output"``).
         overwrite: whether ``--overwrite`` was given.
         suffixes: the endings allowed (e.g. ``(".json", ".csv")``; empty: any).
-        inputs: the files the command reads, which it must never write over.
+        inputs: the files and folders the command reads, which it must never write over
+            or into (see `input_paths`).
 
     Returns:
         The path.
@@ -84,13 +86,39 @@ def check_output_file(path: str | os.PathLike[str], option: str, overwrite: bool
         raise ValueError(f"{option} must end in {' or '.join(suffixes)}, got {path}")
     if path.is_dir():
         raise ValueError(f"{option} {path} is a folder; give the path of a file")
-    if any(path.resolve() == Path(other).resolve() for other in inputs):
-        raise ValueError(f"{option} {path} is one of the command's inputs; write elsewhere")
+    target = path.resolve()
+    for other in inputs:
+        source = Path(other).resolve()
+        if target == source:
+            raise ValueError(f"{option} {path} is one of the command's inputs ({other}); write elsewhere")
+        if source in target.parents:
+            raise ValueError(f"{option} {path} lies inside the command's input {other}; write elsewhere")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"the folder of {option} {path}, {path.parent}, does not exist")
     return path
+
+
+def input_paths(*values: str | os.PathLike[str] | Sequence[str] | None) -> list[Path]:
+    """The files and folders named by a command's input options, for `check_output_file`:
+    paths, lists of paths, ``"chexbert:CKPT,BERT_DIR"`` and ``"NER,ENCODER"`` forms; what
+    does not exist on disk (a labeler's name such as ``"rules"``, a hub id) is left out.
+
+    Args:
+        *values: option values (None for an option not given).
+    """
+    found = []
+    for value in values:
+        if value is None:
+            continue
+        items = [value] if isinstance(value, (str, os.PathLike)) else list(value)
+        for item in items:
+            text = os.fspath(item)
+            for part in [text, *text.removeprefix("chexbert:").split(",")]:
+                if part and Path(part).expanduser().exists():
+                    found.append(Path(part).expanduser())
+    return found
 
 
 def comma_separated(text: str | None) -> list[str] | None:

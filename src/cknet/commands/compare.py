@@ -8,7 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
-from cknet.commands import check_output_file, comma_separated, positive_int
+from cknet.commands import check_output_file, comma_separated, input_paths, positive_int
 from cknet.io import write_text_atomic
 from cknet.presets import DATASETS
 
@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from cknet.labeler import make_labeler
     from cknet.metrics.resampling import paired_comparison
 
-    inputs = [p for p in (args.a, args.b, args.references) if p]
+    inputs = input_paths(args.a, args.b, args.references, args.labeler, args.bertscore_model, args.chexbert,
+                         args.radgraph, args.ratescore, args.green_model)
     output = None if args.output is None else check_output_file(args.output, "--output", args.overwrite,
                                                                   (".json",), inputs)
     ids, references, predictions_a, predictions_b = _joined(args)

@@ -10,7 +10,7 @@ import io
 import json
 from pathlib import Path
 
-from cknet.commands import check_output_file, comma_separated, non_negative_int
+from cknet.commands import check_output_file, comma_separated, input_paths, non_negative_int
 from cknet.io import write_text_atomic
 from cknet.presets import DATASETS
 
@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     from cknet.metrics.model_based import MODEL_METRICS, ModelMetrics
 
     metrics = _metric_set(args.metrics)
-    inputs = [p for p in (args.predictions, args.references) if p]
+    inputs = input_paths(args.predictions, args.references, args.labeler, args.bertscore_model, args.chexbert,
+                         args.radgraph, args.ratescore, args.green_model)
     output, per_report = (
         None if path is None else check_output_file(path, option, args.overwrite, inputs=inputs)
         for path, option in ((args.output, "--output"), (args.per_report, "--per-report")))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cknet.commands import check_output_file, positive_int, warn_if_synthetic
+from cknet.commands import check_output_file, input_paths, positive_int, warn_if_synthetic
 
 
 def run(args: argparse.Namespace) -> int:
@@ -18,7 +18,8 @@ def run(args: argparse.Namespace) -> int:
     from cknet.model import CKNet
     from cknet.study_figure import draw_explanation
 
-    output = check_output_file(args.output, "--output", args.overwrite, (".png",), args.study)
+    output = check_output_file(args.output, "--output", args.overwrite, (".png",),
+                               input_paths(args.study, args.model))
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = CKNet.from_pretrained(args.model, map_location=device).eval()
     warn_if_synthetic(model, args.model)

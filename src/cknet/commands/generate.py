@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from cknet.commands import check_output_file, positive_int, warn_if_synthetic
+from cknet.commands import check_output_file, input_paths, positive_int, warn_if_synthetic
 from cknet.io import write_text_atomic
 
 
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
                          "(one of them)")
     output = None
     if args.output:
-        inputs = [p for p in (args.annotation, args.rexrank) if p]
+        inputs = input_paths(args.inputs, args.annotation, args.rexrank, args.image_dir, args.model)
         output = check_output_file(args.output, "--output", args.overwrite, (".json", ".csv"), inputs)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]

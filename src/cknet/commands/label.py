@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cknet.commands import check_output_file
+from cknet.commands import check_output_file, input_paths
 from cknet.io import write_text_atomic
 from cknet.labeler.chexpert import OBSERVATIONS
 from cknet.labeler.choose import REPORT_COLUMNS, make_labeler
@@ -134,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         0 (errors are raised, and printed by the command line).
     """
-    output = check_output_file(args.output, "--output", args.overwrite, inputs=[args.reports])
+    output = check_output_file(args.output, "--output", args.overwrite, 
+                                inputs=input_paths(args.reports, args.labeler))
     reports = read_reports(args.reports, args.column, args.split)
     labels = make_labeler(args.labeler)(reports)
     write_text_atomic(output, chexbert_csv(reports, labels))
