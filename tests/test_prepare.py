@@ -102,15 +102,15 @@ def _table(path, header, rows, gz=True):
 
 
 def mimic_miniature(root, gz=True, zipped=False):
-    """Six studies of two patients: standard, several images, no FINDINGS, lower-case
+    """Five studies of four patients (each in one split): standard, several images, no FINDINGS, lower-case
     headings, an addendum, an empty FINDINGS before a full one; plus an image only in
     the metadata table and a split-table image whose file is missing."""
     studies = [  # subject, study, split, report, dicoms
         ("10000032", "50414267", "train", STANDARD, ["d01", "d02"]),
         ("10000032", "50414268", "train", NO_FINDINGS, ["d03"]),
-        ("10000032", "50414269", "validate", LOWER_CASE, ["d04"]),
+        ("10000033", "50414269", "validate", LOWER_CASE, ["d04"]),
         ("11000011", "51000001", "test", ADDENDUM, ["d05"]),
-        ("11000011", "51000002", "train", EMPTY_THEN_FULL, ["d06", "d07"]),
+        ("11000012", "51000002", "train", EMPTY_THEN_FULL, ["d06", "d07"]),
     ]
     jpg, reports = root / "mimic-cxr-jpg", root / "mimic-cxr-reports"
     split_rows, meta_rows, label_rows = [], [], []

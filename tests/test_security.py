@@ -121,3 +121,86 @@ def test_an_output_never_replaces_or_lies_inside_an_input(tmp_path, capsys):
         assert "input" in err and "write elsewhere" in err, (command, err)
     assert _unchanged(list(before)) == before
     assert not (model / "new.json").exists()
+
+
+def _gz_rows(path: Path) -> list[list[str]]:
+    import csv
+    import gzip
+
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        return list(csv.reader(fh))
+
+
+def _write_gz(path: Path, rows: list[list[str]]) -> None:
+    import csv
+    import gzip
+
+    with gzip.open(path, "wt", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+
+
+@pytest.mark.parametrize("image_size", [None, 16])
+def test_prepare_never_reads_or_writes_outside_its_folders(tmp_path, image_size):
+    """A split table whose dicom_id climbs out of the release (and a file waiting there)
+    is refused, naming the study, before anything is read or written outside."""
+    from test_prepare import _image, mimic_miniature
+
+    from cknet.data.prepare import prepare_mimic_cxr
+
+    jpg, reports = mimic_miniature(tmp_path)
+    split = jpg / "mimic-cxr-2.0.0-split.csv.gz"
+    rows = _gz_rows(split)
+    evil = "../../../../../outside/evil"
+    rows.append([evil, "50414267", "10000032", "train"])
+    _write_gz(split, rows)
+    outside = tmp_path / "outside" / "evil.jpg"
+    _image(outside)
+    before = outside.read_bytes()
+    with pytest.raises(ValueError, match="study d01|evil"):
+        prepare_mimic_cxr(jpg, reports, tmp_path / "out", image_size=image_size, progress=False)
+    assert outside.read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "outside").iterdir()) == ["evil.jpg"]
+
+
+def test_prepare_refuses_an_absolute_image_path_by_line(tmp_path):
+    from test_prepare import _image, _table
+
+    from cknet.data.prepare import prepare_chexpert_plus
+
+    images = tmp_path / "PNG"
+    _image(images / "train/patient00001/study1/view1_frontal.png")
+    secret = tmp_path / "secret" / "view1_frontal.png"
+    _image(secret)
+    table = tmp_path / "df_chexpert_plus_240401.csv"
+    _table(table, ["path_to_image", "split", "section_findings", "section_impression"],
+           [["train/patient00001/study1/view1_frontal.jpg", "train", "Clear.", ""],
+            [str(secret.with_suffix(".jpg")), "train", "Clear.", ""]], gz=False)
+    with pytest.raises(ValueError, match=r"line 3: path_to_image .* leaves the image folder"):
+        prepare_chexpert_plus(table, images, tmp_path / "out", image_size=16, progress=False)
+    assert not (tmp_path / "out" / "images").exists()
+
+
+def test_prepare_refuses_a_study_or_patient_in_two_splits(tmp_path):
+    """No split leak: a MIMIC-CXR study with images in train and test, or a CheXpert Plus
+    patient in the release's train and valid splits, is refused naming the ids."""
+    from test_prepare import _image, _table, mimic_miniature
+
+    from cknet.data.prepare import prepare_chexpert_plus, prepare_mimic_cxr
+
+    jpg, reports = mimic_miniature(tmp_path / "mimic")
+    split = jpg / "mimic-cxr-2.0.0-split.csv.gz"
+    rows = [[d, s, p, "test" if d == "d02" else sp] for d, s, p, sp in _gz_rows(split)[1:]]
+    _write_gz(split, [["dicom_id", "study_id", "subject_id", "split"], *rows])
+    with pytest.raises(ValueError, match=r"study 50414267 in test and train"):
+        prepare_mimic_cxr(jpg, reports, tmp_path / "mimic-out", progress=False)
+
+    images = tmp_path / "PNG"
+    rows = []
+    for split_name, study in (("train", "study1"), ("valid", "study2")):
+        path = f"{split_name}/patient00001/{study}/view1_frontal.jpg"
+        _image((images / path).with_suffix(".png"))
+        rows.append([path, split_name, "Clear.", ""])
+    table = tmp_path / "df_chexpert_plus_240401.csv"
+    _table(table, ["path_to_image", "split", "section_findings", "section_impression"], rows, gz=False)
+    with pytest.raises(ValueError, match=r"patient patient00001 in (test and train|test and val)"):
+        prepare_chexpert_plus(table, images, tmp_path / "plus-out", progress=False)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from cknet.data.prepare.folder import Prepared
+from cknet.data.prepare.folder import Prepared, refuse_split_leaks
 from cknet.data.prepare.tables import checksum, read_table
 
 NEEDED = ("path_to_image", "split", "section_findings", "section_impression")
@@ -67,6 +67,11 @@ def read_chexpert_plus(
         if row["split"] not in ("train", "valid"):
             raise ValueError(f"{table}, line {line}: split {row['split']!r} is neither 'train' nor 'valid'")
         parts = Path(row["path_to_image"]).parts
+        if Path(row["path_to_image"]).is_absolute() or ".." in parts:
+            raise ValueError(
+                f"{table}, line {line}: path_to_image {row['path_to_image']!r} leaves the image folder; "
+                f"expected a relative SPLIT/PATIENT/STUDY/FILE"
+            )
         if len(parts) < 4:
             raise ValueError(
                 f"{table}, line {line}: path_to_image {row['path_to_image']!r} is not "
@@ -100,12 +105,14 @@ def read_chexpert_plus(
         annotation[split].append(
             {
                 "id": study_id,
+                "patient": patient,
                 "report": text,
                 "image_path": [path],
                 "split": split,
                 "view": row.get("frontal_lateral", ""),
             }
         )
+    refuse_split_leaks(annotation, "patient", "patient", table)
     rules = [
         f"- Report: `section_{section}`"
         + (" and `section_impression`" if section == "both" else "")
@@ -114,6 +121,7 @@ def read_chexpert_plus(
         "the name), else the first image.",
         f"- Splits: official `valid` -> test; official `train` -> train, and val for {val_percent}% of its "
         f"patients (SHA-256 of the patient id, first 8 hex digits modulo 100 < {val_percent}).",
+        "- Checked: no patient in two splits (a table that does so is refused).",
     ]
     return Prepared(
         annotation,

@@ -100,6 +100,56 @@ def open_output(folder: Path, dataset: str, settings: Mapping[str, Any]) -> bool
     return False
 
 
+def check_image_paths(prepared: Prepared) -> None:
+    """Refuse a preparation whose image paths, built from the release's tables, XML or
+    archive members, leave their folders: every source must resolve (links followed)
+    under the release's image folder, and every path under ``images/`` must be relative
+    and free of ``..``, so that nothing is read or written outside the given folders.
+
+    Args:
+        prepared: what the reader built (``images`` and ``image_root``).
+
+    Raises:
+        ValueError: naming the study and the path at fault.
+    """
+    owner = {path: entry["id"] for entries in prepared.annotation.values() for entry in entries
+             for path in entry["image_path"]}
+    root = prepared.image_root.resolve() if prepared.image_root is not None else None
+    for source, relative in prepared.images:
+        where = f"study {owner.get(relative, '?')}: image path {relative!r}"
+        parts = Path(relative).parts
+        if not relative or Path(relative).is_absolute() or ".." in parts or "\\" in relative:
+            raise ValueError(f"{where} is not a relative path inside the image folder; the release's "
+                             f"table or report names a file outside it")
+        if root is not None and not source.resolve().is_relative_to(root):
+            raise ValueError(f"{where} resolves to {source.resolve()}, outside the image folder {root}")
+
+
+def refuse_split_leaks(annotation: Mapping[str, Sequence[Mapping[str, Any]]], key: str, what: str,
+                       source: Path | str) -> None:
+    """Refuse a split in which one study or patient (the entries' ``key``) is in two
+    splits: a model would be tested on what it was trained on.
+
+    Args:
+        annotation: ``{split: [entries]}``.
+        key: the entries' field that names the study or patient.
+        what: its name in the message (``"study"``, ``"patient"``).
+        source: the table that assigned the splits, for the message.
+
+    Raises:
+        ValueError: naming the first ids (at most five) and their splits.
+    """
+    splits: dict[Any, set[str]] = {}
+    for split, entries in annotation.items():
+        for entry in entries:
+            splits.setdefault(entry[key], set()).add(split)
+    leaks = sorted((str(k), sorted(v)) for k, v in splits.items() if len(v) > 1)
+    if leaks:
+        named = "; ".join(f"{what} {k} in {' and '.join(v)}" for k, v in leaks[:5])
+        raise ValueError(f"{source} puts {len(leaks)} {what}(s) in two splits ({named}): a model would be "
+                         f"tested on what it was trained on; correct the table")
+
+
 def link_images(folder: Path, image_root: Path) -> None:
     """Point ``folder/images`` at the release's image folder (images read in place).
 
@@ -210,6 +260,7 @@ def write_prepared(
         progress: show a progress bar.
         report: where the summary lines go.
     """
+    check_image_paths(prepared)
     annotation_text = json.dumps(prepared.annotation, indent=1) + "\n"
     copies_done = all((folder / "images" / target).is_file() for _, target in prepared.images)
     if (

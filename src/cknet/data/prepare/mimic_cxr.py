@@ -23,7 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from cknet.data.labels import label_cell
-from cknet.data.prepare.folder import Prepared
+from cknet.data.prepare.folder import Prepared, refuse_split_leaks
 from cknet.data.prepare.sections import report_section
 from cknet.data.prepare.tables import ReportFiles, checksum, find_table, read_table
 from cknet.labeler.chexpert import OBSERVATIONS
@@ -97,6 +97,8 @@ def read_mimic_cxr(images: Path, reports: Path, section: str = "findings") -> Pr
                     "view": views.get(dicom, ""),
                 }
             )
+    refuse_split_leaks(annotation, "study_id", "study", tables["split"])
+    refuse_split_leaks(annotation, "subject_id", "patient", tables["split"])
     studies = {str(e["study_id"]) for entries in annotation.values() for e in entries}
     header = ["study_id", *OBSERVATIONS]
     rows = [
@@ -117,6 +119,7 @@ def read_mimic_cxr(images: Path, reports: Path, section: str = "findings") -> Pr
         f"`cknet.data.prepare.sections`, after MIT-LCP's MIMIC-CXR parser).",
         "- One entry per image, as R2Gen's annotation; every view is kept (`view` = ViewPosition).",
         "- Split: the official `mimic-cxr-2.0.0-split` table (`validate` -> `val`).",
+        "- Checked: no study and no patient in two splits (a table that does so is refused).",
         "- Left out: images absent from the split table, studies without a report or without the section, "
         "image files missing from the download.",
     ]
