@@ -204,3 +204,30 @@ def test_prepare_refuses_a_study_or_patient_in_two_splits(tmp_path):
     _table(table, ["path_to_image", "split", "section_findings", "section_impression"], rows, gz=False)
     with pytest.raises(ValueError, match=r"patient patient00001 in (test and train|test and val)"):
         prepare_chexpert_plus(table, images, tmp_path / "plus-out", progress=False)
+
+
+def test_reports_zip_keys_by_subject_and_study_and_caps_sizes(tmp_path):
+    """A member of another subject with the same study id never replaces a report (the
+    zip is keyed by subject and study, as the folder); two members of one study are
+    refused; a report file larger than any real one is refused before it is read."""
+    import zipfile
+
+    from cknet.data.prepare.tables import MAX_REPORT_BYTES, ReportFiles
+
+    archive = tmp_path / "mimic-cxr-reports.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("mimic-cxr-reports/files/p11/p11000011/s51000001.txt", "FINDINGS: real report.")
+        zf.writestr("mimic-cxr-reports/files/p99/p99999999/s51000001.txt", "FINDINGS: someone else's.")
+    reports = ReportFiles(archive)
+    assert reports.read("11000011", "51000001") == "FINDINGS: real report."
+    assert reports.read("99999999", "51000001") == "FINDINGS: someone else's."
+    with zipfile.ZipFile(archive, "a") as zf:
+        zf.writestr("elsewhere/p11/p11000011/s51000001.txt", "FINDINGS: a duplicate.")
+    with pytest.raises(ValueError, match="two reports of subject 11000011, study 51000001"):
+        ReportFiles(archive)
+
+    folder = tmp_path / "files" / "p10" / "p10000032"
+    folder.mkdir(parents=True)
+    (folder / "s50000001.txt").write_text("x" * (MAX_REPORT_BYTES + 1))
+    with pytest.raises(ValueError, match="more than any real report"):
+        ReportFiles(tmp_path).read("10000032", "50000001")

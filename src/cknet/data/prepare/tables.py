@@ -13,6 +13,9 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+# A report file larger than this is not a report (the longest MIMIC-CXR report is a few KB).
+MAX_REPORT_BYTES = 100_000
+
 
 def find_table(root: Path, stem: str, what: str) -> Path:
     """A release's table, plain (``STEM.csv``) or gzipped (``STEM.csv.gz``).
@@ -97,11 +100,17 @@ class ReportFiles:
                     f"or the folder it unpacks to"
                 )
             self.archive = zipfile.ZipFile(self.source)
-            self.members = {}
-            for name in self.archive.namelist():
-                match = self._MEMBER.search(name)
+            self.members: dict[tuple[str, str], zipfile.ZipInfo] = {}
+            for info in self.archive.infolist():
+                match = self._MEMBER.search(info.filename)
                 if match:
-                    self.members[match.group(2)] = name
+                    key = (match.group(1), match.group(2))  # (subject, study), as the folder reader
+                    if key in self.members:
+                        raise ValueError(
+                            f"{self.source} holds two reports of subject {key[0]}, study {key[1]}: "
+                            f"{self.members[key].filename} and {info.filename}; remove one"
+                        )
+                    self.members[key] = info
         else:
             files = self.source / "files" if (self.source / "files").is_dir() else self.source
             self.root = files
@@ -119,10 +128,21 @@ class ReportFiles:
             study_id: e.g. ``"50414267"``.
         """
         if self.archive is not None:
-            name = self.members.get(study_id)
-            if name is None:
+            info = self.members.get((subject_id, study_id))
+            if info is None:
                 return None
-            with self.archive.open(name) as fh:
-                return io.TextIOWrapper(fh, encoding="utf-8").read()
+            _check_report_size(info.file_size, f"{self.source}: {info.filename}")
+            with self.archive.open(info) as fh:
+                return io.TextIOWrapper(fh, encoding="utf-8").read(MAX_REPORT_BYTES + 1)
         path = self.root / f"p{subject_id[:2]}" / f"p{subject_id}" / f"s{study_id}.txt"
-        return path.read_text(encoding="utf-8") if path.is_file() else None
+        if not path.is_file():
+            return None
+        _check_report_size(path.stat().st_size, str(path))
+        return path.read_text(encoding="utf-8")
+
+
+def _check_report_size(size: int, where: str) -> None:
+    """Refuse a report file larger than any real report before reading it."""
+    if size > MAX_REPORT_BYTES:
+        raise ValueError(f"{where} holds {size:,} bytes, more than any real report "
+                         f"({MAX_REPORT_BYTES:,} bytes at most); the file is not a report")
