@@ -231,3 +231,62 @@ def test_reports_zip_keys_by_subject_and_study_and_caps_sizes(tmp_path):
     (folder / "s50000001.txt").write_text("x" * (MAX_REPORT_BYTES + 1))
     with pytest.raises(ValueError, match="more than any real report"):
         ReportFiles(tmp_path).read("10000032", "50000001")
+
+
+@pytest.mark.parametrize("field, value", [("num_encoder_layers", 100_000), ("d_model", 10_000_000),
+                                          ("image_size", 1_000_000), ("vocab_size", 10_000_000_000),
+                                          ("max_length", 10**9), ("num_views", 1000)])
+def test_absurd_model_sizes_are_refused_before_allocation(tmp_path, field, value):
+    """A config.json asking for sizes past any real model is refused, naming the field,
+    at once (nothing built: the test would take minutes and gigabytes otherwise)."""
+    import tracemalloc
+
+    from conftest import small_config
+
+    from cknet import CKNet
+
+    model = _tiny_saved_model(tmp_path / "model")
+    data = json.loads((model / "config.json").read_text())
+    data[field] = value
+    if field == "d_model":
+        data["num_heads"] = 2
+    (model / "config.json").write_text(json.dumps(data))
+    tracemalloc.start()
+    with pytest.raises(ValueError, match=field):
+        CKNet.from_pretrained(model)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 200 * 2**20
+    with pytest.raises(ValueError, match=field):
+        small_config(**{field: value, **({"num_heads": 2} if field == "d_model" else {})})
+
+
+@pytest.mark.parametrize("options, match", [({"max_new_tokens": 10**9}, "max_new_tokens"),
+                                            ({"num_beams": 10**6}, "num_beams"),
+                                            ({"num_beams": "4"}, "num_beams")])
+def test_absurd_or_mistyped_decoding_options_are_named(options, match):
+    from cknet import GenerationConfig
+
+    with pytest.raises(ValueError, match=match):
+        GenerationConfig.from_dict(options)
+
+
+@pytest.mark.parametrize("field, value", [("vocab_size", 10**10), ("hidden_size", 10**8),
+                                          ("num_hidden_layers", 10**5)])
+def test_absurd_language_model_configs_are_refused_before_building(tmp_path, field, value):
+    """RadGraph's and a saved text encoder's BERT are built from config.json alone: sizes
+    past any real model are refused, naming the field, before anything is allocated."""
+    import shutil
+
+    from cknet.testing import make_tiny_bert
+
+    folder = make_tiny_bert(REPORTS, tmp_path / "bert", vocab_size=200, hidden_size=16, num_layers=1,
+                            num_heads=2)
+    config = json.loads((folder / "config.json").read_text())
+    config[field] = value
+    (folder / "config.json").write_text(json.dumps(config))
+    from cknet.modules.language_model import PretrainedTextEncoder
+
+    with pytest.raises(ValueError, match=field):
+        PretrainedTextEncoder.from_config(folder, d_model=16)
+    shutil.rmtree(folder)

@@ -41,6 +41,14 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+# Sizes past any real model, checked before anything is built (a config file can ask for
+# anything): parameters of the parts the config sizes (the CNN aside), and the inputs.
+MAX_PARAMETERS = 2_000_000_000
+MAX_IMAGE_SIZE = 8192
+MAX_VIEWS = 16
+MAX_REPORT_TOKENS = 65_536
+MAX_LAYERS = 256
+
 # The names `CKNetConfig.knowledge_source` accepts: the built-in sources, and those that
 # `cknet.register_knowledge_source` adds.
 KNOWLEDGE_SOURCE_NAMES: set[str] = {"image", "static", "random", "none"}
@@ -221,6 +229,7 @@ class CKNetConfig:
         for name in ["vocab_size", "num_encoder_layers", "num_gcn_layers"]:
             if getattr(self, name) < 0:
                 raise ValueError(f"CKNetConfig.{name} must be >= 0, got {getattr(self, name)}")
+        check_sizes(self)
         if self.max_length < 3:
             raise ValueError(
                 f"CKNetConfig.max_length must be at least 3 (BOS, one word, EOS), "
@@ -345,6 +354,49 @@ class CKNetConfig:
             raise ValueError(f"{os.fspath(path)} is not valid JSON: {err}") from None
         except ValueError as err:
             raise ValueError(f"{os.fspath(path)}: {err}") from None
+
+
+SIZE_FIELDS = ("vocab_size", "d_model", "d_ff", "d_knowledge", "num_encoder_layers", "num_decoder_layers",
+               "max_length", "num_gcn_layers")
+
+
+def parameter_count(sizes: dict[str, int]) -> int:
+    """The parameters of the parts a config sizes, roughly (the CNN aside): what
+    `check_sizes` weighs before anything is allocated.
+
+    Args:
+        sizes: the values of `SIZE_FIELDS`.
+    """
+    d, ff, k = sizes["d_model"], sizes["d_ff"], sizes["d_knowledge"]
+    return (2 * sizes["vocab_size"] * d  # token embedding and output layer
+            + sizes["num_encoder_layers"] * (4 * d * d + 2 * d * ff)
+            + sizes["num_decoder_layers"] * (8 * d * d + 2 * d * ff)
+            + 4 * d * d + 2 * d * k + sizes["num_gcn_layers"] * k * k  # knowledge query, GCN
+            + sizes["max_length"] * d)  # the position table
+
+
+def check_sizes(config: CKNetConfig) -> None:
+    """Refuse sizes past any real model before anything is built, naming the field.
+
+    Raises:
+        ValueError: for an image, view count, report length or depth past the limits, or a
+            model of more than `MAX_PARAMETERS` parameters (naming the field whose default
+            value would shrink it most).
+    """
+    for name, limit in (("image_size", MAX_IMAGE_SIZE), ("num_views", MAX_VIEWS),
+                        ("max_length", MAX_REPORT_TOKENS), ("num_encoder_layers", MAX_LAYERS),
+                        ("num_decoder_layers", MAX_LAYERS), ("num_gcn_layers", MAX_LAYERS)):
+        if getattr(config, name) > limit:
+            raise ValueError(f"CKNetConfig.{name} is {getattr(config, name):,}, past the {limit:,} cknet allows "
+                             f"(checked before anything is allocated)")
+    sizes = {name: getattr(config, name) for name in SIZE_FIELDS}
+    total = parameter_count(sizes)
+    if total > MAX_PARAMETERS:
+        defaults = {f.name: f.default for f in dataclasses.fields(CKNetConfig)}
+        field = min(SIZE_FIELDS, key=lambda name: parameter_count({**sizes, name: defaults[name]}))
+        raise ValueError(f"CKNetConfig would build about {total:,} parameters ({4 * total / 2**30:,.0f} GiB), "
+                         f"past the {MAX_PARAMETERS:,} cknet allows; CKNetConfig.{field} "
+                         f"({getattr(config, field):,}) weighs most")
 
 
 def check_field_types(instance: Any) -> None:

@@ -225,6 +225,38 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -
     check_finite_state(model.state_dict(), f"{source} (cast to the model's types)")
 
 
+def check_hf_config_sizes(config: Any, source: str | os.PathLike[str]) -> Any:
+    """Refuse a Hugging Face model config whose sizes are past any real model before the
+    model is built (a config file can ask for anything), naming the field.
+
+    Args:
+        config: a ``transformers`` config (BERT-like fields: ``vocab_size``,
+            ``hidden_size``, ``num_hidden_layers``, ``intermediate_size``).
+        source: where it was read, for the message.
+
+    Returns:
+        The config.
+
+    Raises:
+        ValueError: naming the field at fault.
+    """
+    from cknet.config import MAX_LAYERS, MAX_PARAMETERS
+
+    sizes = {name: getattr(config, name, 0) or 0 for name in
+             ("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size", "max_position_embeddings")}
+    if sizes["num_hidden_layers"] > MAX_LAYERS:
+        raise ValueError(f"{os.fspath(source)}: num_hidden_layers is {sizes['num_hidden_layers']:,}, past the "
+                         f"{MAX_LAYERS} cknet allows")
+    h = sizes["hidden_size"]
+    counts = {"vocab_size": sizes["vocab_size"] * h, "max_position_embeddings": sizes["max_position_embeddings"] * h,
+              "num_hidden_layers": sizes["num_hidden_layers"] * (4 * h * h + 2 * h * sizes["intermediate_size"])}
+    if sum(counts.values()) > MAX_PARAMETERS:
+        field = "hidden_size" if h > 16_384 else max(counts, key=counts.__getitem__)
+        raise ValueError(f"{os.fspath(source)}: a model of about {sum(counts.values()):,} parameters, past the "
+                         f"{MAX_PARAMETERS:,} cknet allows; {field} ({getattr(config, field):,}) weighs most")
+    return config
+
+
 def load_hf_pretrained(loader: Any, name_or_path: str | os.PathLike[str], what: str, **kwargs: Any) -> Any:
     """``loader.from_pretrained(name_or_path, **kwargs)`` for a Hugging Face hub id or a
     local folder, turning a failed download into an error that says what to do offline.

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 PAPER_NUM_BEAMS = 3
+# Past any real decoding; checked before the beams' cache is allocated.
+MAX_NEW_TOKENS = 65_536
+MAX_BEAMS = 1_024
 
 
 @dataclass
@@ -121,7 +124,17 @@ class GenerationConfig:
         return resolved
 
     def validate(self) -> None:
-        """Raise `ValueError` naming the first invalid option (None counts as unset)."""
+        """Raise `ValueError` naming the first invalid option (None counts as unset): of
+        the wrong type, out of range, or past the sizes cknet allows (`MAX_NEW_TOKENS`,
+        `MAX_BEAMS`), before anything is allocated."""
+        from cknet.config import check_field_types
+
+        check_field_types(self)
+        for name, limit in (("max_new_tokens", MAX_NEW_TOKENS), ("num_beams", MAX_BEAMS),
+                            ("num_return_sequences", MAX_BEAMS)):
+            value = getattr(self, name)
+            if value is not None and value > limit:
+                raise ValueError(f"{name} is {value:,}, past the {limit:,} cknet allows")
         for name in ("length_penalty", "temperature", "top_p"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")

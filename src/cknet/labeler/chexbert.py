@@ -114,7 +114,7 @@ class CheXbertLabeler:
                  device: str | torch.device | None = None, batch_size: int = 16) -> None:
         from transformers import AutoConfig, AutoTokenizer
 
-        from cknet.io import load_hf_pretrained
+        from cknet.io import check_hf_config_sizes, load_hf_pretrained
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -125,7 +125,8 @@ class CheXbertLabeler:
                                     f"download link in the CheXbert repository's README)")
         checkpoint = Path(checkpoint).expanduser()
         self.tokenizer = load_hf_pretrained(AutoTokenizer, bert_dir, "CheXbert tokenizer (bert-base-uncased)")
-        config = load_hf_pretrained(AutoConfig, bert_dir, "CheXbert encoder config (bert-base-uncased)")
+        config = check_hf_config_sizes(
+            load_hf_pretrained(AutoConfig, bert_dir, "CheXbert encoder config (bert-base-uncased)"), bert_dir)
         self.model = CheXbertModel(config)
         self.model.load_state_dict(_checkpoint_state(Path(checkpoint), self.model), strict=True)
         self.model.to(self.device).eval()

@@ -161,7 +161,7 @@ class RadGraph:
     ) -> None:
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-        from cknet.io import load_hf_pretrained
+        from cknet.io import check_hf_config_sizes, load_hf_pretrained
 
         config, vocabulary, state = _read_model(Path(model).expanduser())
         ner = [name for name in vocabulary if name.endswith("__ner_labels")]
@@ -179,7 +179,8 @@ class RadGraph:
         what = f"BERT of the RadGraph model {model}"
         source = bert if bert is not None else embedder["model_name"]
         self.tokenizer = load_hf_pretrained(AutoTokenizer, source, what)
-        encoder = AutoModel.from_config(load_hf_pretrained(AutoConfig, source, what), trust_remote_code=False)
+        encoder = AutoModel.from_config(check_hf_config_sizes(load_hf_pretrained(AutoConfig, source, what), source),
+                                       trust_remote_code=False)
         weights = {k.removeprefix(_BERT_PREFIX): v for k, v in state.items() if k.startswith(_BERT_PREFIX)}
         missing, unexpected = encoder.load_state_dict(weights, strict=False)
         missing = [k for k in missing if not k.startswith("pooler.")]

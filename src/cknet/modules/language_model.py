@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cknet.io import load_hf_pretrained
+from cknet.io import check_hf_config_sizes, load_hf_pretrained
 
 MIN_TRANSFORMERS = (5, 0)
 
@@ -138,8 +138,8 @@ class PretrainedTextEncoder(nn.Module):
         from transformers import AutoConfig, AutoModel
 
         _check_transformers()
-        config = _causal_config(AutoConfig.from_pretrained(Path(directory), local_files_only=True,
-                                                           trust_remote_code=False))
+        config = _causal_config(check_hf_config_sizes(
+            AutoConfig.from_pretrained(Path(directory), local_files_only=True, trust_remote_code=False), directory))
         return cls(AutoModel.from_config(config, trust_remote_code=False), d_model, dropout, trainable)
 
     def save_config(self, directory: str | os.PathLike[str]) -> None:
