@@ -9,6 +9,7 @@ from conftest import SHARED, require
 from cknet.cli import main
 from cknet.labeler import OBSERVATIONS, CheXpertLabeler
 from cknet.metrics import ce_scores, meteor_score, nlg_scores
+from cknet.tokenizers import clean_report
 
 REFERENCES = ["the heart is normal in size . no pleural effusion .", "lungs are clear . no pneumothorax .",
               "mild cardiomegaly . small left pleural effusion .", "no acute cardiopulmonary abnormality ."]
@@ -47,8 +48,40 @@ def test_cleaned_references_are_truncated_like_the_peers(monkeypatch, tmp_path):
     long = ". ".join(["The lungs are clear"] * 30)
     cleaned = nlg_scores([long], ["the lungs are clear ."], "cleaned", max_length=10)
     assert cleaned.settings == {"references": "cleaned", "dataset": "iu_xray", "max_length": "10"}
-    raw_truncated = nlg_scores(["the lungs are clear . the lungs are"], ["the lungs are clear ."], "raw")
+    raw_truncated = nlg_scores(["the lungs are clear . the lungs are clear"], ["the lungs are clear ."], "raw")
     assert cleaned["BLEU_1"] == raw_truncated["BLEU_1"]
+
+
+def r2gen_reference(report, dataset, token2idx, max_seq_length):
+    """R2Gen's reference, written from its code (cuhksz-nlp/R2Gen, modules/tokenizers.py,
+    datasets.py, trainer.py): ids = [0] + ids + [0], cut to max_seq_length in the
+    dataset, then decode_batch(reports_ids[:, 1:]), which stops at the first id 0."""
+    ids = [0] + [token2idx[token] for token in clean_report(report, dataset).split()] + [0]
+    ids = ids[:max_seq_length][1:]
+    idx2token = {i: t for t, i in token2idx.items()}
+    words = []
+    for idx in ids:
+        if idx <= 0:
+            break
+        words.append(idx2token[idx])
+    return " ".join(words)
+
+
+@pytest.mark.parametrize("dataset, max_length", [("iu_xray", 60), ("iu_xray", 20), ("mimic_cxr", 100)])
+def test_cleaned_references_equal_r2gens_on_every_iu_test_report(iu_annotation, dataset, max_length):
+    """Every IU X-Ray test reference as R2Gen scores it (its vocabulary taken over all the
+    words, so that no <unk> enters: cknet keeps the words, docs/evaluation.md)."""
+    from cknet.metrics.nlg import prepare_texts
+
+    reports = [e["report"] for e in iu_annotation["test"]]
+    vocabulary = sorted({t for r in reports for t in clean_report(r, dataset).split()})
+    token2idx = {t: i + 1 for i, t in enumerate(vocabulary)}
+    expected = [r2gen_reference(r, dataset, token2idx, max_length) for r in reports]
+    ours, _, settings = prepare_texts(reports, reports, "cleaned", dataset, max_length)
+    assert settings["max_length"] == str(max_length)
+    assert ours == expected
+    assert max(len(r.split()) for r in ours) == min(max_length - 1, max(len(clean_report(r, dataset).split())
+                                                                        for r in reports))
 
 
 def test_without_java_meteor_is_unavailable_and_the_rest_computed(monkeypatch, tmp_path):

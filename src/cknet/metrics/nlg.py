@@ -169,7 +169,9 @@ def prepare_texts(
     if reference_form == "cleaned":
         limit = dataset_preset(dataset).max_length if max_length is None else int(max_length)
         settings.update(dataset=dataset, max_length=str(limit))
-        references = [" ".join(clean_report(r, dataset).split()[: limit - 2]) for r in references]
+        # R2Gen: ids = [0] + words + [0], cut to max_length, decoded from position 1 up to
+        # the first 0: the first max_length - 1 words (59 for IU X-Ray, 99 for MIMIC-CXR)
+        references = [" ".join(clean_report(r, dataset).split()[: limit - 1]) for r in references]
         predictions = [clean_report(p, dataset) for p in predictions]
     return [_one_line(r) for r in references], [_one_line(p) for p in predictions], settings
 
@@ -187,9 +189,10 @@ def nlg_scores(
         references: reference reports.
         predictions: generated reports, in the same order.
         reference_form: ``"cleaned"`` -- both sides cleaned with the R2Gen rules of
-            ``dataset`` and references cut to ``max_length`` tokens (BOS and EOS
-            included, default 60 for IU X-Ray / 100 for MIMIC-CXR), which is what the
-            peers score against; or ``"raw"`` -- the strings as given (whitespace
+            ``dataset`` and references cut as R2Gen's dataset and ``decode_batch`` cut
+            them: ``max_length`` ids with BOS (default 60 for IU X-Ray / 100 for
+            MIMIC-CXR), so the first ``max_length - 1`` words, which is what the peers
+            score against; or ``"raw"`` -- the strings as given (whitespace
             folded), for exact parity with a direct pycocoevalcap call.
         dataset: cleaning rules for ``"cleaned"``.
         max_length: reference truncation for ``"cleaned"``.
