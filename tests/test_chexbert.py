@@ -201,6 +201,7 @@ def test_semb_score_is_the_cosine_of_chexberts_cls_states(published, tiny_bert_d
 
 def test_evaluate_command_with_model_based_metrics(published, tiny_bert_dir, tmp_path, capsys):
     from cknet.metrics.bertscore import BERTScorer
+    from cknet.metrics.model_based import ModelMetrics
     from cknet.metrics.radcliq import bleu2_per_study, radcliq_v1
     from cknet.metrics.radgraph import RadGraph
     from cknet.metrics.ratescore import RaTEScorer, period_sentences
@@ -235,13 +236,17 @@ def test_evaluate_command_with_model_based_metrics(published, tiny_bert_dir, tmp
     assert min(expected_f1) <= interval["low"] and interval["high"] <= max(expected_f1)
     graph = RadGraph(radgraph).score(references, predictions)
     np.testing.assert_allclose(model["per_study"]["RadGraph_complete"], graph.complete)
-    bertscore_idf = BERTScorer(roberta, idf=True).score(references, predictions).f1
     bleu2 = bleu2_per_study(references, predictions)
-    radcliq = radcliq_v1(graph.combined, bertscore_idf, expected_semb, bleu2)
+    radcliq = radcliq_v1(graph.combined, expected_f1, expected_semb, bleu2)  # BERTScore without idf, as ReXrank
     np.testing.assert_allclose(model["per_study"]["RadCliQ-v1"], radcliq)
-    assert model["scores"]["1/RadCliQ-v1"] == pytest.approx(1 / radcliq.mean())
-    inverse = scores["intervals"]["scores"]["1/RadCliQ-v1"]
-    assert inverse["value"] == pytest.approx(1 / radcliq.mean())
+    assert model["scores"]["RadCliQ-v1"] == pytest.approx(radcliq.mean())
+    assert "1/RadCliQ-v1" not in model["scores"]
+    assert scores["intervals"]["scores"]["RadCliQ-v1"]["value"] == pytest.approx(radcliq.mean())
+    bertscore_idf = BERTScorer(roberta, idf=True).score(references, predictions).f1
+    radeval = ModelMetrics(["radcliq"], roberta, chexbert, radgraph, radcliq_idf=True).score(references,
+                                                                                             predictions)
+    np.testing.assert_allclose(radeval.per_study["RadCliQ-v1"],
+                               radcliq_v1(graph.combined, bertscore_idf, expected_semb, bleu2))
     expected_rate = RaTEScorer(*rate, split_sentences=period_sentences).score(references, predictions)
     np.testing.assert_allclose(model["per_study"]["RaTEScore"], expected_rate)
     assert "GREEN (ReXrank's 7B judge) runs only when asked" in capsys.readouterr().out

@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
         chexbert = make_labeler(f"chexbert:{args.chexbert}") if args.chexbert else (
             labeler if hasattr(labeler, "embed") else None)
         scorer = ModelMetrics(extra, args.bertscore_model, chexbert, args.radgraph,
-                              comma_separated(args.ratescore), args.ratescore_sentences, args.green_model)
+                              comma_separated(args.ratescore), args.ratescore_sentences, args.green_model,
+                              radcliq_idf=args.radcliq_idf)
     reference_labels = None if labeler is None else labeler(references)
     statistics = [
         report_statistics(references, predictions, reference_labels,
@@ -126,6 +127,9 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     co.add_argument("--ratescore", metavar="NER[,ENCODER]", help="RaTEScore's models (see cknet evaluate)")
     co.add_argument("--ratescore-sentences", choices=["medspacy", "periods"], default="medspacy",
                     help="RaTEScore's sentence splitter (see cknet evaluate)")
+    co.add_argument("--radcliq-idf", action="store_true",
+                    help="RadCliQ-v1 with BERTScore weighted by idf over the references (RadEval's); "
+                         "default without idf, as ReXrank (CXR-Report-Metric) computes it")
     co.add_argument("--green-model", metavar="DIR", help="GREEN's judge (see cknet evaluate)")
     co.add_argument("--output", type=Path, help="write the comparison as JSON here")
     co.add_argument("--overwrite", action="store_true")

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
                 else labeler if hasattr(labeler, "embed") else None)
     model_metrics = ModelMetrics([m for m in metrics if m in MODEL_METRICS], args.bertscore_model, chexbert,
                                  args.radgraph, comma_separated(args.ratescore), args.ratescore_sentences,
-                                 args.green_model)  # checks what each metric needs before any scoring
+                                 args.green_model, radcliq_idf=args.radcliq_idf)  # checks what each needs first
     result = score_reports(references, predictions, args.dataset, full="nlg" in metrics,
                            labeler=labeler if "ce" in metrics else None, average=args.average,
                            uncertain=args.uncertain, reference_form=args.reference_form,
@@ -98,8 +98,10 @@ def run(args: argparse.Namespace) -> int:
                          "bertscore": "layer 5, baseline rescaled, no idf",
                          "radgraph_model": None if args.radgraph is None else str(args.radgraph),
                          "radgraph": "radgraph 0.1.18's rewards; combined as RadEval (RadCliQ's term)",
-                         "radcliq": "RadCliQ-v1 of RadEval e0a3909: BERTScore with idf over the "
-                                    "references, per-study BLEU-2; 1/RadCliQ-v1 = 1 / mean",
+                         "radcliq": ("RadCliQ-v1 as ReXrank (CXR-Report-Metric): BERTScore without idf, "
+                                     if not args.radcliq_idf else
+                                     "RadCliQ-v1 as RadEval e0a3909: BERTScore with idf over the references, ")
+                                    + "per-study BLEU-2; the mean, lower is better",
                          "ratescore_models": args.ratescore, "ratescore_sentences": args.ratescore_sentences,
                          "green_model": args.green_model},
             "scores": model.means,
@@ -174,6 +176,9 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--ratescore-sentences", choices=["medspacy", "periods"], default="medspacy",
                     help="RaTEScore's sentence splitter: medspacy (the package's; pip install "
                          "\"cknet[ratescore]\") or periods (no medspaCy; close, not equal)")
+    ev.add_argument("--radcliq-idf", action="store_true",
+                    help="RadCliQ-v1 with BERTScore weighted by idf over the references (RadEval's); "
+                         "default without idf, as ReXrank (CXR-Report-Metric) computes it")
     ev.add_argument("--green-model", metavar="DIR",
                     help="GREEN's judge: a folder or a hub id in the Hugging Face cache "
                          "(default StanfordAIMI/GREEN-radllama2-7b)")

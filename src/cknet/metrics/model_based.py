@@ -10,7 +10,7 @@ resamples the others.
 | ``BERTScore_F1`` | `cknet.metrics.bertscore`, ReXrank's setting | ``distilroberta-base`` |
 | ``SembScore`` | `cknet.metrics.semb` | CheXbert (``chexbert.pth`` + ``bert-base-uncased``) |
 | ``RadGraph_simple``, ``_partial``, ``_complete``, ``_combined`` | `cknet.metrics.radgraph` | RadGraph |
-| ``RadCliQ-v1`` (and ``1/RadCliQ-v1``, the inverse of the mean) | `cknet.metrics.radcliq` | all three above |
+| ``RadCliQ-v1`` (the mean, lower is better) | `cknet.metrics.radcliq` | all three above |
 | ``RaTEScore`` | `cknet.metrics.ratescore` | RaTE-NER + BioLORD-2023-C (+ medspaCy) |
 | ``GREEN`` | `cknet.metrics.green` (only when asked: a 7B judge) | GREEN-radllama2-7b |
 """
@@ -53,15 +53,11 @@ class ModelScores:
 
     @property
     def means(self) -> dict[str, float]:
-        """Metric name -> the mean over the studies (and ``1/RadCliQ-v1``, the inverse of
-        RadCliQ-v1's mean, as ReXrank ranks)."""
-        means = {
+        """Metric name -> the mean over the studies."""
+        return {
             name: float(np.mean(values)) if len(values) else float("nan")
             for name, values in self.per_study.items()
         }
-        if "RadCliQ-v1" in means:
-            means["1/RadCliQ-v1"] = 1 / means["RadCliQ-v1"] if means["RadCliQ-v1"] else float("nan")
-        return means
 
 
 class ModelMetrics:
@@ -100,6 +96,7 @@ class ModelMetrics:
         ratescore_sentences: str = "medspacy",
         green_model: str | os.PathLike[str] | None = None,
         device: str | None = None,
+        radcliq_idf: bool = False,
     ) -> None:
         unknown = [m for m in metrics if m not in MODEL_METRICS]
         if unknown:
@@ -128,6 +125,7 @@ class ModelMetrics:
         self.metrics, self.chexbert, self.device = list(metrics), chexbert, device
         self.bertscore_model, self.radgraph_model = bertscore_model, radgraph_model
         self.ratescore_models, self.green_model = ratescore_models, green_model
+        self.radcliq_idf = radcliq_idf
         self._loaded: dict[str, Any] = {}
 
     def _model(self, name: str) -> Any:
@@ -188,9 +186,12 @@ class ModelMetrics:
         if "radcliq" in metrics:
             from cknet.metrics.radcliq import bleu2_per_study, radcliq_v1
 
-            bertscore_idf = self._model("bertscore").score(references, predictions, idf=True).f1
+            if "BERTScore_F1" in per_study and not self.radcliq_idf:
+                bertscore = per_study["BERTScore_F1"]
+            else:  # without idf as ReXrank (CXR-Report-Metric); with idf as RadEval
+                bertscore = self._model("bertscore").score(references, predictions, idf=self.radcliq_idf).f1
             per_study["RadCliQ-v1"] = radcliq_v1(
-                graph.combined, bertscore_idf, semb, bleu2_per_study(references, predictions)
+                graph.combined, bertscore, semb, bleu2_per_study(references, predictions)
             )
         intervals = {}
         if resamples and per_study and len(references):

@@ -1,17 +1,20 @@
 """RadCliQ-v1 (Yu et al., Patterns 2023): a linear model of radiologists' error counts over
-four per-study metrics, lower is better; ReXrank ranks systems by 1/RadCliQ-v1.
+four per-study metrics, lower is better; ReXrank's tables show its mean.
 
-For a study with metrics x = (RadGraph combined, BERTScore F1 with idf, SembScore, BLEU-2),
+For a study with metrics x = (RadGraph combined, BERTScore F1, SembScore, BLEU-2),
 
     RadCliQ-v1 = Σ_k c_k (x_k - μ_k) / σ_k + c_0,
 
 with the normalisation (μ, σ) and coefficients (c) fitted by the authors
 (CXR-Report-Metric, ``run_eval.py``), as RadEval (commit e0a3909) transcribes them
-(`NORMALISATION`, `COEFFICIENTS`). The corpus value is the mean over studies; ReXrank's
-is its inverse. The inputs are computed as RadEval computes them: RadGraph's combined
-entity/relation F1 (`cknet.metrics.radgraph`), BERTScore with ``distilroberta-base``,
-layer 5, baseline rescaling and idf weights counted over the references, SembScore, and
-each study's BLEU-2 (pycocoevalcap, whitespace tokens of the texts as given).
+(`NORMALISATION`, `COEFFICIENTS`). The corpus value is the mean over studies. The inputs:
+RadGraph's combined entity/relation F1 (`cknet.metrics.radgraph`), BERTScore with
+``distilroberta-base``, layer 5, baseline rescaling, SembScore, and each study's BLEU-2
+(pycocoevalcap, whitespace tokens of the texts as given). BERTScore is taken without idf
+weights, as CXR-Report-Metric (``config.py``: ``USE_IDF = False``) and so ReXrank compute
+it: ReXrank's RadCliQ-v1 column is rebuilt from its own BertScore, SembScore, RadGraph and
+BLEU columns by this formula (docs/evaluation.md). RadEval weights BERTScore by idf over
+the references: ``cknet evaluate --radcliq-idf`` (`ModelMetrics(radcliq_idf=True)`).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ def radcliq_v1(
 
     Args:
         radgraph_combined: ``(n,)`` RadGraph's mean of entity and relation F1.
-        bertscore: ``(n,)`` BERTScore F1 (idf, rescaled).
+        bertscore: ``(n,)`` BERTScore F1 (rescaled; no idf for ReXrank's value).
         semb: ``(n,)`` SembScore.
         bleu2: ``(n,)`` BLEU-2 of each study.
 

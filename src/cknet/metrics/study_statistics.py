@@ -232,15 +232,10 @@ def _add_clinical(statistics: dict, aggregates: dict, reference_labels: np.ndarr
         aggregates["ce_example-14_f1"] = _mean
 
 
-def _inverse_mean(sums: np.ndarray) -> np.ndarray:
-    """One over the mean from summed ``(score, 1)`` columns (ReXrank's 1/RadCliQ-v1)."""
-    return sums[:, 1] / sums[:, 0]
-
-
 def mean_statistics(per_study: dict[str, np.ndarray]) -> StudyStatistics:
     """Metrics that are means of per-study scores (BERTScore, SembScore, RadGraph F1,
-    RadCliQ-v1) as `StudyStatistics`: each study's (score, 1), aggregated as their mean;
-    with RadCliQ-v1, also ``1/RadCliQ-v1``, the inverse of its mean (ReXrank's ranking).
+    RadCliQ-v1) as `StudyStatistics`: each study's (score, 1), aggregated as their mean
+    (RadCliQ-v1's mean is what ReXrank's tables show, lower is better).
 
     Args:
         per_study: metric name -> ``(N,)`` scores.
@@ -248,6 +243,4 @@ def mean_statistics(per_study: dict[str, np.ndarray]) -> StudyStatistics:
     statistics = {name: np.stack([np.asarray(values, dtype=float), np.ones(len(values))], 1)
                   for name, values in per_study.items()}
     aggregates = {name: _mean for name in per_study}
-    if "RadCliQ-v1" in per_study:
-        statistics["1/RadCliQ-v1"], aggregates["1/RadCliQ-v1"] = statistics["RadCliQ-v1"], _inverse_mean
     return StudyStatistics(statistics, aggregates)
