@@ -88,3 +88,27 @@ def test_bertscore_rescaling_and_defaults(roberta, tmp_path):
         BERTScorer(roberta, num_layers=4)
     with pytest.raises(OSError, match="distilroberta"):
         BERTScorer(tmp_path / "distilroberta-base-missing", num_layers=5, rescale_with_baseline=False)
+
+
+# ReXrank's published IU X-Ray rows (rajpurkarlab/ReXrank: results/result_iu_xray.csv, which
+# shows RadCliQ-v1, and results/findings_result_iu_xray.csv, which shows 1/RadCliQ-v1):
+# BLEU (BLEU-2), BertScore, SembScore, RadGraph, and the published RadCliQ column.
+REXRANK_MEAN = [(0.102, 0.38, 0.494, 0.157, 1.137), (0.227, 0.449, 0.594, 0.187, 0.884),
+                (0.195, 0.518, 0.601, 0.244, 0.692), (0.035, 0.175, 0.061, 0.023, 2.072),
+                (0.079, 0.235, 0.403, 0.16, 1.462), (0.242, 0.404, 0.609, 0.283, 0.825)]
+REXRANK_INVERSE = [(0.116, 0.353, 0.488, 0.139, 0.827), (0.198, 0.453, 0.593, 0.211, 1.179),
+                   (0.206, 0.527, 0.606, 0.235, 1.46), (0.033, 0.186, 0.057, 0.023, 0.486),
+                   (0.376, 0.636, 0.701, 0.398, 4.804), (0.277, 0.525, 0.641, 0.341, 1.922)]
+
+
+def test_radcliq_rebuilds_rexranks_published_rows_from_their_components():
+    """ReXrank's RadCliQ-v1 column follows from its own BertScore (no idf), SembScore,
+    RadGraph and BLEU columns by cknet's formula, within the tables' rounding (each
+    component is printed to 3 decimals: 0.0005 each moves RadCliQ-v1 by at most
+    0.0005 * sum |c_k / sigma_k| = 0.0019)."""
+    from cknet.metrics.radcliq import radcliq_v1
+
+    for rows, inverse in ((REXRANK_MEAN, False), (REXRANK_INVERSE, True)):
+        bleu, bert, semb, graph, published = map(np.array, zip(*rows))
+        ours = radcliq_v1(graph, bert, semb, bleu)
+        np.testing.assert_allclose(ours, 1 / published if inverse else published, atol=0.0025)

@@ -10,7 +10,7 @@ resamples the others.
 | ``BERTScore_F1`` | `cknet.metrics.bertscore`, ReXrank's setting | ``distilroberta-base`` |
 | ``SembScore`` | `cknet.metrics.semb` | CheXbert (``chexbert.pth`` + ``bert-base-uncased``) |
 | ``RadGraph_simple``, ``_partial``, ``_complete``, ``_combined`` | `cknet.metrics.radgraph` | RadGraph |
-| ``RadCliQ-v1`` (the mean, lower is better) | `cknet.metrics.radcliq` | all three above |
+| ``RadCliQ-v1`` (the mean, lower is better; ``1/RadCliQ-v1``, one over it, when positive) | `cknet.metrics.radcliq` | all three above |
 | ``RaTEScore`` | `cknet.metrics.ratescore` | RaTE-NER + BioLORD-2023-C (+ medspaCy) |
 | ``GREEN`` | `cknet.metrics.green` (only when asked: a 7B judge) | GREEN-radllama2-7b |
 """
@@ -53,11 +53,17 @@ class ModelScores:
 
     @property
     def means(self) -> dict[str, float]:
-        """Metric name -> the mean over the studies."""
-        return {
+        """Metric name -> the mean over the studies; with RadCliQ-v1 (lower is better)
+        also ``1/RadCliQ-v1``, one over its mean, the column of ReXrank's current tables
+        (``results/findings_result_*.csv``; its earlier tables showed the mean), only
+        when the mean is positive: near or below 0 the inverse means nothing."""
+        means = {
             name: float(np.mean(values)) if len(values) else float("nan")
             for name, values in self.per_study.items()
         }
+        if means.get("RadCliQ-v1", 0.0) > 0:
+            means["1/RadCliQ-v1"] = 1 / means["RadCliQ-v1"]
+        return means
 
 
 class ModelMetrics:
