@@ -112,3 +112,28 @@ def test_radcliq_rebuilds_rexranks_published_rows_from_their_components():
         bleu, bert, semb, graph, published = map(np.array, zip(*rows))
         ours = radcliq_v1(graph, bert, semb, bleu)
         np.testing.assert_allclose(ours, 1 / published if inverse else published, atol=0.0025)
+
+
+def test_a_text_whose_idf_weights_sum_to_zero_scores_zero_as_bert_score(roberta):
+    """"." in every reference has idf log((M + 1) / (M + 1)) = 0: a prediction of "." alone
+    has no weight; bert-score fills its precision (and F1) with 0, never 0/0."""
+    references = ["no effusion .", "heart is normal .", "lungs are clear ."]
+    scorer = BERTScorer(roberta, num_layers=5, idf=True, rescale_with_baseline=False)
+    scores = scorer.score(references, [".", ".", "clear ."])
+    assert np.isfinite(scores.f1).all()
+    assert scores.precision[0] == 0 and scores.f1[0] == 0 and scores.f1[2] > 0
+
+
+def test_a_non_finite_metric_is_an_error_naming_the_studies():
+    from cknet.metrics.bertscore import BERTScores
+    from cknet.metrics.model_based import ModelMetrics
+
+    class Broken:
+        def score(self, references, predictions, idf=None):
+            f1 = np.array([0.5, np.nan, 0.25])
+            return BERTScores(f1, f1, f1)
+
+    metrics = ModelMetrics(["bertscore"])
+    metrics._loaded["bertscore"] = Broken()
+    with pytest.raises(ValueError, match=r"BERTScore_F1 is not a finite number for 1 of 3 studies.*'s2'"):
+        metrics.score(["a", "b", "c"], ["a", "b", "c"], resamples=10, ids=["s1", "s2", "s3"])

@@ -137,32 +137,43 @@ def read_records(path: str | os.PathLike[str], fields: Sequence[str]) -> list[di
 
 
 def read_predictions(
-    predictions: str | os.PathLike[str], references: str | os.PathLike[str] | None = None
+    predictions: str | os.PathLike[str], references: str | os.PathLike[str] | None = None,
+    allow_missing: bool = False,
 ) -> tuple[list[str], list[str], list[str]]:
-    """Read a predictions file and its references, joined by study id.
+    """Read a predictions file and its references, joined by study id, in id order (so
+    that the bootstrap, which draws rows, does not depend on the files' row order).
 
     Args:
         predictions: JSON or CSV with ``id``, ``prediction`` and, without
             ``references``, ``reference`` (as `cknet generate --output` writes it).
         references: JSON or CSV with ``id`` and ``reference``, or None.
+        allow_missing: score the predictions of only some of ``references``' studies;
+            by default that is refused, since a system that skips hard studies would
+            score better.
 
     Returns:
-        The ids, references and predictions, in the predictions file's order.
+        The ids, references and predictions, sorted by id.
 
     Raises:
-        ValueError: as `read_records`, or when a prediction has no reference (the ids
-            are named).
+        ValueError: as `read_records`, when a prediction has no reference, or when a
+            study of ``references`` has no prediction (the ids are named).
     """
     if references is None:
-        records = read_records(predictions, ("id", "prediction", "reference"))
+        records = sorted(read_records(predictions, ("id", "prediction", "reference")), key=lambda r: r["id"])
         return ([r["id"] for r in records], [r["reference"] for r in records],
                 [r["prediction"] for r in records])
-    records = read_records(predictions, ("id", "prediction"))
+    records = sorted(read_records(predictions, ("id", "prediction")), key=lambda r: r["id"])
     by_id = {r["id"]: r["reference"] for r in read_records(references, ("id", "reference"))}
     missing = [r["id"] for r in records if r["id"] not in by_id]
     if missing:
         raise ValueError(f"{references} has no reference for {len(missing)} prediction(s) of {predictions}, "
                          f"e.g. ids {missing[:3]}")
+    unanswered = sorted(set(by_id) - {r["id"] for r in records})
+    if unanswered and not allow_missing:
+        raise ValueError(f"{predictions} has no prediction for {len(unanswered)} of the {len(by_id)} studies of "
+                         f"{references} (e.g. ids {unanswered[:3]}): a system that skips studies would score "
+                         f"better; predict every study, or pass --allow-missing to score {len(records)} of "
+                         f"{len(by_id)}")
     return [r["id"] for r in records], [by_id[r["id"]] for r in records], [r["prediction"] for r in records]
 
 

@@ -121,6 +121,31 @@ def input_paths(*values: str | os.PathLike[str] | Sequence[str] | None) -> list[
     return found
 
 
+def metric_set(text: str) -> list[str]:
+    """``--metrics`` of `cknet evaluate` and `cknet compare` (one vocabulary): comma-separated
+    names among nlg, ce and the model-based metrics, ``rexrank`` expanded.
+
+    Args:
+        text: the option's value.
+
+    Raises:
+        ValueError: for an unknown name, or none.
+    """
+    from cknet.metrics.model_based import MODEL_METRICS, REXRANK
+
+    names: list[str] = []
+    for name in (n.strip().lower() for n in text.split(",") if n.strip()):
+        for item in REXRANK if name == "rexrank" else (name,):
+            if item not in ("nlg", "ce", *MODEL_METRICS):
+                raise ValueError(f"--metrics: unknown metric {item!r}; choose among nlg, ce, "
+                                 f"{', '.join(MODEL_METRICS)} or rexrank")
+            if item not in names:
+                names.append(item)
+    if not names:
+        raise ValueError("--metrics names no metric")
+    return names
+
+
 def comma_separated(text: str | None) -> list[str] | None:
     """The parts of an option such as ``--ratescore NER,ENCODER`` (None when not given).
 

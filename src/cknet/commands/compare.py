@@ -8,7 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
-from cknet.commands import check_output_file, comma_separated, input_paths, positive_int
+from cknet.commands import check_output_file, comma_separated, input_paths, metric_set, positive_int
 from cknet.io import write_text_atomic
 from cknet.presets import DATASETS
 
@@ -44,8 +44,11 @@ def run(args: argparse.Namespace) -> int:
     output = None if args.output is None else check_output_file(args.output, "--output", args.overwrite,
                                                                   (".json",), inputs)
     ids, references, predictions_a, predictions_b = _joined(args)
-    labeler = None if args.labeler == "none" else make_labeler(args.labeler)
-    extra = [m.strip().lower() for m in (args.metrics or "").split(",") if m.strip()]
+    from cknet.metrics.model_based import MODEL_METRICS
+
+    metrics = metric_set(args.metrics)
+    labeler = None if args.labeler == "none" or "ce" not in metrics else make_labeler(args.labeler)
+    extra = [m for m in metrics if m in MODEL_METRICS]
     scorer = None
     if extra:  # built first: what each model-based metric needs is checked before any scoring
         from cknet.metrics.model_based import ModelMetrics
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         from cknet.metrics.study_statistics import mean_statistics
 
         for stats, predictions in zip(statistics, (predictions_a, predictions_b)):
-            added = mean_statistics(scorer.score(references, predictions, resamples=0).per_study)
+            added = mean_statistics(scorer.score(references, predictions, resamples=0, ids=ids).per_study)
             stats.statistics.update(added.statistics)
             stats.aggregates.update(added.aggregates)
     comparisons = paired_comparison(*statistics, resamples=args.resamples, trials=args.trials, seed=args.seed)
@@ -117,8 +120,9 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     co.add_argument("--resamples", type=positive_int, default=1000, help="paired bootstrap resamples")
     co.add_argument("--trials", type=positive_int, default=1000, help="approximate-randomisation trials")
     co.add_argument("--seed", type=int, default=0)
-    co.add_argument("--metrics", metavar="bertscore,semb,radgraph,radcliq,ratescore,green",
-                    help="model-based metrics compared too (see cknet evaluate --metrics)")
+    co.add_argument("--metrics", default="nlg,ce",
+                    help="the words of cknet evaluate --metrics: nlg, ce, bertscore, semb, radgraph, radcliq, "
+                         "ratescore, green or rexrank (default nlg,ce; the NLG metrics are always compared)")
     co.add_argument("--bertscore-model", default="distilroberta-base",
                     help="BERTScore's model: a local folder or a hub id in the Hugging Face cache")
     co.add_argument("--chexbert", metavar="CHECKPOINT[,BERT_DIR]", help="CheXbert, for SembScore and RadCliQ")

@@ -10,26 +10,9 @@ import io
 import json
 from pathlib import Path
 
-from cknet.commands import check_output_file, comma_separated, input_paths, non_negative_int
+from cknet.commands import check_output_file, comma_separated, input_paths, metric_set, non_negative_int
 from cknet.io import write_text_atomic
 from cknet.presets import DATASETS
-
-
-def _metric_set(text: str) -> list[str]:
-    """``--metrics``: comma-separated names, ``rexrank`` expanded."""
-    from cknet.metrics.model_based import MODEL_METRICS, REXRANK
-
-    names: list[str] = []
-    for name in (n.strip().lower() for n in text.split(",") if n.strip()):
-        for item in REXRANK if name == "rexrank" else (name,):
-            if item not in ("nlg", "ce", *MODEL_METRICS):
-                raise ValueError(f"--metrics: unknown metric {item!r}; choose among nlg, ce, "
-                                 f"{', '.join(MODEL_METRICS)} or rexrank")
-            if item not in names:
-                names.append(item)
-    if not names:
-        raise ValueError("--metrics names no metric")
-    return names
 
 
 def _print_scores(result, args: argparse.Namespace, count: int) -> None:
@@ -59,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from cknet.labeler import OBSERVATIONS, make_labeler
     from cknet.metrics.model_based import MODEL_METRICS, ModelMetrics
 
-    metrics = _metric_set(args.metrics)
+    metrics = metric_set(args.metrics)
     inputs = input_paths(args.predictions, args.references, args.labeler, args.bertscore_model, args.chexbert,
                          args.radgraph, args.ratescore, args.green_model)
     output, per_report = (
@@ -68,7 +51,12 @@ def run(args: argparse.Namespace) -> int:
     if output is not None and per_report is not None and output.resolve() == per_report.resolve():
         raise ValueError(f"--output and --per-report are the same file ({output}); the scores would "
                          f"be overwritten by the per-report labels: give two paths")
-    ids, references, predictions = read_predictions(args.predictions, args.references)
+    ids, references, predictions = read_predictions(args.predictions, args.references, args.allow_missing)
+    if args.references and args.allow_missing:
+        from cknet.evaluation import read_records
+
+        total = len(read_records(args.references, ("id", "reference")))
+        print(f"scoring {len(ids)} of the {total} studies of {args.references} (--allow-missing)")
     labeler = make_labeler(args.labeler) if "ce" in metrics or args.labeler.startswith("chexbert:") else None
     chexbert = (make_labeler(f"chexbert:{args.chexbert}") if args.chexbert
                 else labeler if hasattr(labeler, "embed") else None)
@@ -79,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
                            labeler=labeler if "ce" in metrics else None, average=args.average,
                            uncertain=args.uncertain, reference_form=args.reference_form,
                            resamples=args.resamples, seed=args.seed)
-    model = model_metrics.score(references, predictions, args.resamples, args.seed)
+    model = model_metrics.score(references, predictions, args.resamples, args.seed, ids=ids)
     _print_scores(result, args, len(ids))
     if model.per_study:
         print("Model-based -- " + ", ".join(f"{k}: {v:.4f}" for k, v in model.means.items()))
@@ -182,6 +170,9 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--green-model", metavar="DIR",
                     help="GREEN's judge: a folder or a hub id in the Hugging Face cache "
                          "(default StanfordAIMI/GREEN-radllama2-7b)")
+    ev.add_argument("--allow-missing", action="store_true",
+                    help="with --references: score predictions of only some of its studies (refused by "
+                         "default: skipping hard studies scores better); says how many of how many")
     ev.add_argument("--output", help="write every score and setting as JSON here")
     ev.add_argument("--per-report", type=Path, help="write each report's labels as CSV here, for audit")
     ev.add_argument("--overwrite", action="store_true")

@@ -157,7 +157,8 @@ class ModelMetrics:
         return self._loaded[name]
 
     def score(
-        self, references: Sequence[str], predictions: Sequence[str], resamples: int = 1000, seed: int = 0
+        self, references: Sequence[str], predictions: Sequence[str], resamples: int = 1000, seed: int = 0,
+        ids: Sequence[str] | None = None,
     ) -> ModelScores:
         """The metrics of one set of generated reports.
 
@@ -166,9 +167,14 @@ class ModelMetrics:
             predictions: the generated reports, in the same order.
             resamples: bootstrap resamples for the 95% intervals (0: none).
             seed: the resampling's seed.
+            ids: the studies' ids, to name them in errors (default: their positions).
 
         Returns:
             The per-study scores and the intervals of their means.
+
+        Raises:
+            ValueError: when a metric is not a finite number for some study (they are
+                named): no NaN reaches a mean silently.
         """
         metrics, per_study, answers = self.metrics, {}, {}
         if "bertscore" in metrics:
@@ -199,6 +205,12 @@ class ModelMetrics:
             per_study["RadCliQ-v1"] = radcliq_v1(
                 graph.combined, bertscore, semb, bleu2_per_study(references, predictions)
             )
+        for name, values in per_study.items():
+            bad = np.flatnonzero(~np.isfinite(np.asarray(values, dtype=float)))
+            if len(bad):
+                named = [ids[i] if ids is not None else f"#{i}" for i in bad[:5]]
+                raise ValueError(f"{name} is not a finite number for {len(bad)} of {len(values)} studies "
+                                 f"(e.g. {named}); nothing was averaged")
         intervals = {}
         if resamples and per_study and len(references):
             intervals = bootstrap_intervals(mean_statistics(per_study), resamples, seed=seed)

@@ -11,6 +11,7 @@ Maxwell 2005), which swaps the two systems' outputs of each study at random.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ import numpy as np
 from cknet.metrics.study_statistics import StudyStatistics
 
 TIE = 1e-12  # differences of scores below this are ties
+FEW_STUDIES = 30  # under this, percentile intervals cover visibly less than they claim
 
 
 def _resample_weights(count: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
@@ -69,12 +71,20 @@ def bootstrap_intervals(
         seed: the resampling's random seed (the intervals are reproducible).
 
     Returns:
-        Metric name -> `Interval`.
+        Metric name -> `Interval`; empty for a single study, which has no spread to
+        resample (a `UserWarning` says so, and another says when fewer than
+        `FEW_STUDIES` studies make the intervals too rough to trust).
 
     Raises:
         ValueError: for fewer than one resample or a confidence outside (0, 1).
     """
     _check(resamples, confidence)
+    if len(statistics) < 2:
+        warnings.warn("one study has no spread to resample: no interval is given", UserWarning, stacklevel=2)
+        return {}
+    if len(statistics) < FEW_STUDIES:
+        warnings.warn(f"bootstrap intervals over {len(statistics)} studies (fewer than {FEW_STUDIES}) are rough: "
+                      f"their coverage falls short of {confidence:.0%}", UserWarning, stacklevel=2)
     weights = _resample_weights(len(statistics), resamples, np.random.default_rng(seed))
     samples = statistics.scores(weights)
     return {name: Interval(value, *_percentiles(samples[name], confidence))
