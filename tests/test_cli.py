@@ -1,3 +1,4 @@
+import pytest
 import json
 import subprocess
 import sys
@@ -170,3 +171,23 @@ def test_rexrank_single_view_models_read_the_key_image():
     assert rexrank_views(study, "s", 1) == ["s/1.png"]
     assert rexrank_views(study, "s", 2) == ["s/0.png", "s/1.png"]
     assert rexrank_views({"key_image_path": "s/1.png"}, "s", 2) == ["s/1.png"]
+
+
+def test_the_python_api_warns_once_per_synthetic_model(tmp_path, iu_tokenizer):
+    """A notebook user who loads the demo's model is told, as the CLI user is: a
+    UserWarning naming the folder; a model trained on real data loads silently."""
+    import warnings
+
+    from conftest import small_config
+
+    from cknet import CKNet
+    from cknet.model_files import SyntheticModelWarning
+
+    model = CKNet(small_config(num_views=1), iu_tokenizer)
+    model.save_pretrained(tmp_path / "demo", training_info={"synthetic": True})
+    model.save_pretrained(tmp_path / "real", training_info={"training data": "IU X-Ray"})
+    with pytest.warns(SyntheticModelWarning, match=f"{tmp_path / 'demo'} was trained on synthetic radiographs"):
+        CKNet.from_pretrained(tmp_path / "demo")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        CKNet.from_pretrained(tmp_path / "real")

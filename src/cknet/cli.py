@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -221,13 +222,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if extra and not getattr(args, "takes_extra", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    try:
-        if getattr(args, "takes_extra", False):
-            return args.handler(args, extra)
-        return args.handler(args)
-    except (ValueError, FileNotFoundError, FileExistsError, OSError, MemoryError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    with warnings.catch_warnings():
+        warnings.showwarning = _print_warning  # "warning: ..." lines, as the errors; restored after
+        try:
+            if getattr(args, "takes_extra", False):
+                return args.handler(args, extra)
+            return args.handler(args)
+        except (ValueError, FileNotFoundError, FileExistsError, OSError, MemoryError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning raised inside a command, as one line on standard error."""
+    print(f"warning: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

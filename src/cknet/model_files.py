@@ -16,6 +16,7 @@ A saved model is one folder (written by `cknet.saving.save_module`, kind ``"mode
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -87,7 +88,15 @@ def load_model(cls: type[Model], name_or_path: str | os.PathLike[str], map_locat
     """
     folder = resolve_folder(name_or_path, "CKNet model", HUB_FILES, revision)
     model = read_module(folder, "model", "saved CKNet model", FILES, lambda f: _read(cls, f, map_location))
+    if model.training_info.get("synthetic"):
+        warnings.warn(f"{os.fspath(name_or_path)} was trained on synthetic radiographs only (cknet demo): its "
+                      f"reports of real images mean nothing", SyntheticModelWarning, stacklevel=3)
     return model.eval()
+
+
+class SyntheticModelWarning(UserWarning):
+    """A model loaded for use was trained on synthetic radiographs only (the demo's):
+    Python shows it once per model folder and place of loading."""
 
 
 def _read(cls: type[Model], folder: Path, map_location: str | torch.device) -> Model:

@@ -46,18 +46,6 @@ def non_negative_int(text: str) -> int:
     return _whole_number(text, 0, "a whole number of at least 0")
 
 
-def warn_if_synthetic(model: object, name: object) -> None:
-    """Warn once on stderr when ``model`` was trained on synthetic radiographs only.
-
-    Args:
-        model: a loaded `CKNet`.
-        name: how the user named it (its folder), for the message.
-    """
-    if model.training_info.get("synthetic"):
-        print(f"warning: {name} was trained on synthetic radiographs only (cknet demo): its reports "
-              f"of real images mean nothing", file=sys.stderr)
-
-
 def check_output_file(path: str | os.PathLike[str], option: str, overwrite: bool,
                       suffixes: Sequence[str] = (), inputs: Sequence[str | os.PathLike[str]] = ()) -> Path:
     """Refuse an output file before any work, naming the option at fault: a folder, an

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cknet.commands import check_output_file, input_paths, positive_int, warn_if_synthetic
+from cknet.commands import check_output_file, input_paths, positive_int
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,7 +22,6 @@ def run(args: argparse.Namespace) -> int:
                                input_paths(args.study, args.model))
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = CKNet.from_pretrained(args.model, map_location=device).eval()
-    warn_if_synthetic(model, args.model)
     views = args.study[0] if len(args.study) == 1 else list(args.study)
     images = prepare_images([views], model.config, args.repeat_single_view, names=[str(args.study[0])])
     explanation = explain(model, images, None if args.report is None else [args.report])[0]

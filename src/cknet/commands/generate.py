@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from cknet.commands import check_output_file, input_paths, positive_int, warn_if_synthetic
+from cknet.commands import check_output_file, input_paths, positive_int
 from cknet.io import write_text_atomic
 
 
@@ -77,7 +77,6 @@ def run(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
     model = CKNet.from_pretrained(args.model, map_location=device).to(dtype).eval()
-    warn_if_synthetic(model, args.model)
     rexrank = None
     if args.annotation:
         studies = studies_from_annotation(args, model.config.num_views)
