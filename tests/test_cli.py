@@ -1,7 +1,8 @@
-import pytest
 import json
 import subprocess
 import sys
+
+import pytest
 
 import cknet
 from cknet import CKNetConfig
