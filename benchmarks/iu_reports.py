@@ -349,7 +349,17 @@ def main() -> None:
                      seed_dir / recipe_name / f"{run_dir.name}{tag}-{_slug(decoding)}.json"
                      for decoding in args.decodings}
             done = key in runs and all(path.is_file() for path in paths.values())
-            if not (args.rescore or done):
+            trained = key in runs and (run_dir / "best").is_dir()  # e.g. by a screen: write what is missing
+            if trained and not (args.rescore or done):
+                seed_features(splits, config, tokenizer, seed, seed_dir, args, cache, (split,), visual)
+                kept_model = CKNet.from_pretrained(run_dir / "best", map_location=args.device)
+                for decoding, path in paths.items():
+                    if not path.is_file():
+                        torch.manual_seed(seed)
+                        written = evaluate(kept_model, cache[f"{visual}/{split}"], DECODINGS[decoding],
+                                           batch_size=64)
+                        path.write_text(json.dumps(written.predictions, indent=1) + "\n", encoding="utf-8")
+            elif not (args.rescore or done):
                 graph_model, weights = seed_features(splits, config, tokenizer, seed, seed_dir, args, cache,
                                                      ("train", "val", "test"), visual)
                 start = time.perf_counter()
