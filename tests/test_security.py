@@ -290,3 +290,33 @@ def test_absurd_language_model_configs_are_refused_before_building(tmp_path, fie
     with pytest.raises(ValueError, match=field):
         PretrainedTextEncoder.from_config(folder, d_model=16)
     shutil.rmtree(folder)
+
+
+def test_a_broken_plugin_is_skipped_with_one_line_naming_it(tmp_path):
+    """A plugin that raises at import, and two plugins registering one name, leave
+    `cknet --help` and `--version` working, with a one-line warning for each skipped."""
+    import os
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    dist = site / "broken_plugins-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugins\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[cknet.plugins]\nraises = plugin_raises\nfirst = plugin_first\n"
+                                           "second = plugin_second\n")
+    (site / "plugin_raises.py").write_text("raise RuntimeError('plugin bug')\n")
+    register = ("from cknet.graph import register_graph, KnowledgeGraph\n"
+                "register_graph('twice', lambda: KnowledgeGraph(['a', 'b'], [(0, 1)]))\n")
+    (site / "plugin_first.py").write_text(register)
+    (site / "plugin_second.py").write_text(register)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    for argv in (["--version"], ["--help"]):
+        done = subprocess.run([sys.executable, "-c", "import sys; from cknet.cli import main; "
+                               "sys.exit(main(sys.argv[1:]))", *argv], env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        warnings = [line for line in done.stderr.splitlines() if line.strip()]
+        assert len(warnings) == 2 and "Traceback" not in done.stderr, done.stderr
+        assert "'raises'" in warnings[0] and "plugin bug" in warnings[0]
+        assert "'second'" in warnings[1] and "twice" in warnings[1]

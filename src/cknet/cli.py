@@ -214,16 +214,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cknet`` console script; returns the exit status."""
-    load_plugins()  # what installed packages register, before the choices are listed
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
-    if extra and not getattr(args, "takes_extra", False):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     with warnings.catch_warnings():
         warnings.showwarning = _print_warning  # "warning: ..." lines, as the errors; restored after
+        load_plugins()  # what installed packages register, before the choices are listed
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        if extra and not getattr(args, "takes_extra", False):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
         try:
             if getattr(args, "takes_extra", False):
                 return args.handler(args, extra)

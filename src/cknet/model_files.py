@@ -86,6 +86,9 @@ def load_model(cls: type[Model], name_or_path: str | os.PathLike[str], map_locat
     Returns:
         The model.
     """
+    from cknet.registry import load_plugins
+
+    load_plugins()  # a model may name a plugin's backbone, graph, dataset or knowledge source
     folder = resolve_folder(name_or_path, "CKNet model", HUB_FILES, revision)
     model = read_module(folder, "model", "saved CKNet model", FILES, lambda f: _read(cls, f, map_location))
     if model.training_info.get("synthetic"):

@@ -13,6 +13,7 @@ give a taken name to something else.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping
 from typing import Generic, TypeVar
 
@@ -84,20 +85,29 @@ def load_plugins() -> list[str]:
     knowledge sources) is known to the ``cknet`` commands. A package declares one in its
     ``pyproject.toml``: ``[project.entry-points."cknet.plugins"] mine = "mypkg.cknet_parts"``.
 
+    Plugins are loaded once per process (`cknet.CKNet.from_pretrained` calls this too, so
+    that a model naming a plugin's parts loads in a fresh process). A plugin that fails
+    to import, or registers a name another has taken, is skipped with a one-line
+    `UserWarning` naming it: the rest of cknet keeps working.
+
     Returns:
         The entry points loaded, by name.
-
-    Raises:
-        ImportError: naming the entry point whose module failed to import.
     """
     from importlib.metadata import entry_points
 
+    if _PLUGINS_LOADED:
+        return list(_PLUGINS_LOADED[0])
     loaded = []
     for entry in entry_points(group=PLUGIN_GROUP):
         try:
             entry.load()
-        except Exception as err:
-            raise ImportError(f"the cknet plugin {entry.name!r} ({entry.value}) failed to import: "
-                              f"{err}") from err
+        except Exception as err:  # a broken plugin must not break cknet for everyone
+            warnings.warn(f"the cknet plugin {entry.name!r} ({entry.value}) was skipped: {type(err).__name__}: "
+                          f"{err}", UserWarning, stacklevel=2)
+            continue
         loaded.append(entry.name)
-    return loaded
+    _PLUGINS_LOADED.append(loaded)
+    return list(loaded)
+
+
+_PLUGINS_LOADED: list[list[str]] = []  # the names loaded, once loaded
