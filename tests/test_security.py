@@ -320,3 +320,32 @@ def test_a_broken_plugin_is_skipped_with_one_line_naming_it(tmp_path):
         assert len(warnings) == 2 and "Traceback" not in done.stderr, done.stderr
         assert "'raises'" in warnings[0] and "plugin bug" in warnings[0]
         assert "'second'" in warnings[1] and "twice" in warnings[1]
+
+
+def test_a_folder_in_use_is_refused_naming_its_holder_and_a_stale_lock_is_taken_over(tmp_path):
+    """Two prepares into one output (or two resumes of one run) never both run: the
+    second is refused, naming the first; a lock whose process is gone is taken over."""
+    import os
+    import socket
+
+    from test_prepare import mimic_miniature
+
+    from cknet.data.prepare import prepare_mimic_cxr
+    from cknet.io import LOCK_FILE, folder_lock
+
+    jpg, reports = mimic_miniature(tmp_path)
+    out = tmp_path / "out"
+    prepare_mimic_cxr(jpg, reports, out, progress=False)
+    (out / "annotation.json").unlink()  # as if interrupted: a rerun finishes it
+    host = socket.gethostname()
+    (out / LOCK_FILE).write_text(f"{os.getppid()} {host} 2026-12-06T08:00:00 cknet prepare mimic-cxr\n")
+    with pytest.raises(FileExistsError, match=r"in use by cknet prepare mimic-cxr \(process \d+"):
+        prepare_mimic_cxr(jpg, reports, out, progress=False)
+    assert not (out / "annotation.json").exists()
+    (out / LOCK_FILE).write_text(f"{2**22 + 12345} {host} 2026-12-06T08:00:00 cknet prepare mimic-cxr\n")
+    prepare_mimic_cxr(jpg, reports, out, progress=False)  # the holder is gone: taken over
+    assert (out / "annotation.json").is_file() and not (out / LOCK_FILE).exists()
+    with folder_lock(out, "cknet train"):
+        with pytest.raises(FileExistsError, match="in use by cknet train"):
+            with folder_lock(out, "cknet train"):
+                pass

@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,51 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+LOCK_FILE = ".cknet.lock"
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike[str], what: str) -> Iterator[None]:
+    """Hold ``folder/.cknet.lock`` while a command writes into ``folder`` (a training run,
+    a prepared dataset): a second command on the same folder is refused, naming the
+    holder. A lock left by a process that no longer runs on this machine is taken over.
+
+    Args:
+        folder: the folder, which must exist.
+        what: the work, for the holder's line (e.g. ``"cknet train"``).
+
+    Raises:
+        FileExistsError: when another live process holds the folder.
+    """
+    import datetime
+    import socket
+
+    path = Path(folder) / LOCK_FILE
+    host = socket.gethostname()
+    line = f"{os.getpid()} {host} {datetime.datetime.now().isoformat(timespec='seconds')} {what}\n"
+    while True:
+        try:
+            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            holder = path.read_text(encoding="utf-8", errors="replace").split(maxsplit=3)
+            pid = int(holder[0]) if holder and holder[0].isdigit() else -1
+            if len(holder) >= 2 and holder[1] == host and not process_alive(pid):
+                path.unlink(missing_ok=True)  # its holder is gone
+                continue
+            said = " ".join(holder[3:]).strip() or "another command"
+            raise FileExistsError(
+                f"{folder} is in use by {said} (process {pid} on {holder[1] if len(holder) > 1 else '?'}, "
+                f"since {holder[2] if len(holder) > 2 else '?'}): wait for it to finish; if that process "
+                f"is gone, remove {path}") from None
+    with os.fdopen(descriptor, "w", encoding="utf-8") as fh:
+        fh.write(line)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def _umask() -> int:

@@ -22,6 +22,7 @@ beside what the stages write.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -35,7 +36,7 @@ from torch.utils.data import Dataset
 from cknet.config import CKNetConfig
 from cknet.graph import KnowledgeGraph
 from cknet.hub import check_kind, save_folder
-from cknet.io import write_text_atomic
+from cknet.io import folder_lock, write_text_atomic
 from cknet.model import CKNet
 from cknet.modules.graph_model import KnowledgeGraphModel
 from cknet.saving import read_json
@@ -225,7 +226,15 @@ def _carry_on(run_dir: Path, data: StudySplits, settings: dict[str, Any],
               graph_model: KnowledgeGraphModel | None, start: CKNet | None, device: str | None,
               progress: bool) -> PipelineResult:
     """Run the stages not done yet (see the module docstring); ``graph_model`` and
-    ``start`` (the ``init`` model) when the caller has them loaded already."""
+    ``start`` (the ``init`` model) when the caller has them loaded already. The run
+    folder is locked meanwhile: a second resume of it is refused, naming this one."""
+    with folder_lock(run_dir, "cknet train") if rank() == 0 else contextlib.nullcontext():
+        return _stages(run_dir, data, settings, graph_model, start, device, progress)
+
+
+def _stages(run_dir: Path, data: StudySplits, settings: dict[str, Any],
+            graph_model: KnowledgeGraphModel | None, start: CKNet | None, device: str | None,
+            progress: bool) -> PipelineResult:
     say = print if progress and rank() == 0 else (lambda *args, **kwargs: None)
     model_config = CKNetConfig.from_dict(settings["model"])
     training = TrainingConfig.from_dict(settings["training"])

@@ -20,6 +20,7 @@ from pathlib import Path
 from cknet.data.prepare.chexpert_plus import read_chexpert_plus
 from cknet.data.prepare.folder import Prepared, open_output, write_prepared
 from cknet.data.prepare.iu_xray import read_iu_xray
+from cknet.io import folder_lock
 from cknet.data.prepare.mimic_cxr import read_mimic_cxr
 
 PathLike = str | os.PathLike[str]
@@ -32,8 +33,9 @@ def _write(
         raise ValueError(f"image_size must be a positive number of pixels, got {image_size}")
     output = Path(output)
     resumed = open_output(output, dataset, settings)
-    prepared = read()
-    write_prepared(output, dataset, prepared, settings, image_size, resumed, workers, progress)
+    with folder_lock(output, f"cknet prepare {dataset}"):
+        prepared = read()
+        write_prepared(output, dataset, prepared, settings, image_size, resumed, workers, progress)
     return prepared
 
 
