@@ -386,7 +386,10 @@ def main() -> None:
                                            batch_size=64)
                         path.write_text(json.dumps(written.predictions, indent=1) + "\n", encoding="utf-8")
                 runs[key] = {"kept_epoch": result.best_epoch, "seconds": time.perf_counter() - start}
-                runs_file.write_text(json.dumps(runs, indent=1) + "\n", encoding="utf-8")
+                # merged with what another process (another seed) wrote meanwhile
+                merged = {**(json.loads(runs_file.read_text(encoding="utf-8")) if runs_file.is_file() else {}),
+                          key: runs[key]}
+                runs_file.write_text(json.dumps(merged, indent=1) + "\n", encoding="utf-8")
             folder = seed_dir / recipe_name
             controls = {}
             if split == "test":
