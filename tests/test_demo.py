@@ -1,8 +1,10 @@
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 from PIL import Image
 
 from cknet import CKNet
@@ -14,8 +16,8 @@ QUICK_MARGIN = 0.3  # CE F1 on images minus CE F1 on blank images, `cknet demo` 
 
 
 @pytest.mark.slow
-def test_quick_demo_reads_the_images(tmp_path, capsys):
-    out = tmp_path / "demo"
+def test_quick_demo_reads_the_images(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "cknet-demo"
     status = main(["demo", "--output", str(out), "--min-ce-margin", str(QUICK_MARGIN)])
     printed = capsys.readouterr().out
     assert status == 0, printed[-2000:]
@@ -37,6 +39,24 @@ def test_quick_demo_reads_the_images(tmp_path, capsys):
     tp, fp, fn = (predicted & truth).sum(), (predicted & ~truth).sum(), (~predicted & truth).sum()
     assert summary["ce"]["scores"]["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
     assert "not a medical device" in (out / "model" / "README.md").read_text()
+
+    # A few held-out studies kept as study folders, to try generate on (README's snippet).
+    samples = sorted((out / "samples").iterdir())
+    assert [s.name for s in samples] == sorted(test.study_id(i) for i in range(3))
+    for folder in samples:
+        index = test.study_ids().index(folder.name)
+        assert (folder / "report.txt").read_text().strip() == test.report(index)
+        assert sorted(p.name for p in folder.glob("*.png")) == [f"{v}.png" for v in range(config.num_views)]
+    assert len(model.generate(samples)) == 3
+
+    # README's snippet runs as written on what the demo saved (from the folder above it).
+    monkeypatch.chdir(tmp_path)
+    (block,) = re.findall(r"^```python\n(.*?)^```", (REPO / "README.md").read_text(), re.S | re.M)
+    namespace: dict = {}
+    with pytest.warns(UserWarning, match="synthetic radiographs only"):
+        exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["reports"] == model.generate(samples)
+    assert namespace["explanation"].words and namespace["explanation"].node_attention is not None
 
     # The picture: the study's view on the left, its top knowledge nodes in the summary.
     from cknet.study_figure import HEADER, TILE

@@ -120,3 +120,15 @@ def test_every_documented_object_has_a_docstring_that_names_its_parameters():
         if missing:
             problems.append(f"{obj.path}: parameters not documented: {missing}")
     assert not problems, "\n".join(problems)
+
+
+def test_the_readme_fits_on_two_screens_and_says_what_a_newcomer_needs():
+    """README: under 120 lines; the two set-up commands, the install size, the fact
+    that no weights trained on real radiographs exist, and the fast test tier."""
+    from conftest import REPO
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) < 120
+    assert "pip install . && cknet demo" in text and 'pip install ".[test]" && pytest' in text
+    assert "No weights trained on real radiographs exist yet" in text
+    assert 'pytest -m "not slow"' in text and "CUDA build" in text

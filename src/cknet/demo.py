@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 
 SUMMARY_FILE = "cknet-demo.json"
 # What a demo folder holds: everything the demo writes, and the marker.
-DEMO_ENTRIES = {"model", "run", "study.png", SUMMARY_FILE, "cknet.json"}
+DEMO_ENTRIES = {"model", "run", "study.png", "samples", SUMMARY_FILE, "cknet.json"}
+SAMPLE_STUDIES = 3  # held-out studies whose radiographs the demo keeps, to try generate on
 
 
 @dataclass(frozen=True)
@@ -235,6 +236,7 @@ def _run(out: Path, final: Path, settings: DemoSettings, seed: int, device: torc
         "evaluation": f"{len(test)} held-out synthetic studies, beam 3",
         "synthetic": True,
     })
+    _save_samples(test, out / "samples")
     figure = out / "study.png"
     nodes = draw_study(best, test[0]["images"], generated[0], references[0], figure,
                        study_id=test[0]["id"])
@@ -246,6 +248,19 @@ def _run(out: Path, final: Path, settings: DemoSettings, seed: int, device: torc
                "device": str(device)}
     write_text_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=1) + "\n")
     return result
+
+
+def _save_samples(studies, folder: Path) -> None:
+    """The first held-out studies as study folders of PNG views (``ID/0.png``) with their
+    reference report (``ID/report.txt``): what `CKNet.generate` and ``cknet generate`` take."""
+    from PIL import Image
+
+    for index in range(min(SAMPLE_STUDIES, len(studies))):
+        study = folder / studies.study_id(index)
+        study.mkdir(parents=True, exist_ok=True)
+        for view, pixels in enumerate(studies.render(index)):
+            Image.fromarray((pixels * 255).round().astype("uint8"), mode="L").save(study / f"{view}.png")
+        (study / "report.txt").write_text(studies.report(index) + "\n", encoding="utf-8")
 
 
 def _held_out_scores(model, studies, references: list[str], progress: bool,
@@ -306,5 +321,7 @@ def format_result(result: DemoResult, width: int = 100) -> str:
         f"Knowledge-graph stage: validation mean AUC {result.graph_auc:.3f}",
         "Time: " + ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items()),
         f"Model: {result.model_dir} (CKNet.from_pretrained loads it); picture: {result.figure}",
+        f"Samples: {Path(result.model_dir).parent / 'samples'} ({SAMPLE_STUDIES} held-out studies; try "
+        f"cknet generate --model {result.model_dir} {Path(result.model_dir).parent / 'samples'}/*)",
     ]
     return "\n".join(lines)
