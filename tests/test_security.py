@@ -349,3 +349,51 @@ def test_a_folder_in_use_is_refused_naming_its_holder_and_a_stale_lock_is_taken_
         with pytest.raises(FileExistsError, match="in use by cknet train"):
             with folder_lock(out, "cknet train"):
                 pass
+
+
+def test_machine_and_file_shape_failures_are_said_in_words(tmp_path, capsys, monkeypatch):
+    """Deep JSON, a CSV field past the csv module's limit, corrupt gzip, running out of
+    memory and Ctrl-C during cknet train: a line naming what happened, never a traceback."""
+    import gzip
+
+    from test_prepare import mimic_miniature
+
+    from cknet.cli import main
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    assert main(["evaluate", "--predictions", str(deep)]) == 1
+    assert "not a readable JSON file" in capsys.readouterr().err
+    wide = tmp_path / "wide.csv"
+    wide.write_text('id,prediction,reference\na,"' + "x" * 200_000 + '",b\n')
+    assert main(["evaluate", "--predictions", str(wide)]) == 1
+    assert "not a readable CSV file" in capsys.readouterr().err
+
+    jpg, reports = mimic_miniature(tmp_path / "mimic")
+    split = jpg / "mimic-cxr-2.0.0-split.csv.gz"
+    split.write_bytes(gzip.compress(b"dicom_id,study_id,subject_id,split\n" * 100)[:-30])  # cut short
+    assert main(["prepare", "mimic-cxr", "--images", str(jpg), "--reports", str(reports), "--output",
+                 str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+
+    import cknet.commands.evaluate as evaluate_command
+
+    def exhausted(args):
+        raise MemoryError()
+
+    monkeypatch.setattr(evaluate_command, "run", exhausted)
+    predictions = tmp_path / "p.json"
+    predictions.write_text(json.dumps([{"id": "a", "prediction": "x", "reference": "y"}]))
+    status = main(["evaluate", "--predictions", str(predictions)])
+    err = capsys.readouterr().err
+    assert status == 1 and "out of memory" in err and "smaller" in err
+
+    import cknet.cli as cli
+
+    def interrupted(args, extra):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_train", interrupted)
+    assert main(["train", "--resume", str(tmp_path / "run")]) == 130
+    assert "cknet train --resume" in capsys.readouterr().err

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import warnings
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -228,9 +230,38 @@ def main(argv: Sequence[str] | None = None) -> int:
             if getattr(args, "takes_extra", False):
                 return args.handler(args, extra)
             return args.handler(args)
-        except (ValueError, FileNotFoundError, FileExistsError, OSError, MemoryError) as err:
+        except (ValueError, FileNotFoundError, FileExistsError, OSError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
+        except (MemoryError, RecursionError, csv.Error, zlib.error, EOFError) as err:
+            print(f"error: cknet {args.command}: {_describe_failure(err)}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print(f"interrupted: cknet {args.command} stopped{_resume_hint(args)}", file=sys.stderr)
+            return 130
+
+
+def _describe_failure(err: BaseException) -> str:
+    """A failure of the machine or of a file's shape, said in words (never a bare name)."""
+    if isinstance(err, MemoryError):
+        return (f"out of memory ({err or 'no detail'}): an input or setting asks for more memory than "
+                f"this machine has; use smaller inputs or settings")
+    if isinstance(err, RecursionError):
+        return "an input file nests its data deeper than any real file (JSON or lists thousands of levels deep)"
+    if isinstance(err, csv.Error):
+        return f"an input CSV file cannot be read: {err}"
+    return f"an input file is compressed data that is corrupt or cut short ({type(err).__name__}: {err})"
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    """What a Ctrl-C means for a command, when it can be continued."""
+    run = getattr(args, "resume", None) or getattr(args, "output", None)
+    if args.command == "train" and run:
+        return (f"; the run resumes exactly where its last checkpoint left it (an interrupted run and a "
+                f"resumed one end with the same weights): cknet train --resume {run}")
+    if args.command == "prepare":
+        return "; run the same command again to finish (copies made are kept)"
+    return ""
 
 
 def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -101,7 +101,7 @@ def read_records(path: str | os.PathLike[str], fields: Sequence[str]) -> list[di
             records: Any = list(csv.DictReader(io.StringIO(text, newline="")))
         else:
             records = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError, csv.Error) as err:
+    except (UnicodeDecodeError, json.JSONDecodeError, csv.Error, RecursionError) as err:
         kind = "CSV" if path.suffix.lower() == ".csv" else "JSON"
         raise ValueError(f"{path} is not a readable {kind} file: {err}") from None
     if path.suffix.lower() != ".csv" and is_rexrank(records):
