@@ -40,7 +40,8 @@ DECODING_FILES = {"beam 3": "beam-3", "length penalty 1": "beam-3-length-penalty
 CANDIDATES = {"gated": "gated", "residual": "residual", "kdrop": "knowledge dropout"}
 
 
-def prediction_file(folder: Path, seed: int, recipe: str, run: str, decoding: str, split: str = "test") -> Path:
+def prediction_file(folder: Path, seed: int, recipe: str, run: str, decoding: str,
+                    split: str = "test") -> Path:
     """Where iu_reports.py writes a run's reports for a decoding on a split."""
     if (split, decoding) == ("test", "beam 3"):
         return folder / f"seed{seed}" / recipe / run / "test_predictions.json"
@@ -62,8 +63,10 @@ def comparisons() -> list[tuple[str, str, tuple[str, str], tuple[str, str]]]:
                     (f"{prefix}image", "beam 3")))
         for suffix, candidate in CANDIDATES.items():
             run = f"{prefix}image-{suffix}"
-            out += [(f"{candidate} - Base, {name}, beam 3", cnn, (f"{prefix}none", "beam 3"), (run, "beam 3")),
-                    (f"{candidate} - +CKNet, {name}, beam 3", cnn, (f"{prefix}image", "beam 3"), (run, "beam 3")),
+            out += [(f"{candidate} - Base, {name}, beam 3", cnn, (f"{prefix}none", "beam 3"),
+                     (run, "beam 3")),
+                    (f"{candidate} - +CKNet, {name}, beam 3", cnn, (f"{prefix}image", "beam 3"),
+                     (run, "beam 3")),
                     (f"{candidate} - {candidate} with G shuffled, {name}, beam 3", cnn, (run, "G shuffled"),
                      (run, "beam 3")),
                     (f"{candidate} - {candidate} with patches shuffled, {name}, beam 3", cnn,
@@ -124,7 +127,8 @@ def main() -> None:
     print("| --- | --- | --- | --- | ---: | ---: |")
     rows = []
     for label, cnn, (run_a, decoding_a), (run_b, decoding_b) in comparisons():
-        files = [prediction_file(args.folder, seed, args.recipe, run, decoding, args.split) for seed in args.seeds
+        files = [prediction_file(args.folder, seed, args.recipe, run, decoding, args.split)
+                 for seed in args.seeds
                  for run, decoding in ((run_a, decoding_a), (run_b, decoding_b))]
         if not all(f.is_file() for f in files):
             continue

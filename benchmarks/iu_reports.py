@@ -179,7 +179,8 @@ def build_variant(config: CKNetConfig, source: str, tokenizer, graph_model, text
                   visual: dict | None = None, overrides: dict | None = None) -> CKNet:
     """A report model whose CNN holds the graph stage's weights, or ``visual`` (the
     label-free CNN's); frozen: features cached. ``overrides``: other config fields."""
-    fields = {**config.to_dict(), "knowledge_source": source, "text_encoder": text_encoder, **(overrides or {})}
+    fields = {**config.to_dict(), "knowledge_source": source, "text_encoder": text_encoder,
+              **(overrides or {})}
     if source == "image" and visual is None:
         return CKNet(CKNetConfig.from_dict({**fields, "share_backbone": True}), tokenizer,
                      graph_model=graph_model)
@@ -345,7 +346,8 @@ def main() -> None:
             split = args.split
             tag = "" if split == "test" else "-val"
             # beam 3 on the test split is the Trainer's own test pass; the rest is written beside the run
-            paths = {decoding: run_dir / "test_predictions.json" if (decoding, split) == ("beam 3", "test") else
+            paths = {decoding: run_dir / "test_predictions.json"
+                     if (decoding, split) == ("beam 3", "test") else
                      seed_dir / recipe_name / f"{run_dir.name}{tag}-{_slug(decoding)}.json"
                      for decoding in args.decodings}
             done = key in runs and all(path.is_file() for path in paths.values())
@@ -365,7 +367,8 @@ def main() -> None:
                 start = time.perf_counter()
                 seed_everything(seed)
                 text_encoder, text_tokenizer = text_encoders[text]
-                model = build_variant(config, source, text_tokenizer, graph_model, text_encoder, weights, overrides)
+                model = build_variant(config, source, text_tokenizer, graph_model, text_encoder, weights,
+                                      overrides)
                 epochs = recipe["epochs"]
                 training = TrainingConfig(
                     epochs=epochs, batch_size=32, lr_visual=recipe["lr"], lr_rest=recipe["lr"],
@@ -387,8 +390,8 @@ def main() -> None:
                         path.write_text(json.dumps(written.predictions, indent=1) + "\n", encoding="utf-8")
                 runs[key] = {"kept_epoch": result.best_epoch, "seconds": time.perf_counter() - start}
                 # merged with what another process (another seed) wrote meanwhile
-                merged = {**(json.loads(runs_file.read_text(encoding="utf-8")) if runs_file.is_file() else {}),
-                          key: runs[key]}
+                earlier = json.loads(runs_file.read_text(encoding="utf-8")) if runs_file.is_file() else {}
+                merged = {**earlier, key: runs[key]}
                 runs_file.write_text(json.dumps(merged, indent=1) + "\n", encoding="utf-8")
             folder = seed_dir / recipe_name
             controls = {}
@@ -396,7 +399,8 @@ def main() -> None:
                 controls["beam 3, blank images"] = folder / f"{run_dir.name}-beam-3-blank-images.json"
             if source == "image":
                 controls["beam 3, G shuffled"] = folder / f"{run_dir.name}{tag}-beam-3-G-shuffled.json"
-                controls["beam 3, patches shuffled"] = folder / f"{run_dir.name}{tag}-beam-3-patches-shuffled.json"
+                controls["beam 3, patches shuffled"] = (folder /
+                                                        f"{run_dir.name}{tag}-beam-3-patches-shuffled.json")
             for control, path in controls.items():
                 if not (args.rescore or path.is_file()):
                     seed_features(splits, config, tokenizer, seed, seed_dir, args, cache,
@@ -429,7 +433,8 @@ def main() -> None:
     machine = describe(args.device)
     table = format_table(results)
     recall = recall_table(results)
-    print(f"\nIU X-Ray {args.split} split ({len(splits[args.split])} studies), rendered frontal views, labeler "
+    print(f"\nIU X-Ray {args.split} split ({len(splits[args.split])} studies), rendered frontal views, "
+          f"labeler "
           f"{args.labeler!r}; {machine}\n{table}\n\nRecall of the findings with >= {MIN_SUPPORT} positive "
           f"test references\n{recall}")
     summary = {"args": {k: str(v) for k, v in vars(args).items()}, "machine": machine, "recipes": RECIPES,

@@ -237,7 +237,7 @@ def test_evaluate_command_with_model_based_metrics(published, tiny_bert_dir, tmp
     graph = RadGraph(radgraph).score(references, predictions)
     np.testing.assert_allclose(model["per_study"]["RadGraph_complete"], graph.complete)
     bleu2 = bleu2_per_study(references, predictions)
-    radcliq = radcliq_v1(graph.combined, expected_f1, expected_semb, bleu2)  # BERTScore without idf, as ReXrank
+    radcliq = radcliq_v1(graph.combined, expected_f1, expected_semb, bleu2)  # no idf, as ReXrank
     np.testing.assert_allclose(model["per_study"]["RadCliQ-v1"], radcliq)
     assert model["scores"]["RadCliQ-v1"] == pytest.approx(radcliq.mean())
     assert model["scores"].get("1/RadCliQ-v1") == (pytest.approx(1 / radcliq.mean()) if radcliq.mean() > 0

@@ -187,8 +187,19 @@ def test_the_python_api_warns_once_per_synthetic_model(tmp_path, iu_tokenizer):
     model = CKNet(small_config(num_views=1), iu_tokenizer)
     model.save_pretrained(tmp_path / "demo", training_info={"synthetic": True})
     model.save_pretrained(tmp_path / "real", training_info={"training data": "IU X-Ray"})
-    with pytest.warns(SyntheticModelWarning, match=f"{tmp_path / 'demo'} was trained on synthetic radiographs"):
+    with pytest.warns(SyntheticModelWarning, match=f"{tmp_path / 'demo'} was trained on synthetic"):
         CKNet.from_pretrained(tmp_path / "demo")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         CKNet.from_pretrained(tmp_path / "real")
+
+
+def test_dataset_names_are_taken_with_hyphen_or_underscore(capsys):
+    """`cknet prepare` names datasets iu-xray, mimic-cxr, chexpert-plus; --dataset and
+    cknet config take those words and the underscore forms alike, and chexpert-plus is one."""
+    for word in ("iu-xray", "iu_xray", "mimic-cxr", "chexpert-plus", "chexpert_plus"):
+        assert main(["config", word]) == 0, word
+        assert json.loads(capsys.readouterr().out)["dataset"] == word.replace("-", "_")
+    with pytest.raises(SystemExit):
+        main(["config", "padchest"])
+    assert "unknown dataset 'padchest'" in capsys.readouterr().err

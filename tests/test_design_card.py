@@ -3,7 +3,6 @@ composed by hand they compute what `CKNet.encode` computes (a second code path).
 
 import pytest
 import torch
-
 from conftest import small_config
 
 
@@ -17,8 +16,15 @@ def test_the_four_names_import_from_cknet():
 
 @pytest.mark.parametrize("fusion", ["concat", "gated"])
 def test_composed_by_hand_equals_cknet_encode(iu_tokenizer, fusion):
-    from cknet import (CKNet, CKNetTransformer, CrossModalKnowledgeMatrix, KnowledgeGraph,
-                       KnowledgeGraphEncoder, KnowledgeGraphModel, VisualExtractor)
+    from cknet import (
+        CKNet,
+        CKNetTransformer,
+        CrossModalKnowledgeMatrix,
+        KnowledgeGraph,
+        KnowledgeGraphEncoder,
+        KnowledgeGraphModel,
+        VisualExtractor,
+    )
 
     graph = KnowledgeGraph(["effusion", "atelectasis", "cardiomegaly"], [(0, 1), (0, 2)])
     # the four modules, standalone: CNN patches (eq. 1), G from the GCN (III.A),

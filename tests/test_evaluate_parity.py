@@ -29,7 +29,8 @@ def _rows(count, shift=1):
 def test_predictions_that_miss_reference_studies_are_refused_unless_allowed(tmp_path, capsys):
     rows = _rows(40)
     references = _write(tmp_path / "refs.json", [{"id": r["id"], "reference": r["reference"]} for r in rows])
-    predictions = _write(tmp_path / "preds.json", [{"id": r["id"], "prediction": r["prediction"]} for r in rows[1:]])
+    predictions = _write(tmp_path / "preds.json",
+                         [{"id": r["id"], "prediction": r["prediction"]} for r in rows[1:]])
     assert main(["evaluate", "--predictions", predictions, "--references", references, "--metrics", "nlg",
                  "--resamples", "0"]) == 1
     assert "no prediction for 1 of the 40 studies" in capsys.readouterr().err

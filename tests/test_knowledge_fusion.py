@@ -5,7 +5,6 @@ import json
 
 import pytest
 import torch
-
 from conftest import small_config
 
 

@@ -84,7 +84,8 @@ def test_fusions_match_float64_reference(fusion, shared):
     if fusion == "gated":  # an open gate: at its initial 0 the output is v alone
         torch.nn.init.normal_(module.gate)
     features = torch.randn(2, 5, 16, dtype=torch.float64)
-    knowledge = torch.randn(7, 12, dtype=torch.float64) if shared else torch.randn(2, 7, 12, dtype=torch.float64)
+    shape = (7, 12) if shared else (2, 7, 12)
+    knowledge = torch.randn(*shape, dtype=torch.float64)
     np.testing.assert_allclose(module(features, knowledge).detach().numpy(),
                                reference(module, features, knowledge), rtol=1e-9, atol=1e-9)
 

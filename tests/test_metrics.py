@@ -48,7 +48,8 @@ def test_cleaned_references_are_truncated_like_the_peers(monkeypatch, tmp_path):
     long = ". ".join(["The lungs are clear"] * 30)
     cleaned = nlg_scores([long], ["the lungs are clear ."], "cleaned", max_length=10)
     assert cleaned.settings == {"references": "cleaned", "dataset": "iu_xray", "max_length": "10"}
-    raw_truncated = nlg_scores(["the lungs are clear . the lungs are clear"], ["the lungs are clear ."], "raw")
+    raw_truncated = nlg_scores(["the lungs are clear . the lungs are clear"], ["the lungs are clear ."],
+                               "raw")
     assert cleaned["BLEU_1"] == raw_truncated["BLEU_1"]
 
 

@@ -105,10 +105,12 @@ def test_an_output_never_replaces_or_lies_inside_an_input(tmp_path, capsys):
     labels = tmp_path / "lab.csv"
     labels.write_text("Report Impression," + ",".join(["No Finding"] * 1) + "\nno effusion .,1\n")
     predictions = tmp_path / "preds.json"
-    predictions.write_text(json.dumps([{"id": "a", "prediction": "no effusion .", "reference": "no effusion ."}]))
+    record = {"id": "a", "prediction": "no effusion .", "reference": "no effusion ."}
+    predictions.write_text(json.dumps([record]))
     before = _unchanged([model / "config.json", study / "0.png", labels, predictions])
     commands = [
-        ["generate", "--model", str(model), str(study), "--output", str(model / "config.json"), "--overwrite"],
+        ["generate", "--model", str(model), str(study), "--output", str(model / "config.json"),
+         "--overwrite"],
         ["generate", "--model", str(model), str(study), "--output", str(model / "new.json")],
         ["explain", str(study), "--model", str(model), "--output", str(study / "0.png"), "--overwrite"],
         ["evaluate", "--predictions", str(predictions), "--labeler", str(labels), "--per-report", str(labels),
@@ -313,8 +315,8 @@ def test_a_broken_plugin_is_skipped_with_one_line_naming_it(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
     for argv in (["--version"], ["--help"]):
         done = subprocess.run([sys.executable, "-c", "import sys; from cknet.cli import main; "
-                               "sys.exit(main(sys.argv[1:]))", *argv], env=env, capture_output=True, text=True,
-                              timeout=120)
+                               "sys.exit(main(sys.argv[1:]))", *argv], env=env, capture_output=True,
+                              text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         warnings = [line for line in done.stderr.splitlines() if line.strip()]
         assert len(warnings) == 2 and "Traceback" not in done.stderr, done.stderr

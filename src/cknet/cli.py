@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cknet.commands import compare as compare_command
+from cknet.commands import dataset_name
 from cknet.commands import evaluate as evaluate_command
 from cknet.commands import explain as explain_command
 from cknet.commands import generate as generate_command
@@ -127,8 +128,6 @@ def _demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``cknet`` argument parser, with one sub-command per job."""
-    from cknet.config import DATASETS
-
     parser = argparse.ArgumentParser(
         prog="cknet", description="CKNet radiology report generation (Kang et al., BIBM 2023)."
     )
@@ -157,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     config = commands.add_parser(
         "config", help="print CKNetConfig.<dataset>() as JSON: the paper's model with a random CNN "
                        "(the training recipe --config <dataset> adds ImageNet weights)")
-    config.add_argument("dataset", choices=sorted(DATASETS))
+    config.add_argument("dataset", type=dataset_name)
     config.set_defaults(handler=_config)
 
     pre = commands.add_parser(
@@ -167,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "it (with the static knowledge matrix) for CKNet(graph_model=OUTPUT).",
     )
     _add_data_arguments(pre)
-    pre.add_argument("--dataset", choices=sorted(DATASETS), default="iu_xray")
+    pre.add_argument("--dataset", type=dataset_name, default="iu_xray")
     pre.add_argument("--labels", default="keyword",
                      help="keyword (label the reports), mesh:FILE (IU X-Ray mesh_tags.csv) or "
                           "csv:FILE[@ID_COLUMN] (columns named like the graph's nodes)")
@@ -247,7 +246,8 @@ def _describe_failure(err: BaseException) -> str:
         return (f"out of memory ({err or 'no detail'}): an input or setting asks for more memory than "
                 f"this machine has; use smaller inputs or settings")
     if isinstance(err, RecursionError):
-        return "an input file nests its data deeper than any real file (JSON or lists thousands of levels deep)"
+        return ("an input file nests its data deeper than any real file (JSON or lists thousands of "
+                "levels deep)")
     if isinstance(err, csv.Error):
         return f"an input CSV file cannot be read: {err}"
     return f"an input file is compressed data that is corrupt or cut short ({type(err).__name__}: {err})"

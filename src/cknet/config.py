@@ -387,14 +387,16 @@ def check_sizes(config: CKNetConfig) -> None:
                         ("max_length", MAX_REPORT_TOKENS), ("num_encoder_layers", MAX_LAYERS),
                         ("num_decoder_layers", MAX_LAYERS), ("num_gcn_layers", MAX_LAYERS)):
         if getattr(config, name) > limit:
-            raise ValueError(f"CKNetConfig.{name} is {getattr(config, name):,}, past the {limit:,} cknet allows "
+            raise ValueError(f"CKNetConfig.{name} is {getattr(config, name):,}, past the {limit:,} cknet "
+                             f"allows "
                              f"(checked before anything is allocated)")
     sizes = {name: getattr(config, name) for name in SIZE_FIELDS}
     total = parameter_count(sizes)
     if total > MAX_PARAMETERS:
         defaults = {f.name: f.default for f in dataclasses.fields(CKNetConfig)}
         field = min(SIZE_FIELDS, key=lambda name: parameter_count({**sizes, name: defaults[name]}))
-        raise ValueError(f"CKNetConfig would build about {total:,} parameters ({4 * total / 2**30:,.0f} GiB), "
+        raise ValueError(f"CKNetConfig would build about {total:,} parameters "
+                         f"({4 * total / 2**30:,.0f} GiB), "
                          f"past the {MAX_PARAMETERS:,} cknet allows; CKNetConfig.{field} "
                          f"({getattr(config, field):,}) weighs most")
 

@@ -170,7 +170,8 @@ def read_predictions(
                          f"e.g. ids {missing[:3]}")
     unanswered = sorted(set(by_id) - {r["id"] for r in records})
     if unanswered and not allow_missing:
-        raise ValueError(f"{predictions} has no prediction for {len(unanswered)} of the {len(by_id)} studies of "
+        raise ValueError(f"{predictions} has no prediction for {len(unanswered)} of the {len(by_id)} "
+                         f"studies of "
                          f"{references} (e.g. ids {unanswered[:3]}): a system that skips studies would score "
                          f"better; predict every study, or pass --allow-missing to score {len(records)} of "
                          f"{len(by_id)}")

@@ -288,16 +288,21 @@ def check_hf_config_sizes(config: Any, source: str | os.PathLike[str]) -> Any:
     from cknet.config import MAX_LAYERS, MAX_PARAMETERS
 
     sizes = {name: getattr(config, name, 0) or 0 for name in
-             ("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size", "max_position_embeddings")}
+             ("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size",
+              "max_position_embeddings")}
     if sizes["num_hidden_layers"] > MAX_LAYERS:
-        raise ValueError(f"{os.fspath(source)}: num_hidden_layers is {sizes['num_hidden_layers']:,}, past the "
+        raise ValueError(f"{os.fspath(source)}: num_hidden_layers is {sizes['num_hidden_layers']:,}, "
+                         f"past the "
                          f"{MAX_LAYERS} cknet allows")
     h = sizes["hidden_size"]
-    counts = {"vocab_size": sizes["vocab_size"] * h, "max_position_embeddings": sizes["max_position_embeddings"] * h,
-              "num_hidden_layers": sizes["num_hidden_layers"] * (4 * h * h + 2 * h * sizes["intermediate_size"])}
+    layer = 4 * h * h + 2 * h * sizes["intermediate_size"]
+    counts = {"vocab_size": sizes["vocab_size"] * h,
+              "max_position_embeddings": sizes["max_position_embeddings"] * h,
+              "num_hidden_layers": sizes["num_hidden_layers"] * layer}
     if sum(counts.values()) > MAX_PARAMETERS:
         field = "hidden_size" if h > 16_384 else max(counts, key=counts.__getitem__)
-        raise ValueError(f"{os.fspath(source)}: a model of about {sum(counts.values()):,} parameters, past the "
+        raise ValueError(f"{os.fspath(source)}: a model of about {sum(counts.values()):,} parameters, "
+                         f"past the "
                          f"{MAX_PARAMETERS:,} cknet allows; {field} ({getattr(config, field):,}) weighs most")
     return config
 

@@ -92,7 +92,8 @@ def load_model(cls: type[Model], name_or_path: str | os.PathLike[str], map_locat
     folder = resolve_folder(name_or_path, "CKNet model", HUB_FILES, revision)
     model = read_module(folder, "model", "saved CKNet model", FILES, lambda f: _read(cls, f, map_location))
     if model.training_info.get("synthetic"):
-        warnings.warn(f"{os.fspath(name_or_path)} was trained on synthetic radiographs only (cknet demo): its "
+        warnings.warn(f"{os.fspath(name_or_path)} was trained on synthetic radiographs only (cknet demo): "
+                      f"its "
                       f"reports of real images mean nothing", SyntheticModelWarning, stacklevel=3)
     return model.eval()
 

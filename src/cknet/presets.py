@@ -32,6 +32,8 @@ class DatasetPreset:
 DATASETS: Registry[DatasetPreset] = Registry("dataset preset", {
     "iu_xray": DatasetPreset(num_views=2, max_length=60, vocab_threshold=3),
     "mimic_cxr": DatasetPreset(num_views=1, max_length=100, vocab_threshold=10, fold_whitespace=True),
+    # CheXpert Plus (what `cknet prepare chexpert-plus` writes): one view, MIMIC-CXR's rules
+    "chexpert_plus": DatasetPreset(num_views=1, max_length=100, vocab_threshold=10, fold_whitespace=True),
 })
 
 

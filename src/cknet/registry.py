@@ -102,7 +102,8 @@ def load_plugins() -> list[str]:
         try:
             entry.load()
         except Exception as err:  # a broken plugin must not break cknet for everyone
-            warnings.warn(f"the cknet plugin {entry.name!r} ({entry.value}) was skipped: {type(err).__name__}: "
+            warnings.warn(f"the cknet plugin {entry.name!r} ({entry.value}) was skipped: "
+                          f"{type(err).__name__}: "
                           f"{err}", UserWarning, stacklevel=2)
             continue
         loaded.append(entry.name)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -132,6 +131,25 @@ def metric_set(text: str) -> list[str]:
     if not names:
         raise ValueError("--metrics names no metric")
     return names
+
+
+def dataset_name(text: str) -> str:
+    """``--dataset`` (and ``cknet config``'s dataset): a key of `cknet.config.DATASETS`,
+    written with ``-`` or ``_`` (``iu-xray`` as ``cknet prepare`` names it, or ``iu_xray``).
+
+    Args:
+        text: the command line's word.
+
+    Raises:
+        argparse.ArgumentTypeError: for a name no preset has (they are listed).
+    """
+    from cknet.presets import DATASETS
+
+    name = text.strip().lower().replace("-", "_")
+    if name not in DATASETS:
+        raise argparse.ArgumentTypeError(f"unknown dataset {text!r}; choose among "
+                                         f"{', '.join(sorted(DATASETS))} (- or _ alike)")
+    return name
 
 
 def comma_separated(text: str | None) -> list[str] | None:

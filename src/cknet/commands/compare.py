@@ -8,9 +8,15 @@ import argparse
 import json
 from pathlib import Path
 
-from cknet.commands import check_output_file, comma_separated, input_paths, metric_set, positive_int
+from cknet.commands import (
+    check_output_file,
+    comma_separated,
+    dataset_name,
+    input_paths,
+    metric_set,
+    positive_int,
+)
 from cknet.io import write_text_atomic
-from cknet.presets import DATASETS
 
 
 def _joined(args: argparse.Namespace) -> tuple[list[str], list[str], list[str], list[str]]:
@@ -103,7 +109,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     co = commands.add_parser(
         "compare", help="paired comparison of two systems' reports: differences, intervals, p-values",
         description="Score two prediction files of the same studies (as `cknet generate` writes them) and "
-                    "compare them metric by metric: B - A with its paired-bootstrap 95%% interval, and "
+                    "compare them metric by metric: B - A with its paired-bootstrap 95% interval, and "
                     "p-values from the paired bootstrap and from approximate randomisation.",
     )
     co.add_argument("a", type=Path, help="system A's predictions, JSON or CSV: id, prediction[, reference]")
@@ -112,7 +118,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
                     help="JSON or CSV: id, reference (else read from the prediction files, which must agree)")
     co.add_argument("--reference-form", choices=["cleaned", "raw"], default="cleaned",
                     help="score against R2Gen-cleaned, truncated references (the peers' way) or raw text")
-    co.add_argument("--dataset", choices=sorted(DATASETS), default="iu_xray")
+    co.add_argument("--dataset", type=dataset_name, default="iu_xray")
     co.add_argument("--labeler", default="rules",
                     help="as for `cknet evaluate`, or none for the NLG metrics alone (default rules)")
     co.add_argument("--uncertain", type=int, choices=[0, 1], default=0,
@@ -121,7 +127,8 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     co.add_argument("--trials", type=positive_int, default=1000, help="approximate-randomisation trials")
     co.add_argument("--seed", type=int, default=0)
     co.add_argument("--metrics", default="nlg,ce",
-                    help="the words of cknet evaluate --metrics: nlg, ce, bertscore, semb, radgraph, radcliq, "
+                    help="the words of cknet evaluate --metrics: nlg, ce, bertscore, semb, radgraph, "
+                         "radcliq, "
                          "ratescore, green or rexrank (default nlg,ce; the NLG metrics are always compared)")
     co.add_argument("--bertscore-model", default="distilroberta-base",
                     help="BERTScore's model: a local folder or a hub id in the Hugging Face cache")

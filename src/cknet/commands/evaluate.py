@@ -10,9 +10,15 @@ import io
 import json
 from pathlib import Path
 
-from cknet.commands import check_output_file, comma_separated, input_paths, metric_set, non_negative_int
+from cknet.commands import (
+    check_output_file,
+    comma_separated,
+    dataset_name,
+    input_paths,
+    metric_set,
+    non_negative_int,
+)
 from cknet.io import write_text_atomic
-from cknet.presets import DATASETS
 
 
 def _print_scores(result, args: argparse.Namespace, count: int) -> None:
@@ -62,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                 else labeler if hasattr(labeler, "embed") else None)
     model_metrics = ModelMetrics([m for m in metrics if m in MODEL_METRICS], args.bertscore_model, chexbert,
                                  args.radgraph, comma_separated(args.ratescore), args.ratescore_sentences,
-                                 args.green_model, radcliq_idf=args.radcliq_idf)  # checks what each needs first
+                                 args.green_model, radcliq_idf=args.radcliq_idf)  # checks needs first
     result = score_reports(references, predictions, args.dataset, full="nlg" in metrics,
                            labeler=labeler if "ce" in metrics else None, average=args.average,
                            uncertain=args.uncertain, reference_form=args.reference_form,
@@ -88,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
                          "radgraph": "radgraph 0.1.18's rewards; combined as RadEval (RadCliQ's term)",
                          "radcliq": ("RadCliQ-v1 as ReXrank (CXR-Report-Metric): BERTScore without idf, "
                                      if not args.radcliq_idf else
-                                     "RadCliQ-v1 as RadEval e0a3909: BERTScore with idf over the references, ")
+                                     "RadCliQ-v1 as RadEval e0a3909: BERTScore with idf over the "
+                                     "references, ")
                                     + "per-study BLEU-2; the mean, lower is better",
                          "ratescore_models": args.ratescore, "ratescore_sentences": args.ratescore_sentences,
                          "green_model": args.green_model},
@@ -133,7 +140,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
                     help="JSON or CSV: id, reference (else read from --predictions)")
     ev.add_argument("--reference-form", choices=["cleaned", "raw"], default="cleaned",
                     help="score against R2Gen-cleaned, truncated references (the peers' way) or raw text")
-    ev.add_argument("--dataset", choices=sorted(DATASETS), default="iu_xray")
+    ev.add_argument("--dataset", type=dataset_name, default="iu_xray")
     ev.add_argument("--labeler", default="rules",
                     help="rules (built-in), chexbert:CHECKPOINT[,BERT_DIR] (the CheXbert model) or the CSV "
                          "another labeler wrote for every report (default rules)")

@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         0 (errors are raised, and printed by the command line).
     """
-    output = check_output_file(args.output, "--output", args.overwrite, 
+    output = check_output_file(args.output, "--output", args.overwrite,
                                 inputs=input_paths(args.reports, args.labeler))
     reports = read_reports(args.reports, args.column, args.split)
     labels = make_labeler(args.labeler)(reports)

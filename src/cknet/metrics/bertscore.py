@@ -221,8 +221,9 @@ class BERTScorer:
             similarity = (embeddings[len(refs) + n] @ embeddings[n].T).numpy()  # (hyp, ref)
             # a side whose weights sum to 0 (idf: every token in every reference, e.g. ".")
             # scores 0, as bert-score fills it
-            precision = float(similarity.max(axis=1) @ hyp_w[n] / hyp_w[n].sum()) if hyp_w[n].sum() > 0 else 0.0
-            recall = float(similarity.max(axis=0) @ ref_w[n] / ref_w[n].sum()) if ref_w[n].sum() > 0 else 0.0
+            hyp_total, ref_total = hyp_w[n].sum(), ref_w[n].sum()
+            precision = float(similarity.max(axis=1) @ hyp_w[n] / hyp_total) if hyp_total > 0 else 0.0
+            recall = float(similarity.max(axis=0) @ ref_w[n] / ref_total) if ref_total > 0 else 0.0
             f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
             scores[n] = precision, recall, f1
         if self.baseline is not None:

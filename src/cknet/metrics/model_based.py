@@ -10,7 +10,7 @@ resamples the others.
 | ``BERTScore_F1`` | `cknet.metrics.bertscore`, ReXrank's setting | ``distilroberta-base`` |
 | ``SembScore`` | `cknet.metrics.semb` | CheXbert (``chexbert.pth`` + ``bert-base-uncased``) |
 | ``RadGraph_simple``, ``_partial``, ``_complete``, ``_combined`` | `cknet.metrics.radgraph` | RadGraph |
-| ``RadCliQ-v1`` (the mean, lower is better; ``1/RadCliQ-v1``, one over it, when positive) | `cknet.metrics.radcliq` | all three above |
+| ``RadCliQ-v1`` (and ``1/RadCliQ-v1`` when positive) | `cknet.metrics.radcliq` | all three above |
 | ``RaTEScore`` | `cknet.metrics.ratescore` | RaTE-NER + BioLORD-2023-C (+ medspaCy) |
 | ``GREEN`` | `cknet.metrics.green` (only when asked: a 7B judge) | GREEN-radllama2-7b |
 """

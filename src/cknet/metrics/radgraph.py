@@ -179,8 +179,8 @@ class RadGraph:
         what = f"BERT of the RadGraph model {model}"
         source = bert if bert is not None else embedder["model_name"]
         self.tokenizer = load_hf_pretrained(AutoTokenizer, source, what)
-        encoder = AutoModel.from_config(check_hf_config_sizes(load_hf_pretrained(AutoConfig, source, what), source),
-                                       trust_remote_code=False)
+        encoder_config = check_hf_config_sizes(load_hf_pretrained(AutoConfig, source, what), source)
+        encoder = AutoModel.from_config(encoder_config, trust_remote_code=False)
         weights = {k.removeprefix(_BERT_PREFIX): v for k, v in state.items() if k.startswith(_BERT_PREFIX)}
         missing, unexpected = encoder.load_state_dict(weights, strict=False)
         missing = [k for k in missing if not k.startswith("pooler.")]

@@ -83,7 +83,8 @@ def bootstrap_intervals(
         warnings.warn("one study has no spread to resample: no interval is given", UserWarning, stacklevel=2)
         return {}
     if len(statistics) < FEW_STUDIES:
-        warnings.warn(f"bootstrap intervals over {len(statistics)} studies (fewer than {FEW_STUDIES}) are rough: "
+        warnings.warn(f"bootstrap intervals over {len(statistics)} studies (fewer than {FEW_STUDIES}) are "
+                      f"rough: "
                       f"their coverage falls short of {confidence:.0%}", UserWarning, stacklevel=2)
     weights = _resample_weights(len(statistics), resamples, np.random.default_rng(seed))
     samples = statistics.scores(weights)

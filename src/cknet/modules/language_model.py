@@ -139,7 +139,8 @@ class PretrainedTextEncoder(nn.Module):
 
         _check_transformers()
         config = _causal_config(check_hf_config_sizes(
-            AutoConfig.from_pretrained(Path(directory), local_files_only=True, trust_remote_code=False), directory))
+            AutoConfig.from_pretrained(Path(directory), local_files_only=True, trust_remote_code=False),
+            directory))
         return cls(AutoModel.from_config(config, trust_remote_code=False), d_model, dropout, trainable)
 
     def save_config(self, directory: str | os.PathLike[str]) -> None:
