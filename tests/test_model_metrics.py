@@ -137,3 +137,22 @@ def test_a_non_finite_metric_is_an_error_naming_the_studies():
     metrics._loaded["bertscore"] = Broken()
     with pytest.raises(ValueError, match=r"BERTScore_F1 is not a finite number for 1 of 3 studies.*'s2'"):
         metrics.score(["a", "b", "c"], ["a", "b", "c"], resamples=10, ids=["s1", "s2", "s3"])
+
+
+def test_a_metric_model_missing_from_the_cache_fails_at_once_without_the_hub(tmp_path, monkeypatch):
+    """`cknet evaluate` is offline: a metric model neither in a folder nor in the cache is
+    an error with the download command, and the Hub is never asked (no retries)."""
+    import socket
+
+    asked = []
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+    def connect(self, address):
+        asked.append(address)
+        raise OSError("no network in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    with pytest.raises(OSError, match="(?s)nor in the Hugging Face cache.*hf download distilroberta-base"):
+        BERTScorer("distilroberta-base")
+    assert asked == []

@@ -307,7 +307,8 @@ def check_hf_config_sizes(config: Any, source: str | os.PathLike[str]) -> Any:
     return config
 
 
-def load_hf_pretrained(loader: Any, name_or_path: str | os.PathLike[str], what: str, **kwargs: Any) -> Any:
+def load_hf_pretrained(loader: Any, name_or_path: str | os.PathLike[str], what: str, offline: bool = False,
+                       **kwargs: Any) -> Any:
     """``loader.from_pretrained(name_or_path, **kwargs)`` for a Hugging Face hub id or a
     local folder, turning a failed download into an error that says what to do offline.
 
@@ -319,6 +320,10 @@ def load_hf_pretrained(loader: Any, name_or_path: str | os.PathLike[str], what: 
         loader: a ``transformers`` Auto class (``AutoTokenizer``, ``AutoConfig``, ...).
         name_or_path: a hub id such as ``"emilyalsentzer/Bio_ClinicalBERT"`` or a folder.
         what: what is being loaded, for the message (e.g. ``"text encoder"``).
+        offline: look only in the folder or the Hugging Face cache, never on the Hub
+            (the metric models: `cknet evaluate` is offline, and fails at once with the
+            download command instead of retrying a connection). Otherwise the cache is
+            looked in first and the Hub asked only when the files are not there.
         **kwargs: passed to ``from_pretrained``.
 
     Returns:
@@ -333,10 +338,17 @@ def load_hf_pretrained(loader: Any, name_or_path: str | os.PathLike[str], what: 
         raise ValueError(f"cknet never runs code from a model folder or repository: the {what} {name!r} "
                          f"cannot be loaded with trust_remote_code=True")
     try:
-        return loader.from_pretrained(name, trust_remote_code=False, **kwargs)
+        try:
+            return loader.from_pretrained(name, trust_remote_code=False, local_files_only=True, **kwargs)
+        except OSError:
+            if offline or Path(name).expanduser().is_dir():
+                raise
+            return loader.from_pretrained(name, trust_remote_code=False, **kwargs)
     except OSError as err:
         local = Path(name).expanduser()
         where = (f"the folder {local} lacks its files" if local.is_dir()
+                 else f"{name!r} is neither a local folder nor in the Hugging Face cache (cknet does not "
+                      f"download this model)" if offline
                  else f"{name!r} is neither a local folder nor reachable on the Hugging Face Hub")
         raise OSError(
             f"could not load the {what} {name!r}: {where} ({err}). To work offline, download "

@@ -124,9 +124,11 @@ class CheXbertLabeler:
             raise FileNotFoundError(f"CheXbert checkpoint not found: {checkpoint} (chexbert.pth, from the "
                                     f"download link in the CheXbert repository's README)")
         checkpoint = Path(checkpoint).expanduser()
-        self.tokenizer = load_hf_pretrained(AutoTokenizer, bert_dir, "CheXbert tokenizer (bert-base-uncased)")
+        self.tokenizer = load_hf_pretrained(AutoTokenizer, bert_dir, "CheXbert tokenizer (bert-base-uncased)",
+                                            offline=True)
         config = check_hf_config_sizes(
-            load_hf_pretrained(AutoConfig, bert_dir, "CheXbert encoder config (bert-base-uncased)"), bert_dir)
+            load_hf_pretrained(AutoConfig, bert_dir, "CheXbert encoder config (bert-base-uncased)",
+                               offline=True), bert_dir)
         self.model = CheXbertModel(config)
         self.model.load_state_dict(_checkpoint_state(Path(checkpoint), self.model), strict=True)
         self.model.to(self.device).eval()

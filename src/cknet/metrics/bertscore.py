@@ -130,10 +130,10 @@ class BERTScorer:
                 )
             self.baseline = np.asarray(found, dtype=np.float64)
         what = f"BERTScore model ({name})"
-        config = load_hf_pretrained(AutoConfig, model, what)
+        config = load_hf_pretrained(AutoConfig, model, what, offline=True)
         extra = {"add_prefix_space": True} if config.model_type in _BYTE_LEVEL else {}
-        self.tokenizer = load_hf_pretrained(AutoTokenizer, model, what, **extra)
-        encoder = load_hf_pretrained(AutoModel, model, what)
+        self.tokenizer = load_hf_pretrained(AutoTokenizer, model, what, **extra, offline=True)
+        encoder = load_hf_pretrained(AutoModel, model, what, offline=True)
         layers = encoder.encoder.layer
         if not 0 <= self.num_layers <= len(layers):
             raise ValueError(f"num_layers must be in 0..{len(layers)} for {name}, got {self.num_layers}")

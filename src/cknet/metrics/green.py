@@ -215,10 +215,10 @@ class GREENScorer:
 
         self.device = resolve_device(device)
         dtype = dtype or (torch.float16 if self.device.type == "cuda" else torch.float32)
-        judge = load_hf_pretrained(AutoModelForCausalLM, model, "GREEN judge", dtype=dtype)
+        judge = load_hf_pretrained(AutoModelForCausalLM, model, "GREEN judge", dtype=dtype, offline=True)
         self.model = judge.to(self.device).eval()
         self.tokenizer = load_hf_pretrained(
-            AutoTokenizer, model, "GREEN judge", add_eos_token=True, padding_side="left"
+            AutoTokenizer, model, "GREEN judge", add_eos_token=True, padding_side="left", offline=True
         )
         self.tokenizer.chat_template = CHAT_TEMPLATE
         self.tokenizer.pad_token = self.tokenizer.eos_token

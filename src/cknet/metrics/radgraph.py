@@ -178,8 +178,9 @@ class RadGraph:
         self.spans_per_word = float(config["model"]["modules"]["relation"]["spans_per_word"])
         what = f"BERT of the RadGraph model {model}"
         source = bert if bert is not None else embedder["model_name"]
-        self.tokenizer = load_hf_pretrained(AutoTokenizer, source, what)
-        encoder_config = check_hf_config_sizes(load_hf_pretrained(AutoConfig, source, what), source)
+        self.tokenizer = load_hf_pretrained(AutoTokenizer, source, what, offline=True)
+        encoder_config = check_hf_config_sizes(load_hf_pretrained(AutoConfig, source, what, offline=True),
+                                               source)
         encoder = AutoModel.from_config(encoder_config, trust_remote_code=False)
         weights = {k.removeprefix(_BERT_PREFIX): v for k, v in state.items() if k.startswith(_BERT_PREFIX)}
         missing, unexpected = encoder.load_state_dict(weights, strict=False)

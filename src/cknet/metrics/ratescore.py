@@ -258,12 +258,14 @@ class RaTEScorer:
         self.split_sentences = split_sentences or medspacy_sentences()
         self.batch_size = batch_size
         self.device = resolve_device(device)
-        self.tokenizer = load_hf_pretrained(AutoTokenizer, ner_model, "RaTEScore entity tagger")
-        tagger = load_hf_pretrained(AutoModelForTokenClassification, ner_model, "RaTEScore entity tagger")
+        tagger_name = "RaTEScore entity tagger"
+        self.tokenizer = load_hf_pretrained(AutoTokenizer, ner_model, tagger_name, offline=True)
+        tagger = load_hf_pretrained(AutoModelForTokenClassification, ner_model, tagger_name, offline=True)
         self.tagger = tagger.to(self.device).eval()
         self.tags = tagger.config.id2label
-        self.encoder_tokenizer = load_hf_pretrained(AutoTokenizer, embedding_model, "RaTEScore encoder")
-        encoder = load_hf_pretrained(AutoModel, embedding_model, "RaTEScore encoder")
+        self.encoder_tokenizer = load_hf_pretrained(AutoTokenizer, embedding_model, "RaTEScore encoder",
+                                                    offline=True)
+        encoder = load_hf_pretrained(AutoModel, embedding_model, "RaTEScore encoder", offline=True)
         self.encoder = encoder.to(self.device).eval()
 
     def sentences(self, text: str) -> list[str]:
