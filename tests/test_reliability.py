@@ -203,11 +203,16 @@ def test_a_run_killed_before_its_first_checkpoint_resumes(tmp_path, monkeypatch,
     monkeypatch.setattr(Trainer, "fit", killed)
     with pytest.raises(KeyboardInterrupt):
         train(config, recipe, annotation, tmp_path / "run", device="cpu", progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, recipe, annotation, tmp_path / "again", device="cpu", progress=False)
     monkeypatch.undo()
-    with pytest.raises(FileExistsError, match="no checkpoint yet: resume starts it again"):
-        train(config, recipe, annotation, tmp_path / "run", device="cpu", progress=False)
     result = resume(tmp_path / "run", device="cpu", progress=False)
     assert result.best_epoch == 1 and (tmp_path / "run" / "checkpoint.pt").is_file()
+    # starting a run that never finished an epoch again replaces it, without ceremony
+    result = train(config, recipe, annotation, tmp_path / "again", device="cpu", progress=False)
+    assert result.best_epoch == 1 and (tmp_path / "again" / "checkpoint.pt").is_file()
+    with pytest.raises(FileExistsError, match="already holds a run"):  # a run with an epoch is kept
+        train(config, recipe, annotation, tmp_path / "again", device="cpu", progress=False)
 
 
 @pytest.mark.parametrize("content, match", [(b"", "is empty"), (b"not a zip", "unreadable")])

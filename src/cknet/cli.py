@@ -69,6 +69,28 @@ def _pretrain_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def _weights_argument(text: str) -> str | None:
+    """``--backbone-weights``: ``none`` (or ``null``) for random weights, else as given."""
+    return None if text.strip().lower() in ("none", "null", "") else text
+
+
+def _fit_graph_model(model_config, overrides: dict, graph_model: Path) -> None:
+    """What the graph model decides, taken from it unless the command line set it: the
+    knowledge vectors' size (d_knowledge), and gamma at most its N + 1 knowledge vectors
+    (lowered with a note when the recipe's is larger)."""
+    from cknet.graph import KnowledgeGraph
+    from cknet.saving import read_json
+
+    architecture = read_json(graph_model / "graph_model.json", "a graph model's architecture")
+    if "d_knowledge" not in overrides and isinstance(architecture, dict) and "d_knowledge" in architecture:
+        model_config.d_knowledge = architecture["d_knowledge"]
+    vectors = KnowledgeGraph.from_json(graph_model / "graph.json").num_nodes + 1
+    if model_config.gamma > vectors and "gamma" not in overrides:
+        print(f"note: gamma {model_config.gamma} lowered to {vectors}, the knowledge vectors of {graph_model} "
+              f"(its {vectors - 1} nodes and the global node)", file=sys.stderr)
+        model_config.gamma = vectors
+
+
 def _overrides(extra: Sequence[str]) -> dict:
     """``["--d-model", "256", "--flip", "true"]`` -> ``{"d_model": 256, "flip": True}``."""
     if len(extra) % 2 or not all(k.startswith("--") for k in extra[::2]):
@@ -103,6 +125,8 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
                 result = train(None, training, annotation, args.output, image_dir=args.image_dir,
                                device=device, progress=not args.quiet, init=args.init)
             else:
+                if args.graph_model:
+                    _fit_graph_model(model_config, overrides, args.graph_model)
                 graph = None if args.graph_model else _graph_from_argument(args.graph)
                 result = train(model_config, training, annotation, args.output, image_dir=args.image_dir,
                                graph=graph, graph_model=args.graph_model, device=device,
@@ -173,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--uncertain", type=int, choices=[0, 1], default=1,
                      help="uncertain labels count as 0 or 1 (default 1)")
     pre.add_argument("--backbone", default="densenet121")
-    pre.add_argument("--backbone-weights", default=None, help="imagenet or a local state dict")
+    pre.add_argument("--backbone-weights", type=_weights_argument, default=None,
+                     help="imagenet, a local state dict, or none (random; the default)")
     pre.add_argument("--image-size", type=int, default=224)
     pre.add_argument("--d-knowledge", type=int, default=512)
     pre.add_argument("--num-gcn-layers", type=int, default=2)

@@ -151,7 +151,8 @@ class AnnotationDataset(Dataset):
             if len(entry["image_path"]) < views:
                 raise ValueError(
                     f"study {entry['id']} has {len(entry['image_path'])} image(s) but the model takes {views}"
-                    + (" (one view per study, as MIMIC-CXR: use --config mimic_cxr, or num_views=1)"
+                    + (" (one view per study, as MIMIC-CXR: cknet pretrain-graph --dataset mimic_cxr, "
+                       "cknet train --config mimic_cxr, or CKNetConfig(num_views=1))"
                        if len(entry["image_path"]) == 1 else "")
                 )
             if labels is not None and entry["id"] not in labels:

@@ -144,9 +144,12 @@ def run_pipeline(
     run_dir = Path(run_dir)
     kind = check_kind(run_dir, "run", writing=True)
     barrier()  # every process looks before rank 0 writes the folder below
-    if kind is not None:
-        hint = "" if (run_dir / CHECKPOINT).is_file() else " (no checkpoint yet: resume starts it again)"
-        raise FileExistsError(f"{run_dir} already holds a run: resume it or choose another folder{hint}")
+    unfinished = kind is not None and not (run_dir / CHECKPOINT).is_file() and not (run_dir / "best").exists()
+    if kind is not None and not unfinished:
+        raise FileExistsError(f"{run_dir} already holds a run: resume it or choose another folder")
+    if unfinished and rank() == 0:
+        with folder_lock(run_dir, "cknet train"):  # refused while that run is still going
+            print(f"note: {run_dir} holds a run that never finished an epoch: it is replaced")
     stage = graph_model if isinstance(graph_model, GraphStage) else None
     settings = {"model": model_config.to_dict(), "training": training.to_dict(), "data": data_paths,
                 "graph_stage": None if stage is None else dataclasses.asdict(stage),
@@ -159,7 +162,7 @@ def run_pipeline(
             if isinstance(graph_model, KnowledgeGraphModel):
                 graph_model.save_pretrained(folder / GRAPH_MODEL_DIR)
 
-        save_folder(run_dir, "run", write)
+        save_folder(run_dir, "run", write, overwrite=unfinished)
     barrier()
     given = graph_model if isinstance(graph_model, KnowledgeGraphModel) else None
     return _carry_on(run_dir, data, settings, given, start, device, progress)
