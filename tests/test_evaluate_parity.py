@@ -70,3 +70,25 @@ def test_compare_takes_the_words_of_evaluate(tmp_path, capsys):
     assert "95% interval" in capsys.readouterr().out
     assert main(["compare", a, b, "--metrics", "bleu"]) == 1
     assert "unknown metric 'bleu'" in capsys.readouterr().err
+
+
+def test_macro_f1_states_and_selects_its_convention_for_absent_observations():
+    """Predictions equal to their references: macro F1 over 14 observations is below 1 when
+    some never occur (counted 0, the usual reading, stated) and exactly 1 when they are
+    left out; the bootstrap's macro follows the same convention."""
+    from cknet.evaluation import report_statistics
+    from cknet.labeler import OBSERVATIONS
+    from cknet.metrics import ce_scores
+
+    labels = np.zeros((4, 14))
+    labels[:, OBSERVATIONS.index("Cardiomegaly")] = [1, 0, 1, 0]
+    labels[:, OBSERVATIONS.index("No Finding")] = [0, 1, 0, 1]
+    zero = ce_scores(labels, labels, variant="macro-14")
+    skip = ce_scores(labels, labels, variant="macro-14", absent="skip")
+    assert zero["f1"] == pytest.approx(2 / 14) and skip["f1"] == 1.0
+    assert zero.settings["absent observations"] == "F1 0, counted in the mean"
+    assert skip.settings["absent observations"] == "left out of the mean"
+    texts = ["cardiomegaly .", "no acute disease .", "cardiomegaly .", "normal ."]
+    for absent, expected in (("zero", 2 / 14), ("skip", 1.0)):
+        stats = report_statistics(texts, texts, labels, labels, macro_absent=absent)
+        assert stats.value()["ce_macro-14_f1"] == pytest.approx(expected)

@@ -86,8 +86,8 @@ def _fit_graph_model(model_config, overrides: dict, graph_model: Path) -> None:
         model_config.d_knowledge = architecture["d_knowledge"]
     vectors = KnowledgeGraph.from_json(graph_model / "graph.json").num_nodes + 1
     if model_config.gamma > vectors and "gamma" not in overrides:
-        print(f"note: gamma {model_config.gamma} lowered to {vectors}, the knowledge vectors of {graph_model} "
-              f"(its {vectors - 1} nodes and the global node)", file=sys.stderr)
+        print(f"note: gamma {model_config.gamma} lowered to {vectors}, the knowledge vectors of "
+              f"{graph_model} (its {vectors - 1} nodes and the global node)", file=sys.stderr)
         model_config.gamma = vectors
 
 

@@ -188,6 +188,7 @@ def report_statistics(
     uncertain: int = 0,
     reference_form: str = "cleaned",
     observations: Sequence[str] | None = None,
+    macro_absent: str = "zero",
 ) -> StudyStatistics:
     """Per-study statistics of reports, scored as `score_reports` scores them, for
     bootstrap intervals and paired comparisons (`cknet.metrics.study_statistics`, `cknet.metrics.resampling`).
@@ -203,6 +204,7 @@ def report_statistics(
         uncertain: what an uncertain label counts as, 0 or 1.
         reference_form: ``"cleaned"`` or ``"raw"`` (see `cknet.metrics.nlg_scores`).
         observations: the labels' column names (default: CheXpert's 14).
+        macro_absent: macro F1's convention for an observation no report states.
 
     Returns:
         The `StudyStatistics`.
@@ -214,7 +216,7 @@ def report_statistics(
     if reference_labels is None or predicted_labels is None:
         return study_statistics(references, predictions)
     return study_statistics(references, predictions, binarize(reference_labels, uncertain),
-                            binarize(predicted_labels, uncertain), observations)
+                            binarize(predicted_labels, uncertain), observations, macro_absent)
 
 
 def findings_f1(ce: dict[str, Any]) -> float:
@@ -247,6 +249,7 @@ def score_reports(
     reference_form: str = "cleaned",
     resamples: int = 0,
     seed: int = 0,
+    macro_absent: str = "zero",
 ) -> Evaluation:
     """NLG and CE scores of generated reports against their references.
 
@@ -267,6 +270,8 @@ def score_reports(
             of BLEU, ROUGE-L, CIDEr and the micro, findings and CE-variant F1
             (`Evaluation.intervals`); 0: none.
         seed: the resampling's seed.
+        macro_absent: macro F1's convention for an observation no report states,
+            ``"zero"`` or ``"skip"`` (see `cknet.metrics.ce_scores`).
 
     Returns:
         An `Evaluation` whose loss is NaN (no model was run).
@@ -285,18 +290,18 @@ def score_reports(
         reference_labels = np.asarray(labeler(list(references)), dtype=float)
         predicted_labels = np.asarray(labeler(list(predictions)), dtype=float)
         ce = ce_scores(reference_labels, predicted_labels, average, uncertain,
-                       observations=observations).to_dict()
+                       observations=observations, absent=macro_absent).to_dict()
         scores["ce_f1"] = ce["scores"]["f1"]
         scores["ce_findings_f1"] = findings_f1(ce)
         if observations is None:
             for name in CE_VARIANTS:
                 variants[name] = ce_scores(reference_labels, predicted_labels, uncertain=uncertain,
-                                           variant=name).to_dict()
+                                           variant=name, absent=macro_absent).to_dict()
                 scores[f"ce_{name}_f1"] = variants[name]["scores"]["f1"]
     intervals = {}
     if full and resamples:
         statistics = report_statistics(references, predictions, reference_labels, predicted_labels, dataset,
-                                       max_length, uncertain, reference_form, observations)
+                                       max_length, uncertain, reference_form, observations, macro_absent)
         intervals = bootstrap_intervals(statistics, resamples, seed=seed)
         if average != "micro":
             intervals.pop("ce_f1", None)

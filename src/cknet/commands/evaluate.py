@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     result = score_reports(references, predictions, args.dataset, full="nlg" in metrics,
                            labeler=labeler if "ce" in metrics else None, average=args.average,
                            uncertain=args.uncertain, reference_form=args.reference_form,
-                           resamples=args.resamples, seed=args.seed)
+                           resamples=args.resamples, seed=args.seed, macro_absent=args.macro_absent)
     model = model_metrics.score(references, predictions, args.resamples, args.seed, ids=ids)
     _print_scores(result, args, len(ids))
     if model.per_study:
@@ -177,6 +177,9 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--green-model", metavar="DIR",
                     help="GREEN's judge: a folder or a hub id in the Hugging Face cache "
                          "(default StanfordAIMI/GREEN-radllama2-7b)")
+    ev.add_argument("--macro-absent", choices=["zero", "skip"], default="zero",
+                    help="macro F1: an observation no report states counts F1 0 (zero, the usual reading) "
+                         "or is left out of the mean (skip)")
     ev.add_argument("--allow-missing", action="store_true",
                     help="with --references: score predictions of only some of its studies (refused by "
                          "default: skipping hard studies scores better); says how many of how many")

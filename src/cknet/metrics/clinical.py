@@ -104,6 +104,7 @@ def ce_scores(
     labeler: Callable[[Sequence[str]], np.ndarray] | None = None,
     observations: Sequence[str] | None = None,
     variant: str | None = None,
+    absent: str = "zero",
 ) -> MetricReport:
     """Clinical efficacy: accuracy, precision, recall, F1 and AUC of predicted findings.
 
@@ -124,6 +125,11 @@ def ce_scores(
             observations scored (of the 14 CheXpert ones): ``"micro-14"``,
             ``"macro-14"``, ``"micro-5"`` (the "F1-5" of the top five: Atelectasis,
             Cardiomegaly, Consolidation, Edema, Pleural Effusion) or ``"example-14"``.
+        absent: with macro averaging, an observation that neither the references nor the
+            predictions state: ``"zero"`` counts its F1 as 0 (sklearn's
+            ``zero_division=0``, the usual reading; then predictions equal to their
+            references score below 1 when an observation never occurs) or ``"skip"``
+            leaves it out of the mean. The result's settings state which.
 
     Returns:
         A `MetricReport` whose scores are accuracy, precision, recall, F1, AUC (mean over
@@ -147,6 +153,8 @@ def ce_scores(
         average, subset = CE_VARIANTS[variant]
     if average not in ("micro", "macro", "example"):
         raise ValueError(f"average must be 'micro', 'macro' or 'example', got {average!r}")
+    if absent not in ("zero", "skip"):
+        raise ValueError(f"absent must be 'zero' or 'skip', got {absent!r}")
     names = list(observations) if observations is not None else list(OBSERVATIONS)
     ref = binarize(_labels_from(reference, names, labeler), uncertain).astype(bool)
     pred = binarize(_labels_from(predicted, names, labeler), uncertain).astype(bool)
@@ -172,7 +180,9 @@ def ce_scores(
         precision, recall, f1 = _prf(tp.sum(), fp.sum(), fn.sum())
         accuracy = float((tp.sum() + tn.sum()) / ref.size)
     elif average == "macro":
-        precision, recall, f1 = (float(np.mean([row[k] for row in table]))
+        stated = [row for j, row in enumerate(table) if tp[j] + fp[j] + fn[j] > 0]
+        counted = stated if absent == "skip" else table
+        precision, recall, f1 = (float(np.mean([row[k] for row in counted])) if counted else 0.0
                                  for k in ("precision", "recall", "f1"))
         accuracy = float(np.mean([row["accuracy"] for row in table]))
     else:
@@ -188,6 +198,9 @@ def ce_scores(
               "exact_match": float((ref == pred).all(axis=1).mean())}
     settings = {"average": average, "uncertain": "positive (-1 -> 1)" if uncertain else "negative (-1 -> 0)",
                 "blank": "-> 0", "observations": str(len(names)), "reports": str(len(ref))}
+    if average == "macro":
+        settings["absent observations"] = ("F1 0, counted in the mean" if absent == "zero"
+                                           else "left out of the mean")
     if variant is not None:
         settings = {"variant": variant, **settings, "observation set": ", ".join(names)}
     return MetricReport(scores, settings, table=table)

@@ -78,12 +78,17 @@ def _micro_f1(columns: Sequence[int], count: int) -> Callable[[np.ndarray], np.n
     return metric
 
 
-def _macro_f1(count: int) -> Callable[[np.ndarray], np.ndarray]:
-    """The mean over the ``count`` observations of their F1."""
+def _macro_f1(count: int, absent: str = "zero") -> Callable[[np.ndarray], np.ndarray]:
+    """The mean over the ``count`` observations of their F1; an observation no report
+    states counts 0 (``absent="zero"``) or is left out (``"skip"``)."""
 
     def metric(sums: np.ndarray) -> np.ndarray:
         tp, fp, fn = (sums[:, part * count:(part + 1) * count] for part in range(3))
-        return _f1(tp, fp, fn).mean(1)
+        f1 = _f1(tp, fp, fn)
+        if absent == "zero":
+            return f1.mean(1)
+        stated = (tp + fp + fn) > 0
+        return np.where(stated.any(1), (f1 * stated).sum(1) / np.maximum(stated.sum(1), 1), 0.0)
 
     return metric
 
@@ -162,6 +167,7 @@ def study_statistics(
     reference_labels: np.ndarray | None = None,
     predicted_labels: np.ndarray | None = None,
     observations: Sequence[str] | None = None,
+    macro_absent: str = "zero",
 ) -> StudyStatistics:
     """The statistics of every metric that resampling supports.
 
@@ -173,6 +179,7 @@ def study_statistics(
             blank already resolved), or None for no clinical efficacy.
         predicted_labels: the same for the predictions.
         observations: the ``O`` label columns' names (default: CheXpert's 14).
+        macro_absent: macro F1's convention for an observation no report states.
 
     Returns:
         `StudyStatistics` with BLEU_1..4, ROUGE_L, CIDEr and, given labels, ``ce_f1``
@@ -201,12 +208,13 @@ def study_statistics(
         per_study = np.asarray(scorer.compute_score(gts, res)[1], dtype=float)
         statistics[name], aggregates[name] = np.stack([per_study, ones], 1), _mean
     if reference_labels is not None or predicted_labels is not None:
-        _add_clinical(statistics, aggregates, reference_labels, predicted_labels, observations)
+        _add_clinical(statistics, aggregates, reference_labels, predicted_labels, observations, macro_absent)
     return StudyStatistics(statistics, aggregates)
 
 
 def _add_clinical(statistics: dict, aggregates: dict, reference_labels: np.ndarray | None,
-                  predicted_labels: np.ndarray | None, observations: Sequence[str] | None) -> None:
+                  predicted_labels: np.ndarray | None, observations: Sequence[str] | None,
+                  macro_absent: str = "zero") -> None:
     from cknet.labeler import OBSERVATIONS
 
     if reference_labels is None or predicted_labels is None:
@@ -225,7 +233,8 @@ def _add_clinical(statistics: dict, aggregates: dict, reference_labels: np.ndarr
     if observations is None:
         top5 = [names.index(name) for name in TOP5]
         statistics["ce_micro-5_f1"], aggregates["ce_micro-5_f1"] = per_observation, _micro_f1(top5, count)
-        statistics["ce_macro-14_f1"], aggregates["ce_macro-14_f1"] = per_observation, _macro_f1(count)
+        statistics["ce_macro-14_f1"] = per_observation
+        aggregates["ce_macro-14_f1"] = _macro_f1(count, macro_absent)
         a, b, c = tp.sum(1), fp.sum(1), fn.sum(1)
         example = np.where(a + b + c == 0, 1.0, _f1(a, b, c))
         statistics["ce_example-14_f1"] = np.stack([example, np.ones(len(example))], 1)
