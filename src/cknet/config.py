@@ -49,6 +49,10 @@ MAX_VIEWS = 16
 MAX_REPORT_TOKENS = 65_536
 MAX_LAYERS = 256
 
+# What a config saved before a field existed meant: `CKNetConfig.from_dict` fills these in
+# for a missing key, whatever the field's default for new configs is.
+SAVED_BEFORE = {"knowledge_fusion": "concat", "knowledge_dropout": 0.0}
+
 # The names `CKNetConfig.knowledge_source` accepts: the built-in sources, and those that
 # `cknet.register_knowledge_source` adds.
 KNOWLEDGE_SOURCE_NAMES: set[str] = {"image", "static", "random", "none"}
@@ -283,7 +287,8 @@ class CKNetConfig:
     def from_dict(cls, data: dict[str, Any]) -> CKNetConfig:
         """Build a config from a dict such as `to_dict` returns.
 
-        Missing keys take their defaults.
+        Missing keys take their defaults, except the fields added after configs were
+        first saved (`SAVED_BEFORE`): those take the value that the saved config meant.
 
         Args:
             data: ``{field: value}``.
@@ -298,7 +303,7 @@ class CKNetConfig:
         if not isinstance(data, dict):
             raise ValueError(f"a CKNetConfig is built from a dict, got {type(data).__name__}")
         check_known_keys(cls, data)
-        return cls(**data)
+        return cls(**{**SAVED_BEFORE, **data})
 
     def to_json(self) -> str:
         """The config as an indented JSON string."""
