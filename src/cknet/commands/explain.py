@@ -11,16 +11,15 @@ from cknet.commands import check_output_file, input_paths, positive_int
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from cknet.data.images import prepare_images
+    from cknet.devices import resolve_device
     from cknet.explain import explain
     from cknet.model import CKNet
     from cknet.study_figure import draw_explanation
 
     output = check_output_file(args.output, "--output", args.overwrite, (".png",),
                                input_paths(args.study, args.model))
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device)
     model = CKNet.from_pretrained(args.model, map_location=device).eval()
     views = args.study[0] if len(args.study) == 1 else list(args.study)
     images = prepare_images([views], model.config, args.repeat_single_view, names=[str(args.study[0])])

@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from cknet.data.images import prepare_images
+    from cknet.devices import resolve_device
     from cknet.model import CKNet
 
     if sum(map(bool, (args.inputs, args.annotation, args.rexrank))) != 1:
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         inputs = input_paths(args.inputs, args.annotation, args.rexrank, args.image_dir, args.model)
         output = check_output_file(args.output, "--output", args.overwrite, (".json", ".csv"), inputs)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device)
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
     model = CKNet.from_pretrained(args.model, map_location=device).to(dtype).eval()
     rexrank = None
