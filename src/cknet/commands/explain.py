@@ -15,7 +15,7 @@ def run(args: argparse.Namespace) -> int:
     from cknet.devices import resolve_device
     from cknet.explain import explain
     from cknet.model import CKNet
-    from cknet.study_figure import draw_explanation
+    from cknet.study_figure import PUNCTUATION, draw_explanation
 
     output = check_output_file(args.output, "--output", args.overwrite, (".png",),
                                input_paths(args.study, args.model))
@@ -26,7 +26,14 @@ def run(args: argparse.Namespace) -> int:
     explanation = explain(model, images, None if args.report is None else [args.report])[0]
     drawn = draw_explanation(explanation, images[0], model.config, output, max_words=args.words,
                              title=f"{args.study[0]}: where each word looked")
-    print(f"report: {explanation.report}")
+    from cknet.report_text import readable_report
+
+    print(f"report: {readable_report(explanation.report)}")
+    words = [w for w in explanation.words if w not in PUNCTUATION]
+    shown = ", ".join(explanation.words[t] for t in drawn)
+    more = (f"; the other {len(words) - len(drawn)} with --words {len(words)}" if len(words) > len(drawn)
+            else "")
+    print(f"drawn: the first {len(drawn)} of its {len(words)} words ({shown}){more}")
     if explanation.node_attention is not None:
         for t in drawn:
             node = int(explanation.node_attention[t].argmax())
@@ -54,7 +61,9 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     ex.add_argument("--model", required=True, type=Path, help="a saved CKNet folder")
     ex.add_argument("--output", required=True, type=Path, help="the PNG to write")
     ex.add_argument("--report", help="explain this report instead of the model's own")
-    ex.add_argument("--words", type=positive_int, default=12, help="words drawn (punctuation skipped)")
+    ex.add_argument("--words", type=positive_int, default=12,
+                    help="the first this many words are drawn (punctuation skipped; default 12); the "
+                         "printout says which")
     ex.add_argument("--repeat-single-view", action="store_true",
                     help="let a lone image fill every view of a multi-view model")
     ex.add_argument("--device", default=None)
