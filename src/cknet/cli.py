@@ -142,7 +142,7 @@ def _demo(args: argparse.Namespace) -> int:
     from cknet.demo import run_demo
 
     result = run_demo(args.output, full=args.full, seed=args.seed, device=args.device,
-                      progress=not args.quiet)
+                      progress=not args.quiet, base=args.base)
     if args.min_ce_margin is not None and result.ce_margin < args.min_ce_margin:
         print(f"error: CE F1 margin over blank images is {result.ce_margin:.3f}, below the "
               f"required {args.min_ce_margin}", file=sys.stderr)
@@ -171,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", type=Path, default=Path("cknet-demo"),
                       help="folder for the model, the picture and cknet-demo.json (default: cknet-demo)")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--base", action="store_true",
+                      help="also train Base (no knowledge matrix) on the same studies and print it beside "
+                           "CKNet, with its blank-image control: what the knowledge path adds")
     demo.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     demo.add_argument("--min-ce-margin", type=float, default=None,
                       help="exit with status 3 if CE F1 on images minus CE F1 on blank images is lower")

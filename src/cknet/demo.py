@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 SUMMARY_FILE = "cknet-demo.json"
 # What a demo folder holds: everything the demo writes, and the marker.
-DEMO_ENTRIES = {"model", "run", "study.png", "samples", SUMMARY_FILE, "cknet.json"}
+DEMO_ENTRIES = {"model", "run", "base-run", "study.png", "samples", SUMMARY_FILE, "cknet.json"}
 SAMPLE_STUDIES = 3  # held-out studies whose radiographs the demo keeps, to try generate on
 
 
@@ -119,6 +119,8 @@ class DemoResult:
         figure_nodes: the knowledge nodes that study's patches and tokens drew on most
             (see `draw_study`).
         seconds: wall time of each stage.
+        base: with ``base=True``, Base (no knowledge matrix, the same frozen CNN, the same
+            recipe) on the same studies: its ``ce``, ``ce_blank`` and ``nlg``; else None.
     """
 
     ce: dict[str, Any]
@@ -130,6 +132,7 @@ class DemoResult:
     figure: Path
     figure_nodes: dict[str, list[tuple[str, float]]]
     seconds: dict[str, float]
+    base: dict[str, Any] | None = None
 
     @property
     def ce_margin(self) -> float:
@@ -144,6 +147,7 @@ def run_demo(
     device: str | torch.device | None = None,
     progress: bool = True,
     settings: DemoSettings | None = None,
+    base: bool = False,
 ) -> DemoResult:
     """Render, pretrain the graph, train CKNet, evaluate, save; see the module docstring.
 
@@ -158,6 +162,9 @@ def run_demo(
         device: default CUDA when available.
         progress: print the stages and show progress bars.
         settings: explicit sizes (overrides ``full``).
+        base: also train Base (no knowledge matrix) on the same cached features with the
+            same recipe, and report it beside CKNet, with its own blank-image control:
+            what the knowledge path adds on these radiographs.
 
     Raises:
         FileExistsError: if ``output_dir`` is a non-empty folder that no demo wrote, or
@@ -173,14 +180,14 @@ def run_demo(
     # Everything is written into a fresh folder beside the old one, swapped in at the end
     # (`cknet.hub.save_folder`): a kill or an error leaves the previous demo whole.
     save_folder(final, "demo", lambda out: outcome.append(
-        _run(out, final, settings, seed, device, progress)), overwrite=True)
+        _run(out, final, settings, seed, device, progress, base)), overwrite=True)
     if progress:
         print(format_result(outcome[0]))
     return outcome[0]
 
 
 def _run(out: Path, final: Path, settings: DemoSettings, seed: int, device: torch.device,
-         progress: bool) -> DemoResult:
+         progress: bool, base: bool = False) -> DemoResult:
     """The demo's four stages, written into ``out``; paths recorded as under ``final``."""
     from cknet.data.synthetic import FINDINGS, SyntheticDataset, synthetic_graph
     from cknet.io import write_text_atomic
@@ -227,6 +234,16 @@ def _run(out: Path, final: Path, settings: DemoSettings, seed: int, device: torc
     generated, ce, nlg = _held_out_scores(best, test, references, progress)
     _, ce_blank, _ = _held_out_scores(best, blank, references, progress, full=False)
     seconds["evaluation"] = time.perf_counter() - start
+    base_scores = None
+    if base:
+        start = time.perf_counter()
+        say("[+] Base: no knowledge matrix, the same frozen CNN and recipe")
+        base_model = _train_base(best, run.graph_model, tokenizer, train, val, recipe, out / "base-run",
+                                 device, progress)
+        _, base_ce, base_nlg = _held_out_scores(base_model, test, references, progress)
+        _, base_blank, _ = _held_out_scores(base_model, blank, references, progress, full=False)
+        base_scores = {"ce": base_ce, "ce_blank": base_blank, "nlg": base_nlg}
+        seconds["base"] = time.perf_counter() - start
 
     best.save_pretrained(out / "model", training_info={
         "training data": f"{len(train)} synthetic studies (cknet.data.synthetic, seed {3 * seed})",
@@ -242,12 +259,28 @@ def _run(out: Path, final: Path, settings: DemoSettings, seed: int, device: torc
                        study_id=test[0]["id"])
     seconds["total"] = time.perf_counter() - clock
     result = DemoResult(ce, ce_blank, nlg, graph_auc, list(zip(references, generated))[:4],
-                        final / "model", final / "study.png", nodes, seconds)
+                        final / "model", final / "study.png", nodes, seconds, base_scores)
     summary = {**dataclasses.asdict(result), "model_dir": str(result.model_dir),
                "figure": str(result.figure), "settings": dataclasses.asdict(settings), "seed": seed,
                "device": str(device)}
     write_text_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=1) + "\n")
     return result
+
+
+def _train_base(cknet_model, graph_model, tokenizer, train, val, recipe, run_dir: Path, device: torch.device,
+                progress: bool):
+    """Base beside the demo's CKNet: ``knowledge_source="none"``, the graph stage's CNN
+    (frozen: its maps cached, as CKNet's), the same recipe and studies; the kept model."""
+    from cknet.config import CKNetConfig
+    from cknet.model import CKNet
+    from cknet.training import Trainer
+
+    config = CKNetConfig.from_dict({**cknet_model.config.to_dict(), "knowledge_source": "none",
+                                    "share_backbone": False})
+    model = CKNet(config, tokenizer, graph=cknet_model.graph)
+    model.visual_extractor.backbone.load_state_dict(graph_model.backbone.state_dict())
+    Trainer(model, recipe, train, val, run_dir, device=str(device), progress=progress).fit()
+    return CKNet.from_pretrained(run_dir / "best", map_location=device)
 
 
 def _save_samples(studies, folder: Path) -> None:
@@ -276,6 +309,17 @@ def _held_out_scores(model, studies, references: list[str], progress: bool,
     scored = score_reports(references, generated, config.dataset, config.max_length, full=full,
                            labeler=SyntheticReports.read, observations=FINDINGS)
     return generated, scored.ce, scored.nlg
+
+
+def _base_lines(result: DemoResult) -> list[str]:
+    """The printout's Base lines, when Base was trained beside CKNet."""
+    if result.base is None:
+        return []
+    f1, blank = result.base["ce"]["scores"]["f1"], result.base["ce_blank"]["scores"]["f1"]
+    bleu = result.base["nlg"]["scores"].get("BLEU_4")
+    return [f"Base (no knowledge matrix): CE F1 {f1:.3f}, with blank images {blank:.3f} "
+            f"(margin {f1 - blank:+.3f})" + (f", BLEU_4 {bleu:.3f}" if bleu is not None else ""),
+            f"What the knowledge path adds: CE F1 {result.ce['scores']['f1'] - f1:+.3f} (CKNet - Base)"]
 
 
 def _check_output(out: Path) -> None:
@@ -318,6 +362,7 @@ def format_result(result: DemoResult, width: int = 100) -> str:
         f"CE (micro, 17 findings): precision {ce['precision']:.3f} recall {ce['recall']:.3f} "
         f"F1 {ce['f1']:.3f}",
         f"CE F1 with blank images: {blank['f1']:.3f} (margin {result.ce_margin:+.3f})",
+        *_base_lines(result),
         f"Knowledge-graph stage: validation mean AUC {result.graph_auc:.3f}",
         "Time: " + ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items()),
         f"Model: {result.model_dir} (CKNet.from_pretrained loads it); picture: {result.figure}",
