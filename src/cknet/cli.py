@@ -11,6 +11,7 @@ import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
+from cknet.commands import app as app_command
 from cknet.commands import compare as compare_command
 from cknet.commands import dataset_name
 from cknet.commands import evaluate as evaluate_command
@@ -236,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(handler=_train, takes_extra=True)
 
     for command in (prepare_command, generate_command, evaluate_command, compare_command, explain_command,
-                    label_command):
+                    label_command, app_command):
         command.add_command(commands)
     return parser
 
