@@ -133,8 +133,12 @@ class ReportApp:
         return path
 
 
-def build_page(app: ReportApp) -> Any:
+def build_page(app: ReportApp, example: list[str | os.PathLike[str]] | None = None) -> Any:
     """The Gradio page (Blocks) around `ReportApp`'s handlers.
+
+    Args:
+        app: the handlers.
+        example: a study's image files shown analysed when the page opens.
 
     Raises:
         ImportError: without Gradio, naming the extra that brings it.
@@ -167,18 +171,28 @@ def build_page(app: ReportApp) -> Any:
                 download = gr.File(label="The report as JSON")
         figure = gr.Image(label="Where each word looked", type="pil")
         button.click(run, inputs=files, outputs=[report, figure, notes, download])
+        if example:
+            page.load(lambda: run([str(p) for p in example]), outputs=[report, figure, notes, download])
     return page
 
 
 def serve(model_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 7860,
-          device: str | None = None) -> None:
-    """Serve the page until interrupted (this machine only, by default).
+          device: str | None = None, example: list[str | os.PathLike[str]] | None = None,
+          block: bool = True) -> Any:
+    """Serve the page (this machine only, by default), until interrupted when ``block``.
 
     Args:
         model_dir: the model's folder.
         host: the address to listen on (``0.0.0.0`` shares it on the network).
         port: the port.
         device: where the model runs.
+        example: a study's image files shown analysed when the page opens.
+        block: wait until interrupted; False returns the running page (close it with
+            ``page.close()``).
+
+    Returns:
+        The Gradio page.
     """
-    page = build_page(ReportApp(model_dir, device))
-    page.launch(server_name=host, server_port=port, share=False, show_api=False)
+    page = build_page(ReportApp(model_dir, device), example)
+    page.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block)
+    return page

@@ -10,7 +10,12 @@ def run(args: argparse.Namespace) -> int:
     from cknet.app import serve
 
     print(f"cknet app: {args.model} on http://{args.host}:{args.port} (Ctrl-C stops it)")
-    serve(args.model, args.host, args.port, args.device)
+    from cknet.data.images import IMAGE_SUFFIXES
+
+    example = args.example
+    if example and len(example) == 1 and example[0].is_dir():  # a study folder: its images by name
+        example = sorted(p for p in example[0].iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    serve(args.model, args.host, args.port, args.device, example)
     return 0
 
 
@@ -31,4 +36,6 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     app.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     app.add_argument("--port", type=int, default=7860)
     app.add_argument("--device", default=None)
+    app.add_argument("--example", nargs="+", type=Path,
+                     help="a study (folder or image files) shown analysed when the page opens")
     app.set_defaults(handler=run)
