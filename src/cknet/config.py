@@ -27,6 +27,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from cknet.limits import check_sizes
+
 # The dataset presets, here too for those who import them with the config.
 from cknet.presets import DATASETS as DATASETS
 from cknet.presets import DatasetPreset as DatasetPreset
@@ -41,13 +43,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-# Sizes past any real model, checked before anything is built (a config file can ask for
-# anything): parameters of the parts the config sizes (the CNN aside), and the inputs.
-MAX_PARAMETERS = 2_000_000_000
-MAX_IMAGE_SIZE = 8192
-MAX_VIEWS = 16
-MAX_REPORT_TOKENS = 65_536
-MAX_LAYERS = 256
 
 # What a config saved before a field existed meant: `CKNetConfig.from_dict` fills these in
 # for a missing key, whatever the field's default for new configs is.
@@ -359,51 +354,6 @@ class CKNetConfig:
             raise ValueError(f"{os.fspath(path)} is not valid JSON: {err}") from None
         except ValueError as err:
             raise ValueError(f"{os.fspath(path)}: {err}") from None
-
-
-SIZE_FIELDS = ("vocab_size", "d_model", "d_ff", "d_knowledge", "num_encoder_layers", "num_decoder_layers",
-               "max_length", "num_gcn_layers")
-
-
-def parameter_count(sizes: dict[str, int]) -> int:
-    """The parameters of the parts a config sizes, roughly (the CNN aside): what
-    `check_sizes` weighs before anything is allocated.
-
-    Args:
-        sizes: the values of `SIZE_FIELDS`.
-    """
-    d, ff, k = sizes["d_model"], sizes["d_ff"], sizes["d_knowledge"]
-    return (2 * sizes["vocab_size"] * d  # token embedding and output layer
-            + sizes["num_encoder_layers"] * (4 * d * d + 2 * d * ff)
-            + sizes["num_decoder_layers"] * (8 * d * d + 2 * d * ff)
-            + 4 * d * d + 2 * d * k + sizes["num_gcn_layers"] * k * k  # knowledge query, GCN
-            + sizes["max_length"] * d)  # the position table
-
-
-def check_sizes(config: CKNetConfig) -> None:
-    """Refuse sizes past any real model before anything is built, naming the field.
-
-    Raises:
-        ValueError: for an image, view count, report length or depth past the limits, or a
-            model of more than `MAX_PARAMETERS` parameters (naming the field whose default
-            value would shrink it most).
-    """
-    for name, limit in (("image_size", MAX_IMAGE_SIZE), ("num_views", MAX_VIEWS),
-                        ("max_length", MAX_REPORT_TOKENS), ("num_encoder_layers", MAX_LAYERS),
-                        ("num_decoder_layers", MAX_LAYERS), ("num_gcn_layers", MAX_LAYERS)):
-        if getattr(config, name) > limit:
-            raise ValueError(f"CKNetConfig.{name} is {getattr(config, name):,}, past the {limit:,} cknet "
-                             f"allows "
-                             f"(checked before anything is allocated)")
-    sizes = {name: getattr(config, name) for name in SIZE_FIELDS}
-    total = parameter_count(sizes)
-    if total > MAX_PARAMETERS:
-        defaults = {f.name: f.default for f in dataclasses.fields(CKNetConfig)}
-        field = min(SIZE_FIELDS, key=lambda name: parameter_count({**sizes, name: defaults[name]}))
-        raise ValueError(f"CKNetConfig would build about {total:,} parameters "
-                         f"({4 * total / 2**30:,.0f} GiB), "
-                         f"past the {MAX_PARAMETERS:,} cknet allows; CKNetConfig.{field} "
-                         f"({getattr(config, field):,}) weighs most")
 
 
 def check_field_types(instance: Any) -> None:

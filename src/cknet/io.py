@@ -285,7 +285,7 @@ def check_hf_config_sizes(config: Any, source: str | os.PathLike[str]) -> Any:
     Raises:
         ValueError: naming the field at fault.
     """
-    from cknet.config import MAX_LAYERS, MAX_PARAMETERS
+    from cknet.limits import MAX_LAYERS, MAX_PARAMETERS
 
     sizes = {name: getattr(config, name, 0) or 0 for name in
              ("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size",

@@ -198,9 +198,8 @@ class CKNet(nn.Module):
         if self.cross_modal is not None:
             knowledge = features.knowledge_matrix if per_study else self.knowledge_vectors()
             projection = self.cross_modal.project_knowledge(knowledge)  # W_k, W_g: eqs. (4), (7)
-            if self.training and self.config.knowledge_dropout > 0:
-                keep = torch.rand(source.shape[0], device=source.device) >= self.config.knowledge_dropout
-                projection = projection.drop_studies(keep)
+            if self.training:  # knowledge dropout: r = 0 for a fraction of the studies
+                projection = projection.dropout(self.config.knowledge_dropout, len(source))
             source = self.cross_modal(source, projection)  # k_s, eqs. (4)-(9)
         return Encoding(self.transformer.encode(source), projection)  # eq. (10)
 
@@ -324,11 +323,9 @@ class CKNet(nn.Module):
 
     def save_pretrained(self, directory: str | os.PathLike[str], overwrite: bool = False,
                         training_info: dict[str, Any] | None = None) -> None:
-        """Save the model as one folder: ``config.json``, ``model.safetensors``,
-        ``tokenizer.json`` (with ``text_encoder/`` for a pretrained text encoder),
-        ``graph.json``, a ``README.md`` model card and the ``cknet.json`` marker, written
-        beside the old folder and swapped in at once (`cknet.hub`): a reader or a kill
-        never sees a half-written or mixed model.
+        """Save the model as one folder (config, safetensors weights, tokenizer, graph, model
+        card, marker: `cknet.model_files`), written beside the old folder and swapped in at
+        once: a reader or a kill never sees a half-written or mixed model.
 
         Args:
             directory: the folder to write (created if needed).

@@ -18,10 +18,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from cknet.limits import MAX_BEAMS, MAX_NEW_TOKENS
+
 PAPER_NUM_BEAMS = 3
-# Past any real decoding; checked before the beams' cache is allocated.
-MAX_NEW_TOKENS = 65_536
-MAX_BEAMS = 1_024
 
 
 @dataclass

@@ -64,6 +64,18 @@ class KnowledgeProjection(NamedTuple):
         keys = self.keys if self.keys.dim() == 4 else self.keys.expand(len(keep), *self.keys.shape)
         return KnowledgeProjection(keys, values * keep.to(values.dtype).view(-1, 1, 1, 1))
 
+    def dropout(self, rate: float, batch: int) -> KnowledgeProjection:
+        """Knowledge dropout in training: each of the ``batch`` studies is dropped
+        (`drop_studies`) with probability ``rate``; 0 returns the projection as is.
+
+        Args:
+            rate: the fraction of studies dropped, in [0, 1).
+            batch: the number of studies B.
+        """
+        if rate <= 0:
+            return self
+        return self.drop_studies(torch.rand(batch, device=self.values.device) >= rate)
+
     def select(self, rows: torch.Tensor) -> KnowledgeProjection:
         """Rows of a per-study projection (e.g. each study once per beam); a shared one
         is returned as is.
