@@ -84,6 +84,8 @@ class ModelMetrics:
         green_model: GREEN's judge (default: ``StanfordAIMI/GREEN-radllama2-7b`` from the
             Hugging Face cache).
         device: where the models run.
+        radcliq_idf: RadCliQ-v1 with BERTScore weighted by idf over the references
+            (RadEval's); False (default) takes it without idf, as ReXrank does.
 
     Raises:
         ValueError: for an unknown metric or sentence splitter, or a metric without the

@@ -182,7 +182,12 @@ class CrossModalKnowledgeMatrix(nn.Module):
         return self.fused(features, preserved)
 
     def fused(self, features: torch.Tensor, preserved: torch.Tensor) -> torch.Tensor:
-        """k from the input features v and the preserved knowledge r, both ``(B, L, d_model)``."""
+        """k from the input features v and the preserved knowledge r (the fusion's equation).
+
+        Args:
+            features: v, ``(B, L, d_model)``.
+            preserved: r, ``(B, L, d_model)``, heads concatenated.
+        """
         if self.fusion == "gated":
             return features + self.gate * self.fuse(preserved)  # k = v + a * (r W_r)
         fused = self.fuse(torch.cat([features, preserved], dim=-1))  # k = FCN(Concat(v, r)), eq. (9)
