@@ -265,5 +265,6 @@ def test_installed_plugins_are_loaded_by_the_command_line(monkeypatch, capsys):
 
     monkeypatch.setattr(importlib.metadata, "entry_points",
                         lambda group: [EntryPoint()] if group == "cknet.plugins" else [])
+    monkeypatch.setattr("cknet.registry._PLUGINS_LOADED", [])  # as in a fresh process
     assert main(["config", "plugin_cxr"]) == 0  # a dataset only the plugin knows
     assert CKNetConfig.from_dict(json.loads(capsys.readouterr().out)).max_length == 30
