@@ -304,7 +304,7 @@ def _held_out_scores(model, studies, references: list[str], progress: bool,
     from cknet.evaluation import score_reports
 
     images = torch.stack([studies[i]["images"] for i in range(len(studies))])
-    generated = model.generate(images, num_beams=3, batch_size=64, progress=progress)
+    generated = model.generate(images, batch_size=64, progress=progress)  # its generation_config: beam 3
     config = model.config
     scored = score_reports(references, generated, config.dataset, config.max_length, full=full,
                            labeler=SyntheticReports.read, observations=FINDINGS)

@@ -40,7 +40,6 @@ from cknet.data.studies import study_ids, study_reports
 from cknet.devices import resolve_device
 from cknet.evaluation import Evaluation, evaluate, score_reports
 from cknet.features import encode_inputs
-from cknet.generation import GenerationConfig
 from cknet.hub import check_kind, save_folder
 from cknet.io import write_text_atomic
 from cknet.labeler import make_labeler
@@ -302,8 +301,8 @@ class Trainer:
         Returns:
             The `Evaluation`.
         """
-        return evaluate(self.model, data, GenerationConfig(num_beams=self.config.eval_num_beams),
-                        self.config.eval_batch_size, limit, full, self.labeler,
+        decoding = self.model.generation_config.updated(num_beams=self.config.eval_num_beams)
+        return evaluate(self.model, data, decoding, self.config.eval_batch_size, limit, full, self.labeler,
                         num_workers=self.config.num_workers)
 
     def _log(self, record: dict) -> None:
