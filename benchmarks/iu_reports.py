@@ -209,34 +209,20 @@ def label_free_cnn(config: CKNetConfig, tokenizer, train: Dataset, seed: int) ->
     return backbone.eval().state_dict()
 
 
-class ShuffledKnowledge(Dataset):
-    """Cached test features with each study's knowledge matrix G taken from another study
-    (a fixed permutation): the control that says whether +CKNet reads its own G."""
+class Shuffled(Dataset):
+    """Cached features with one field of each study taken from another study (a fixed
+    permutation), the rest its own: ``"knowledge_matrix"`` (G shuffled: does the model
+    read its own G?) or ``"maps"`` (the patches shuffled: does it read the patches?)."""
 
-    def __init__(self, data: Dataset, seed: int) -> None:
-        self.data = data
+    def __init__(self, data: Dataset, seed: int, field: str) -> None:
+        self.data, self.field = data, field
         self.order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed)).tolist()
 
     def __len__(self) -> int:
         return len(self.data)
 
     def __getitem__(self, index: int) -> dict:
-        return {**self.data[index], "knowledge_matrix": self.data[self.order[index]]["knowledge_matrix"]}
-
-
-class ShuffledPatches(Dataset):
-    """Cached features with each study's CNN maps taken from another study (a fixed
-    permutation) and its own G: the control that says whether a model reads the patches."""
-
-    def __init__(self, data: Dataset, seed: int) -> None:
-        self.data = data
-        self.order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed)).tolist()
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, index: int) -> dict:
-        return {**self.data[index], "maps": self.data[self.order[index]]["maps"]}
+        return {**self.data[index], self.field: self.data[self.order[index]][self.field]}
 
 
 class BlankImages(Dataset):
@@ -406,9 +392,9 @@ def main() -> None:
                     seed_features(splits, config, tokenizer, seed, seed_dir, args, cache,
                                   (split, "blank") if split == "test" else (split,), visual)
                     kept_model = CKNet.from_pretrained(run_dir / "best", map_location=args.device)
-                    shuffled = ShuffledKnowledge if control.endswith("G shuffled") else ShuffledPatches
+                    field = "knowledge_matrix" if control.endswith("G shuffled") else "maps"
                     data = (cache[f"{visual}/blank"] if control.endswith("blank images")
-                            else shuffled(cache[f"{visual}/{split}"], seed))
+                            else Shuffled(cache[f"{visual}/{split}"], seed, field))
                     written = evaluate(kept_model, data, DECODINGS["beam 3"], batch_size=64)
                     path.write_text(json.dumps(written.predictions, indent=1) + "\n", encoding="utf-8")
                 if path.is_file():
