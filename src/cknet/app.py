@@ -157,6 +157,8 @@ def build_page(app: ReportApp, example: list[str | os.PathLike[str]] | None = No
         return result.report, result.figure, "\n".join(f"- {w}" for w in result.warnings), \
             str(app.download(result, tempfile.mkdtemp(dir=downloads)))
 
+    # an example is analysed once, here, and shown as the components' first values
+    shown = run([str(p) for p in example]) if example else (None, None, None, None)
     with gr.Blocks(title="cknet: try a model") as page:
         gr.Markdown(f"## cknet: try a model\n`{app.model_dir}`\n\n"
                     + "\n".join(f"- {w}" for w in app.model_warnings()))
@@ -166,13 +168,11 @@ def build_page(app: ReportApp, example: list[str | os.PathLike[str]] | None = No
                                 file_count="multiple", type="filepath")
                 button = gr.Button("Write the report", variant="primary")
             with gr.Column():
-                report = gr.Textbox(label="Report", lines=6)
-                notes = gr.Markdown()
-                download = gr.File(label="The report as JSON")
-        figure = gr.Image(label="Where each word looked", type="pil")
+                report = gr.Textbox(label="Report", lines=6, value=shown[0])
+                notes = gr.Markdown(value=shown[2])
+                download = gr.File(label="The report as JSON", value=shown[3])
+        figure = gr.Image(label="Where each word looked", type="pil", value=shown[1])
         button.click(run, inputs=files, outputs=[report, figure, notes, download])
-        if example:
-            page.load(lambda: run([str(p) for p in example]), outputs=[report, figure, notes, download])
     return page
 
 
