@@ -399,3 +399,22 @@ def test_machine_and_file_shape_failures_are_said_in_words(tmp_path, capsys, mon
     monkeypatch.setattr(cli, "_train", interrupted)
     assert main(["train", "--resume", str(tmp_path / "run")]) == 130
     assert "cknet train --resume" in capsys.readouterr().err
+
+
+def test_inputs_read_whole_are_capped_before_reading(tmp_path, capsys):
+    """A prediction of megabytes and a tokenizer file of hundreds of MB are refused, named,
+    before they are scored or parsed."""
+    from cknet.cli import main
+    from cknet.limits import MAX_TOKENIZER_BYTES
+    from cknet.tokenizers import load_tokenizer
+
+    predictions = tmp_path / "p.json"
+    record = {"id": "a", "prediction": "x " * 1_000_000, "reference": "no effusion ."}
+    predictions.write_text(json.dumps([record]))
+    assert main(["evaluate", "--predictions", str(predictions)]) == 1
+    assert "more than any real report" in capsys.readouterr().err
+    huge = tmp_path / "tokenizer.json"
+    with open(huge, "wb") as fh:
+        fh.truncate(MAX_TOKENIZER_BYTES + 1)  # sparse: no disk used
+    with pytest.raises(ValueError, match="more than any tokenizer file"):
+        load_tokenizer(huge)

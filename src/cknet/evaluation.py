@@ -32,6 +32,7 @@ from cknet.data.collate import collate_studies
 from cknet.data.rexrank import is_rexrank, rexrank_records
 from cknet.features import encode_inputs
 from cknet.generation import GenerationConfig, run_search
+from cknet.limits import MAX_REPORT_CHARACTERS
 from cknet.losses import masked_cross_entropy
 from cknet.metrics import CE_VARIANTS, bleu_4, ce_scores, nlg_scores
 from cknet.metrics.resampling import Interval, bootstrap_intervals
@@ -126,6 +127,9 @@ def read_records(path: str | os.PathLike[str], fields: Sequence[str]) -> list[di
                 raise ValueError(f"{name}: {field_name!r} must be text, got {type(value).__name__}")
             if field_name == "reference" and not value.strip():
                 raise ValueError(f"{name}: the reference is empty")
+            if field_name in ("prediction", "reference") and len(value) > MAX_REPORT_CHARACTERS:
+                raise ValueError(f"{name}: the {field_name} holds {len(value):,} characters, more than any "
+                                 f"real report ({MAX_REPORT_CHARACTERS:,} at most)")
             clean[field_name] = value
         out.append(clean)
     counts = collections.Counter(record["id"] for record in out) if "id" in fields else {}

@@ -14,6 +14,8 @@ MAX_REPORT_TOKENS = 65_536  # CKNetConfig.max_length
 MAX_LAYERS = 256  # Transformer, GCN or language-model layers
 MAX_NEW_TOKENS = 65_536  # GenerationConfig.max_new_tokens
 MAX_BEAMS = 1_024  # GenerationConfig.num_beams and num_return_sequences
+MAX_REPORT_CHARACTERS = 100_000  # a report or prediction to score (real ones are a few KB)
+MAX_TOKENIZER_BYTES = 64 * 2**20  # a saved tokenizer.json (real ones are under a few MB)
 
 
 SIZE_FIELDS = ("vocab_size", "d_model", "d_ff", "d_knowledge", "num_encoder_layers", "num_decoder_layers",

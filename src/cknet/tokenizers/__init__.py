@@ -47,10 +47,16 @@ def load_tokenizer(path: str | os.PathLike[str]) -> ReportTokenizerBase:
     Raises:
         ValueError: naming the file if it is not a tokenizer file of a known type.
     """
+    from cknet.limits import MAX_TOKENIZER_BYTES
+
+    size = os.path.getsize(path)
+    if size > MAX_TOKENIZER_BYTES:
+        raise ValueError(f"{os.fspath(path)} holds {size:,} bytes, more than any tokenizer file "
+                         f"({MAX_TOKENIZER_BYTES:,} at most); it is not one")
     try:
         with open(path, "rb") as fh:
             data = json.loads(fh.read().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise ValueError(f"{os.fspath(path)} is not a tokenizer file: {err}") from None
     kind = data.get("type") if isinstance(data, dict) else None
     if not isinstance(kind, str) or kind not in TOKENIZER_TYPES:
