@@ -156,3 +156,9 @@ def test_demo_with_base_reports_what_the_knowledge_path_adds(tmp_path, capsys):
     assert result.base["ce"]["scores"]["f1"] == pytest.approx(f1)
     assert "Base (no knowledge matrix): CE F1" in printed
     assert f"CE F1 {result.ce['scores']['f1'] - f1:+.3f} (CKNet - Base)" in printed
+
+
+def test_demo_output_on_a_disk_that_takes_no_folders_is_named_before_any_work(capsys):
+    assert main(["demo", "--output", "/proc/cknet-demo", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot write the demo to /proc/cknet-demo" in err and ".tmp" not in err

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tempfile
 import textwrap
 import time
 from dataclasses import dataclass
@@ -333,6 +334,13 @@ def _check_output(out: Path) -> None:
         if foreign:
             raise FileExistsError(f"{out} is an earlier demo's folder but also holds {foreign[:5]}, which "
                                   f"the demo did not write: move them, or give --output another path")
+    parent = out.resolve().parent
+    try:  # the demo is written beside its folder, then swapped in: the parent must take new folders
+        parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryDirectory(dir=parent).cleanup()
+    except OSError as err:
+        raise OSError(f"cannot write the demo to {out}: its folder {parent} does not take new folders "
+                      f"({err.strerror or err}); give --output a folder on a writable disk") from None
 
 
 def format_result(result: DemoResult, width: int = 100) -> str:
