@@ -80,12 +80,13 @@ def _fit_graph_model(model_config, overrides: dict, graph_model: Path) -> None:
     knowledge vectors' size (d_knowledge), and gamma at most its N + 1 knowledge vectors
     (lowered with a note when the recipe's is larger)."""
     from cknet.graph import KnowledgeGraph
+    from cknet.modules.graph_model import CONFIG_FILE, GRAPH_FILE
     from cknet.saving import read_json
 
-    architecture = read_json(graph_model / "graph_model.json", "a graph model's architecture")
+    architecture = read_json(graph_model / CONFIG_FILE, "a graph model's architecture")
     if "d_knowledge" not in overrides and isinstance(architecture, dict) and "d_knowledge" in architecture:
         model_config.d_knowledge = architecture["d_knowledge"]
-    vectors = KnowledgeGraph.from_json(graph_model / "graph.json").num_nodes + 1
+    vectors = KnowledgeGraph.from_json(graph_model / GRAPH_FILE).num_nodes + 1
     if model_config.gamma > vectors and "gamma" not in overrides:
         print(f"note: gamma {model_config.gamma} lowered to {vectors}, the knowledge vectors of "
               f"{graph_model} (its {vectors - 1} nodes and the global node)", file=sys.stderr)

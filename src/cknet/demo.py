@@ -38,6 +38,7 @@ from cknet.study_figure import draw_study
 
 if TYPE_CHECKING:
     from cknet.config import CKNetConfig
+    from cknet.training import TrainingConfig
 
 SUMMARY_FILE = "cknet-demo.json"
 # What a demo folder holds: everything the demo writes, and the marker.
@@ -86,6 +87,23 @@ class DemoSettings:
     final_lr_factor: float = 0.1
     length_grouping: int = 4
     eval_every: int = 5
+
+    def recipe(self, seed: int) -> TrainingConfig:
+        """The demo's `TrainingConfig` for CKNet (and Base with ``--base``): these epochs
+        and learning rate, features cached, the model with the lowest validation loss kept.
+
+        Args:
+            seed: the training's seed.
+        """
+        from cknet.training import TrainingConfig
+
+        return TrainingConfig(
+            epochs=self.epochs, batch_size=32, lr_rest=self.lr,
+            lr_decay=self.final_lr_factor ** (1 / self.epochs), grad_clip=0.0, seed=seed,
+            num_workers=0, eval_num_beams=1, eval_batch_size=64, cache_features=True,
+            max_eval_studies=50, patience=self.epochs, select_by="loss",
+            length_grouping=self.length_grouping, eval_every=self.eval_every,
+        )
 
     def model_config(self) -> CKNetConfig:
         """The demo's `CKNetConfig`: IU X-Ray's preset with these sizes, one frontal view,
@@ -194,7 +212,7 @@ def _run(out: Path, final: Path, settings: DemoSettings, seed: int, device: torc
     from cknet.io import write_text_atomic
     from cknet.model import CKNet
     from cknet.tokenizers import ReportTokenizer
-    from cknet.training import GraphStage, StudySplits, TrainingConfig, run_pipeline
+    from cknet.training import GraphStage, StudySplits, run_pipeline
 
     say = print if progress else (lambda *args, **kwargs: None)
     clock = time.perf_counter()
@@ -210,13 +228,7 @@ def _run(out: Path, final: Path, settings: DemoSettings, seed: int, device: torc
     # The report model reads each study's nodes (knowledge_source="image"): no static matrix.
     stage = GraphStage(backbone=settings.backbone, d_knowledge=settings.d_knowledge,
                        epochs=settings.graph_epochs, batch_size=32, lr=1e-3, static_knowledge=False)
-    recipe = TrainingConfig(
-        epochs=settings.epochs, batch_size=32, lr_rest=settings.lr,
-        lr_decay=settings.final_lr_factor ** (1 / settings.epochs), grad_clip=0.0, seed=seed,
-        num_workers=0, eval_num_beams=1, eval_batch_size=64, cache_features=True,
-        max_eval_studies=50, patience=settings.epochs, select_by="loss",
-        length_grouping=settings.length_grouping, eval_every=settings.eval_every,
-    )
+    recipe = settings.recipe(seed)
     say(f"[2/4] Knowledge-graph stage ({settings.backbone} + GCN, {settings.graph_epochs} epochs), then "
         f"[3/4] CKNet (d_model {settings.d_model}, {settings.layers}+{settings.layers} layers, top-"
         f"{settings.gamma} knowledge query, {settings.epochs} epochs on cached features)")
@@ -241,9 +253,7 @@ def _run(out: Path, final: Path, settings: DemoSettings, seed: int, device: torc
         say("[+] Base: no knowledge matrix, the same frozen CNN and recipe")
         base_model = _train_base(best, run.graph_model, tokenizer, train, val, recipe, out / "base-run",
                                  device, progress)
-        _, base_ce, base_nlg = _held_out_scores(base_model, test, references, progress)
-        _, base_blank, _ = _held_out_scores(base_model, blank, references, progress, full=False)
-        base_scores = {"ce": base_ce, "ce_blank": base_blank, "nlg": base_nlg}
+        base_scores = _base_scores(base_model, test, blank, references, progress)
         seconds["base"] = time.perf_counter() - start
 
     best.save_pretrained(out / "model", training_info={
@@ -255,8 +265,7 @@ def _run(out: Path, final: Path, settings: DemoSettings, seed: int, device: torc
         "synthetic": True,
     })
     _save_samples(test, out / "samples")
-    figure = out / "study.png"
-    nodes = draw_study(best, test[0]["images"], generated[0], references[0], figure,
+    nodes = draw_study(best, test[0]["images"], generated[0], references[0], out / "study.png",
                        study_id=test[0]["id"])
     seconds["total"] = time.perf_counter() - clock
     result = DemoResult(ce, ce_blank, nlg, graph_auc, list(zip(references, generated))[:4],
@@ -282,6 +291,13 @@ def _train_base(cknet_model, graph_model, tokenizer, train, val, recipe, run_dir
     model.visual_extractor.backbone.load_state_dict(graph_model.backbone.state_dict())
     Trainer(model, recipe, train, val, run_dir, device=str(device), progress=progress).fit()
     return CKNet.from_pretrained(run_dir / "best", map_location=device)
+
+
+def _base_scores(model, test, blank, references: list[str], progress: bool) -> dict[str, Any]:
+    """Base's CE and NLG on the held-out studies, and its CE on them as blank images."""
+    _, ce, nlg = _held_out_scores(model, test, references, progress)
+    _, ce_blank, _ = _held_out_scores(model, blank, references, progress, full=False)
+    return {"ce": ce, "ce_blank": ce_blank, "nlg": nlg}
 
 
 def _save_samples(studies, folder: Path) -> None:

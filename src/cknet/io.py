@@ -336,7 +336,7 @@ def load_hf_pretrained(loader: Any, name_or_path: str | os.PathLike[str], what: 
     name = os.fspath(name_or_path)
     if kwargs.pop("trust_remote_code", False):
         raise ValueError(f"cknet never runs code from a model folder or repository: the {what} {name!r} "
-                         f"cannot be loaded with trust_remote_code=True")
+                         f"cannot be loaded with its remote code trusted")
     try:
         try:
             return loader.from_pretrained(name, trust_remote_code=False, local_files_only=True, **kwargs)

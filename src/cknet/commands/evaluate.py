@@ -45,7 +45,7 @@ def _print_scores(result, args: argparse.Namespace, count: int) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cknet.evaluation import read_predictions, score_reports
-    from cknet.labeler import OBSERVATIONS, make_labeler
+    from cknet.labeler import make_labeler
     from cknet.metrics.model_based import MODEL_METRICS, ModelMetrics
 
     metrics = metric_set(args.metrics)
@@ -88,17 +88,7 @@ def run(args: argparse.Namespace) -> int:
     scores = {"metrics": metrics, "nlg": result.nlg, "ce": result.ce, "ce_variants": result.ce_variants}
     if model.per_study:
         scores["model_based"] = {
-            "settings": {"bertscore_model": args.bertscore_model,
-                         "bertscore": "layer 5, baseline rescaled, no idf",
-                         "radgraph_model": None if args.radgraph is None else str(args.radgraph),
-                         "radgraph": "radgraph 0.1.18's rewards; combined as RadEval (RadCliQ's term)",
-                         "radcliq": ("RadCliQ-v1 as ReXrank (CXR-Report-Metric): BERTScore without idf, "
-                                     if not args.radcliq_idf else
-                                     "RadCliQ-v1 as RadEval e0a3909: BERTScore with idf over the "
-                                     "references, ")
-                                    + "per-study BLEU-2; the mean, lower is better",
-                         "ratescore_models": args.ratescore, "ratescore_sentences": args.ratescore_sentences,
-                         "green_model": args.green_model},
+            "settings": _model_settings(args),
             "scores": model.means,
             "per_study": {"id": ids, **{k: v.tolist() for k, v in model.per_study.items()}},
             **({"answers": model.answers} if model.answers else {})}
@@ -110,17 +100,36 @@ def run(args: argparse.Namespace) -> int:
     if output is not None:
         write_text_atomic(output, json.dumps(scores, indent=1) + "\n")
     if args.per_report is not None:
-        if result.reference_labels is None:
-            raise ValueError("--per-report writes each report's labels: keep ce in --metrics")
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        header = [f"reference {o}" for o in OBSERVATIONS] + [f"predicted {o}" for o in OBSERVATIONS]
-        writer.writerow(["id", *header])
-        for key, ref_row, pred_row in zip(ids, result.reference_labels, result.predicted_labels):
-            cells = ["" if v != v else int(v) for v in list(ref_row) + list(pred_row)]
-            writer.writerow([key] + cells)
-        write_text_atomic(Path(args.per_report), buffer.getvalue())
+        _write_per_report(Path(args.per_report), ids, result)
     return 0
+
+
+def _model_settings(args: argparse.Namespace) -> dict:
+    """The model-based metrics' settings, as the JSON output records them."""
+    radcliq = ("RadCliQ-v1 as ReXrank (CXR-Report-Metric): BERTScore without idf, " if not args.radcliq_idf
+               else "RadCliQ-v1 as RadEval e0a3909: BERTScore with idf over the references, ")
+    return {"bertscore_model": args.bertscore_model, "bertscore": "layer 5, baseline rescaled, no idf",
+            "radgraph_model": None if args.radgraph is None else str(args.radgraph),
+            "radgraph": "radgraph 0.1.18's rewards; combined as RadEval (RadCliQ's term)",
+            "radcliq": radcliq + "per-study BLEU-2; the mean, lower is better",
+            "ratescore_models": args.ratescore, "ratescore_sentences": args.ratescore_sentences,
+            "green_model": args.green_model}
+
+
+def _write_per_report(path: Path, ids: list[str], result) -> None:
+    """``--per-report``: each report's reference and predicted labels, one row per study."""
+    from cknet.labeler import OBSERVATIONS
+
+    if result.reference_labels is None:
+        raise ValueError("--per-report writes each report's labels: keep ce in --metrics")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    header = [f"reference {o}" for o in OBSERVATIONS] + [f"predicted {o}" for o in OBSERVATIONS]
+    writer.writerow(["id", *header])
+    for key, ref_row, pred_row in zip(ids, result.reference_labels, result.predicted_labels):
+        cells = ["" if v != v else int(v) for v in list(ref_row) + list(pred_row)]
+        writer.writerow([key] + cells)
+    write_text_atomic(path, buffer.getvalue())
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:

@@ -126,7 +126,7 @@ class GenerationConfig:
         """Raise `ValueError` naming the first invalid option (None counts as unset): of
         the wrong type, out of range, or past the sizes cknet allows (`MAX_NEW_TOKENS`,
         `MAX_BEAMS`), before anything is allocated."""
-        from cknet.config import check_field_types
+        from cknet.field_checks import check_field_types
 
         check_field_types(self)
         for name, limit in (("max_new_tokens", MAX_NEW_TOKENS), ("num_beams", MAX_BEAMS),

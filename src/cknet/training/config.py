@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal
 
-from cknet.config import CKNetConfig, check_field_types, check_known_keys
+from cknet.config import CKNetConfig
+from cknet.field_checks import check_field_types, check_known_keys
 
 
 @dataclass
