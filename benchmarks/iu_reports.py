@@ -55,7 +55,7 @@ from cknet.metrics import ce_scores, nlg_scores
 from cknet.modules.graph_model import KnowledgeGraphModel
 from cknet.testing import make_tiny_bert
 from cknet.tokenizers import clean_report
-from cknet.training import GraphPretrainer, Trainer, TrainingConfig
+from cknet.training import GraphPretrainer, StudySplits, TrainingConfig, run_pipeline
 from cknet.training.feature_cache import FeatureCache
 from cknet.training.seeding import seed_everything
 
@@ -364,9 +364,10 @@ def main() -> None:
                     labeler=args.labeler if not args.labeler.endswith(".csv") else args.training_labeler,
                     training_labeler=args.training_labeler,
                 )
-                result = Trainer(model, training, cache[f"{visual}/train"], cache[f"{visual}/val"], run_dir,
-                                 test_data=cache[f"{visual}/test"] if split == "test" else None,
-                                 device=args.device, progress=False).fit()
+                studies = StudySplits(cache[f"{visual}/train"], cache[f"{visual}/val"],
+                                      cache[f"{visual}/test"] if split == "test" else None)
+                result = run_pipeline(run_dir, studies, training, model=model, device=args.device,
+                                      progress=False).training
                 kept_model = CKNet.from_pretrained(run_dir / "best", map_location=args.device)
                 for decoding, path in paths.items():
                     if path.parent != run_dir:

@@ -49,7 +49,7 @@ import numpy as np
 from machine import describe
 from shared_data import IU_XRAY
 
-from cknet.commands.label import CHEXBERT_COLUMNS as CHEXBERT_ORDER
+from cknet.cli.label import CHEXBERT_COLUMNS as CHEXBERT_ORDER
 from cknet.labeler import OBSERVATIONS, binarize, make_labeler
 
 FINDINGS = [o for o in OBSERVATIONS if o != "No Finding"]

@@ -1,3 +1,4 @@
+import argparse
 import json
 import subprocess
 import sys
@@ -182,7 +183,7 @@ def test_the_python_api_warns_once_per_synthetic_model(tmp_path, iu_tokenizer):
     from conftest import small_config
 
     from cknet import CKNet
-    from cknet.model_files import SyntheticModelWarning
+    from cknet.persistence.model_files import SyntheticModelWarning
 
     model = CKNet(small_config(num_views=1), iu_tokenizer)
     model.save_pretrained(tmp_path / "demo", training_info={"synthetic": True})
@@ -203,3 +204,44 @@ def test_dataset_names_are_taken_with_hyphen_or_underscore(capsys):
     with pytest.raises(SystemExit):
         main(["config", "padchest"])
     assert "unknown dataset 'padchest'" in capsys.readouterr().err
+
+
+def _option_defaults(command: str) -> dict[str, object]:
+    """The defaults of one sub-command's options, by option string."""
+    from cknet.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    return {option: action.default for action in sub._actions for option in action.option_strings}
+
+
+def test_an_option_shared_by_commands_has_one_default():
+    """--uncertain means the same in every command that has it (what -1 counts as), with
+    the same default: 0, as the field's CE scores count it; and pretrain-graph's defaults
+    are GraphRun's (written once)."""
+    from cknet.training.graph_stage import GraphRun
+
+    commands = ("pretrain-graph", "evaluate", "compare")
+    assert {_option_defaults(c)["--uncertain"] for c in commands} == {0}
+    pre = _option_defaults("pretrain-graph")
+    defaults = GraphRun()
+    for field in ("backbone", "backbone_weights", "image_size", "d_knowledge", "num_gcn_layers", "epochs",
+                  "batch_size", "lr", "seed", "num_workers", "uncertain", "dataset"):
+        assert pre["--" + field.replace("_", "-")] == getattr(defaults, field), field
+
+
+def test_every_sub_command_is_a_module_of_the_cli_package():
+    """cknet.cli lists each sub-command once, from a module of its own named after it,
+    and python -m cknet.cli (what torchrun runs) is the same command line."""
+    import importlib
+
+    from cknet.cli import COMMANDS, build_parser
+
+    parser = build_parser()
+    names = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert len(names) == len(COMMANDS)
+    for name in names:
+        module = importlib.import_module(f"cknet.cli.{name.replace('-', '_')}")
+        assert module in COMMANDS and callable(module.run), name
+    done = subprocess.run([sys.executable, "-m", "cknet.cli", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("cknet ")

@@ -75,7 +75,8 @@ def test_train_iu_xray_script_uses_real_options():
     import dataclasses
 
     from cknet import CKNetConfig
-    from cknet.cli import _overrides, build_parser
+    from cknet.cli import build_parser
+    from cknet.cli.train import overrides
     from cknet.training import TrainingConfig, apply_overrides, load_recipe
 
     script = REPO / "examples" / "train_iu_xray.sh"
@@ -87,7 +88,7 @@ def test_train_iu_xray_script_uses_real_options():
         if argv[0] != "train":
             assert not extra, f"unknown options {extra} in: cknet {' '.join(argv)}"
             continue
-        model, training = apply_overrides(*load_recipe(args.config), _overrides(extra))
+        model, training = apply_overrides(*load_recipe(args.config), overrides(extra))
         assert isinstance(model, CKNetConfig) and isinstance(training, TrainingConfig)
         assert training.mixed_precision == "bf16" and model.backbone_weights == "imagenet"
         assert dataclasses.replace(training, mixed_precision="no", num_workers=2) == load_recipe("iu_xray")[1]

@@ -10,9 +10,10 @@ from conftest import small_config
 
 import cknet
 from cknet import CKNet, CKNetConfig, ReportTokenizer
-from cknet.config import DATASETS, KNOWLEDGE_SOURCE_NAMES, DatasetPreset
+from cknet.config import DATASETS, DatasetPreset
 from cknet.generation import LogitsProcessor
 from cknet.knowledge import KNOWLEDGE_SOURCES
+from cknet.registry import RegistrationWarning
 from cknet.tokenizers import clean_report
 
 
@@ -62,13 +63,15 @@ def test_a_knowledge_source_of_ones_own_works_and_reloads(tmp_path, iu_tokenizer
         assert not torch.allclose(other.eval()(images, ids).logits, out.logits)
     assert len(model.generate(images, max_new_tokens=5)) == 2
 
-    model.save_pretrained(tmp_path / "m")
-    del KNOWLEDGE_SOURCES[GlossaryKnowledge.name]  # as in a new process that never imported it
-    KNOWLEDGE_SOURCE_NAMES.discard(GlossaryKnowledge.name)
+    # building a model registered nothing: saving says so, and loading needs the registration
+    assert GlossaryKnowledge.name not in KNOWLEDGE_SOURCES
+    with pytest.warns(UserWarning, match=r"register_knowledge_source\(GlossaryKnowledge\)"):
+        model.save_pretrained(tmp_path / "m")
     with pytest.raises(ValueError, match="not registered"):
         CKNet.from_pretrained(tmp_path / "m")
     cknet.register_knowledge_source(GlossaryKnowledge)
     loaded = CKNet.from_pretrained(tmp_path / "m")
+    KNOWLEDGE_SOURCES.unregister(GlossaryKnowledge.name)
     assert isinstance(loaded.knowledge_source, GlossaryKnowledge)
     assert loaded.knowledge_source.num_vectors == 11
     with torch.no_grad():
@@ -121,10 +124,13 @@ def test_greedy_with_a_processor_equals_argmax_of_the_processed_recomputation(iu
 def test_adding_a_dataset_preset_is_one_registration(iu_annotation):
     preset = DatasetPreset(num_views=1, max_length=24, vocab_threshold=2, fold_whitespace=True)
     assert cknet.register_dataset("toy_cxr", preset) is preset
-    assert cknet.register_dataset("toy_cxr", preset) is preset  # the same preset again: fine
-    with pytest.raises(ValueError, match="taken"):
-        cknet.register_dataset("toy_cxr", DatasetPreset(num_views=2, max_length=24, vocab_threshold=2))
-    with pytest.raises(ValueError, match="taken"):
+    assert cknet.register_dataset("toy_cxr", preset) is preset  # the same preset again: silent
+    other = DatasetPreset(num_views=2, max_length=24, vocab_threshold=2)
+    with pytest.warns(RegistrationWarning, match="'toy_cxr' is registered again"):
+        cknet.register_dataset("toy_cxr", other)  # a notebook cell run again, changed: the new one wins
+    assert DATASETS["toy_cxr"] is other
+    cknet.register_dataset("toy_cxr", preset)
+    with pytest.raises(ValueError, match="built-in"):
         cknet.register_dataset("iu_xray", preset)
     with pytest.raises(TypeError):
         DATASETS["toy_cxr"] = preset  # the registry is no mutable global
@@ -182,8 +188,7 @@ def test_the_factory_builds_a_registered_source_named_in_the_config(tmp_path, iu
         with pytest.raises(ValueError, match="not registered"):
             create_knowledge_source(unknown, cknet.KnowledgeGraph.openi40(), None)
     finally:
-        KNOWLEDGE_SOURCES.pop("ones-test", None)
-        KNOWLEDGE_SOURCE_NAMES.discard("ones-test")
+        KNOWLEDGE_SOURCES.unregister("ones-test")
 
 
 class TinyCNN(torch.nn.Module):
@@ -220,7 +225,7 @@ def test_ones_own_backbone_and_graph_by_name_work_in_cknet_pretraining_and_loadi
     cknet.register_graph("tiny-graph-test", tiny_graph)
     with pytest.raises(ValueError, match="torchvision model's name"):
         cknet.register_backbone("resnet18", build_tiny)
-    with pytest.raises(ValueError, match="taken"):
+    with pytest.raises(ValueError, match="built-in"):
         cknet.register_graph("openi40", tiny_graph)
     graph = cknet.KnowledgeGraph.by_name("tiny-graph-test")
     assert graph.name == "tiny-graph-test" and graph.num_nodes == 3
@@ -268,3 +273,47 @@ def test_installed_plugins_are_loaded_by_the_command_line(monkeypatch, capsys):
     monkeypatch.setattr("cknet.registry._PLUGINS_LOADED", [])  # as in a fresh process
     assert main(["config", "plugin_cxr"]) == 0  # a dataset only the plugin knows
     assert CKNetConfig.from_dict(json.loads(capsys.readouterr().out)).max_length == 30
+
+
+def test_every_registry_takes_a_decorator_and_a_cell_run_again():
+    """One idiom for graphs, backbones, keyword labelers and knowledge sources: the
+    decorator form registers, running the same cell again (a new function under the
+    same name) replaces the earlier one with a warning, and unregister forgets it;
+    built-in names are kept."""
+    from cknet.graph import GRAPHS
+    from cknet.labeler.keyword import KEYWORD_LABELERS, KeywordLabeler, register_keyword_labeler
+    from cknet.modules.visual import BACKBONES
+
+    def cell():
+        @cknet.register_graph("cell-graph-test")
+        def graph():
+            return tiny_graph()
+
+        @cknet.register_backbone("cell-cnn-test")
+        def backbone(weights):
+            return TinyCNN()
+
+        @register_keyword_labeler("cell-graph-test")
+        def labeler(graph):
+            return KeywordLabeler(graph)
+
+        return graph, backbone, labeler
+
+    first = cell()
+    assert cknet.KnowledgeGraph.by_name("cell-graph-test").num_nodes == 3
+    with pytest.warns(RegistrationWarning) as caught:
+        second = cell()
+    assert len(caught) == 3 and all("registered again" in str(w.message) for w in caught)
+    registered = (GRAPHS["cell-graph-test"], BACKBONES["cell-cnn-test"], KEYWORD_LABELERS["cell-graph-test"])
+    assert registered == second
+    assert first != second
+    for registry, name in ((GRAPHS, "cell-graph-test"), (BACKBONES, "cell-cnn-test"),
+                           (KEYWORD_LABELERS, "cell-graph-test")):
+        registry.unregister(name)
+        assert name not in registry
+    with pytest.raises(ValueError, match="built-in"):
+        GRAPHS.unregister("openi40")
+    with pytest.raises(ValueError, match="built-in"):
+        KNOWLEDGE_SOURCES.unregister("image")
+    with pytest.raises(ValueError, match="built-in"):
+        cknet.register_knowledge_source(type("Imposter", (cknet.KnowledgeSource,), {"name": "image"}))

@@ -7,8 +7,8 @@ import torch
 from conftest import small_config
 
 from cknet import CKNet, KnowledgeGraph
-from cknet.hub import MARKER, folder_kind, save_folder
 from cknet.modules.graph_model import KnowledgeGraphModel
+from cknet.persistence.folders import MARKER, folder_kind, save_folder
 
 
 @pytest.mark.parametrize("marker_of", ["model", "run"])

@@ -73,3 +73,37 @@ def test_a_resumed_pipeline_keeps_its_graph_stage_and_equals_an_uninterrupted_on
         resume(tmp_path / "killed", device="cpu", progress=False)
     with pytest.raises(FileExistsError, match="already holds a run"):
         pipeline(tmp_path / "killed", splits, epochs=1)
+
+
+def test_a_built_model_is_trained_as_given_and_its_start_resumes(tmp_path, splits):
+    """run_pipeline(model=...) trains the caller's object itself (nothing rebuilt from
+    run.json); the run keeps its starting weights in start/, so a run killed before its
+    first checkpoint resumes from them and ends where an uninterrupted run ends."""
+    import shutil
+
+    tokenizer = ReportTokenizer.from_reports(splits.train.reports())
+    config = small_config(knowledge_source="random", backbone="resnet18", num_views=1, image_size=64,
+                          d_model=32, d_ff=64, num_heads=2, num_encoder_layers=1, num_decoder_layers=1,
+                          d_knowledge=16, gamma=4, dropout=0.0)
+    torch.manual_seed(0)
+    model = CKNet(config, tokenizer, synthetic_graph())
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    recipe = TrainingConfig(epochs=1, batch_size=16, lr_rest=1e-3, seed=0, num_workers=0, eval_num_beams=1,
+                            eval_batch_size=16, patience=1)
+    data = StudySplits(splits.train, splits.val)
+    result = run_pipeline(tmp_path / "run", data, recipe, model=model, device="cpu", progress=False)
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["init"] == "start"
+    start = CKNet.from_pretrained(tmp_path / "run" / "start")
+    assert all(torch.equal(start.state_dict()[k], initial[k]) for k in initial)
+    trained = weights(tmp_path / "run")
+    assert all(torch.equal(model.state_dict()[k].cpu(), trained[k]) for k in trained)  # the object itself
+    assert not all(torch.equal(initial[k], trained[k]) for k in trained)
+    assert result.graph_model is None
+
+    (tmp_path / "run" / "checkpoint.pt").unlink()  # as if killed before its first checkpoint
+    shutil.rmtree(tmp_path / "run" / "best")
+    resume_pipeline(tmp_path / "run", data, device="cpu", progress=False)
+    again = weights(tmp_path / "run")
+    assert all(torch.equal(again[k], trained[k]) for k in trained)
+    with pytest.raises(ValueError, match="pass one of them"):
+        run_pipeline(tmp_path / "other", data, recipe, config, tokenizer, model=model)

@@ -22,11 +22,11 @@ from PIL import Image
 
 from cknet import CKNet, CKNetConfig, KnowledgeGraph, ReportTokenizer
 from cknet.cli import main
-from cknet.hub import MARKER, folder_kind, save_folder
-from cknet.io import write_atomic
 from cknet.labeler import CheXpertLabeler
 from cknet.metrics import nlg_scores
 from cknet.modules.graph_model import KnowledgeGraphModel
+from cknet.persistence.files import write_atomic
+from cknet.persistence.folders import MARKER, folder_kind, save_folder
 from cknet.training import Trainer, TrainingConfig
 
 WORDS_A = ["heart", "normal", "effusion"]
@@ -138,7 +138,7 @@ def test_a_checkpoint_write_killed_leaves_the_last_one_and_its_temporary_file_go
     script = textwrap.dedent(f"""
         import os, signal, torch
         from pathlib import Path
-        from cknet.io import write_atomic
+        from cknet.persistence.files import write_atomic
 
         def write(tmp):
             torch.save({{"epoch": 2, "weights": torch.zeros(1000)}}, tmp)
@@ -610,7 +610,7 @@ def test_malformed_recipes_are_named(tmp_path, content, match):
 
 
 def test_a_run_json_that_is_not_an_object_is_named(tmp_path):
-    from cknet.hub import save_folder
+    from cknet.persistence.folders import save_folder
     from cknet.training import resume
 
     save_folder(tmp_path / "run", "run", lambda folder: (folder / "run.json").write_text("[1, 2]"))

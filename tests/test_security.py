@@ -66,7 +66,7 @@ def test_no_code_runs_from_a_model_folder(evil_bert, monkeypatch):
 def test_trust_remote_code_is_refused():
     from transformers import AutoConfig
 
-    from cknet.io import load_hf_pretrained
+    from cknet.persistence.hub import load_hf_pretrained
 
     with pytest.raises(ValueError, match="never runs code"):
         load_hf_pretrained(AutoConfig, "somewhere", "text encoder", trust_remote_code=True)
@@ -295,8 +295,9 @@ def test_absurd_language_model_configs_are_refused_before_building(tmp_path, fie
 
 
 def test_a_broken_plugin_is_skipped_with_one_line_naming_it(tmp_path):
-    """A plugin that raises at import, and two plugins registering one name, leave
-    `cknet --help` and `--version` working, with a one-line warning for each skipped."""
+    """A plugin that raises at import (skipped), and two plugins registering one name
+    (the second replaces the first), leave `cknet --help` and `--version` working, with
+    a one-line warning naming each."""
     import os
     import subprocess
     import sys
@@ -333,7 +334,7 @@ def test_a_folder_in_use_is_refused_naming_its_holder_and_a_stale_lock_is_taken_
     from test_prepare import mimic_miniature
 
     from cknet.data.prepare import prepare_mimic_cxr
-    from cknet.io import LOCK_FILE, folder_lock
+    from cknet.persistence.files import LOCK_FILE, folder_lock
 
     jpg, reports = mimic_miniature(tmp_path)
     out = tmp_path / "out"
@@ -379,7 +380,7 @@ def test_machine_and_file_shape_failures_are_said_in_words(tmp_path, capsys, mon
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
 
-    import cknet.commands.evaluate as evaluate_command
+    import cknet.cli.evaluate as evaluate_command
 
     def exhausted(args):
         raise MemoryError()
@@ -391,12 +392,12 @@ def test_machine_and_file_shape_failures_are_said_in_words(tmp_path, capsys, mon
     err = capsys.readouterr().err
     assert status == 1 and "out of memory" in err and "smaller" in err
 
-    import cknet.cli as cli
+    import cknet.cli.train as train_command
 
     def interrupted(args, extra):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_train", interrupted)
+    monkeypatch.setattr(train_command, "run", interrupted)
     assert main(["train", "--resume", str(tmp_path / "run")]) == 130
     assert "cknet train --resume" in capsys.readouterr().err
 

@@ -98,6 +98,19 @@ def test_recipes_follow_the_paper():
         apply_overrides(iu_model, iu, {"epochs": "ten"})
 
 
+def test_a_dataset_given_on_the_command_line_brings_its_preset():
+    """--config iu_xray --dataset mimic_cxr: the views and report length are MIMIC-CXR's
+    (its preset, resolved when used), unless given too; the rest stays the recipe's."""
+    iu_model, iu = load_recipe("iu_xray")
+    model, _ = apply_overrides(iu_model, iu, {"dataset": "mimic_cxr"})
+    assert (model.dataset, model.num_views, model.max_length) == ("mimic_cxr", 1, 100)
+    assert model.backbone_weights == iu_model.backbone_weights == "imagenet"
+    model, _ = apply_overrides(iu_model, iu, {"dataset": "mimic_cxr", "max_length": 80})
+    assert (model.num_views, model.max_length) == (1, 80)
+    model, _ = apply_overrides(iu_model, iu, {"dataset": "iu_xray", "max_length": 70})
+    assert (model.num_views, model.max_length) == (2, 70)
+
+
 @pytest.mark.slow
 def test_torchrun_two_processes_give_the_gradients_of_one_process(tmp_path):
     import subprocess

@@ -34,6 +34,7 @@ from cknet.presets import DATASETS as DATASETS
 from cknet.presets import DatasetPreset as DatasetPreset
 from cknet.presets import dataset_preset as dataset_preset
 from cknet.presets import register_dataset as register_dataset
+from cknet.registry import Registry
 
 KnowledgeWeighting = Literal["softmax", "sum"]
 KernelBackend = Literal["auto", "torch", "triton"]
@@ -48,9 +49,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # for a missing key, whatever the field's default for new configs is.
 SAVED_BEFORE = {"knowledge_fusion": "concat", "knowledge_dropout": 0.0}
 
-# The names `CKNetConfig.knowledge_source` accepts: the built-in sources, and those that
-# `cknet.register_knowledge_source` adds.
-KNOWLEDGE_SOURCE_NAMES: set[str] = {"image", "static", "random", "none"}
+# The knowledge sources by name (`CKNetConfig.knowledge_source`): cknet.knowledge registers
+# the built-in classes, `cknet.register_knowledge_source` yours. "none" is no source.
+KNOWLEDGE_SOURCES: Registry[type] = Registry("knowledge source")
+BUILT_IN_KNOWLEDGE_SOURCES = ("image", "static", "random", "none")
 
 
 @dataclass
@@ -258,10 +260,11 @@ class CKNetConfig:
         if self.share_backbone and self.graph_backbone not in (None, self.backbone):
             raise ValueError(f"CKNetConfig.share_backbone needs one CNN: graph_backbone "
                              f"{self.graph_backbone!r} differs from backbone {self.backbone!r}")
-        if self.knowledge_source not in KNOWLEDGE_SOURCE_NAMES:
+        if self.knowledge_source not in (*BUILT_IN_KNOWLEDGE_SOURCES, *KNOWLEDGE_SOURCES):
+            names = sorted({*BUILT_IN_KNOWLEDGE_SOURCES, *KNOWLEDGE_SOURCES})
             raise ValueError(
                 f"CKNetConfig.knowledge_source {self.knowledge_source!r} is not a built-in source and not "
-                f"registered: use one of {sorted(KNOWLEDGE_SOURCE_NAMES)}, or import the code that defines "
+                f"registered: use one of {names}, or import the code that defines "
                 f"your own and call cknet.register_knowledge_source on its class"
             )
         if not all(math.isfinite(v) for v in (*self.image_mean, *self.image_std)):
@@ -325,7 +328,7 @@ class CKNetConfig:
         Args:
             path: the JSON file to write.
         """
-        from cknet.io import write_text_atomic
+        from cknet.persistence.files import write_text_atomic
 
         write_text_atomic(path, self.to_json())
 

@@ -6,12 +6,10 @@ What `cknet demo` runs. No dataset and no download is needed:
    and test splits, and the test studies again as blank images (the control);
 2. and 3., the training pipeline (`cknet.training.run_pipeline`, as ``cknet train``):
    pretrain the knowledge-graph stage (`KnowledgeGraphModel` on the 17-node
-   `synthetic_graph`), Section III.A, then train a small CKNet whose knowledge matrix
-   is the frozen graph model's node embeddings of each study
-   (``knowledge_source="image"``), on cached features (`Trainer` with
-   ``cache_features``); its CNN is the graph stage's CNN
-   (``share_backbone``), so that each image passes one backbone once and a CPU trains
-   the rest in minutes;
+   `synthetic_graph`, Section III.A), then a small CKNet whose knowledge matrix is the
+   frozen graph model's node embeddings of each study (``knowledge_source="image"``) and
+   whose CNN is the graph stage's (``share_backbone``): each image passes one backbone
+   once, its features are cached, and a CPU trains the rest in minutes;
 4. write reports for the held-out studies and for their blank versions, score them
    (NLG metrics, and clinical efficacy with `SyntheticReports.read` as the labeler),
    print reference / generated pairs;
@@ -23,6 +21,7 @@ What `cknet demo` runs. No dataset and no download is needed:
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import tempfile
 import textwrap
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from cknet.devices import resolve_device
+from cknet.persistence.folders import check_kind, save_folder
 from cknet.study_figure import draw_study
 
 if TYPE_CHECKING:
@@ -189,15 +189,13 @@ def run_demo(
         FileExistsError: if ``output_dir`` is a non-empty folder that no demo wrote, or
             an earlier demo's folder holding files the demo did not write.
     """
-    from cknet.hub import save_folder
-
     settings = settings or (FULL if full else QUICK)
     final = Path(output_dir)
     _check_output(final)
     device = resolve_device(device)
     outcome: list[DemoResult] = []
     # Everything is written into a fresh folder beside the old one, swapped in at the end
-    # (`cknet.hub.save_folder`): a kill or an error leaves the previous demo whole.
+    # (`cknet.persistence.folders.save_folder`): a kill or an error leaves the previous demo whole.
     save_folder(final, "demo", lambda out: outcome.append(
         _run(out, final, settings, seed, device, progress, base)), overwrite=True)
     if progress:
@@ -209,8 +207,8 @@ def _run(out: Path, final: Path, settings: DemoSettings, seed: int, device: torc
          progress: bool, base: bool = False) -> DemoResult:
     """The demo's four stages, written into ``out``; paths recorded as under ``final``."""
     from cknet.data.synthetic import FINDINGS, SyntheticDataset, synthetic_graph
-    from cknet.io import write_text_atomic
     from cknet.model import CKNet
+    from cknet.persistence.files import write_text_atomic
     from cknet.tokenizers import ReportTokenizer
     from cknet.training import GraphStage, StudySplits, run_pipeline
 
@@ -237,15 +235,14 @@ def _run(out: Path, final: Path, settings: DemoSettings, seed: int, device: torc
     tokenizer = ReportTokenizer.from_reports(train.reports())
     run = run_pipeline(out / "run", StudySplits(train, val), recipe, config, tokenizer, synthetic_graph(),
                        graph_model=stage, device=str(device), progress=progress)
-    graph_auc = run.graph_stage.best.mean_auc
     seconds = dict(run.seconds)
     best = CKNet.from_pretrained(out / "run" / "best", map_location=device)
 
     say("[4/4] Reports for the held-out studies, and for the same studies as blank images")
     start = time.perf_counter()
     references = [test.report(i) for i in range(len(test))]
-    generated, ce, nlg = _held_out_scores(best, test, references, progress)
-    _, ce_blank, _ = _held_out_scores(best, blank, references, progress, full=False)
+    generated, scores = _scores(best, test, blank, references, progress)
+    ce, ce_blank, nlg = scores["ce"], scores["ce_blank"], scores["nlg"]
     seconds["evaluation"] = time.perf_counter() - start
     base_scores = None
     if base:
@@ -253,11 +250,29 @@ def _run(out: Path, final: Path, settings: DemoSettings, seed: int, device: torc
         say("[+] Base: no knowledge matrix, the same frozen CNN and recipe")
         base_model = _train_base(best, run.graph_model, tokenizer, train, val, recipe, out / "base-run",
                                  device, progress)
-        base_scores = _base_scores(base_model, test, blank, references, progress)
+        _, base_scores = _scores(base_model, test, blank, references, progress)
         seconds["base"] = time.perf_counter() - start
 
-    best.save_pretrained(out / "model", training_info={
-        "training data": f"{len(train)} synthetic studies (cknet.data.synthetic, seed {3 * seed})",
+    nodes = _save_model(best, out, f"{len(train)} synthetic studies (cknet.data.synthetic, seed {3 * seed})",
+                        test, generated, references, ce, ce_blank, nlg)
+    seconds["total"] = time.perf_counter() - clock
+    result = DemoResult(ce, ce_blank, nlg, run.graph_stage.best.mean_auc,
+                        list(zip(references, generated))[:4], final / "model", final / "study.png", nodes,
+                        seconds, base_scores)
+    summary = {**dataclasses.asdict(result), "model_dir": str(result.model_dir),
+               "figure": str(result.figure), "settings": dataclasses.asdict(settings), "seed": seed,
+               "device": str(device)}
+    write_text_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=1) + "\n")
+    return result
+
+
+def _save_model(model, out: Path, training_data: str, test, generated: list[str], references: list[str],
+                ce: dict, ce_blank: dict, nlg: dict) -> dict[str, list[tuple[str, float]]]:
+    """Save the kept model with its scores and ``synthetic: true`` (``out/model``), a few
+    held-out studies' images (``out/samples``) and the picture of the first test study
+    (``out/study.png``); returns the nodes the picture shows."""
+    model.save_pretrained(out / "model", training_info={
+        "training data": training_data,
         "metrics": {"test CE micro F1": ce["scores"]["f1"],
                     "blank-image CE micro F1": ce_blank["scores"]["f1"],
                     **{name: value for name, value in nlg["scores"].items() if value is not None}},
@@ -265,16 +280,8 @@ def _run(out: Path, final: Path, settings: DemoSettings, seed: int, device: torc
         "synthetic": True,
     })
     _save_samples(test, out / "samples")
-    nodes = draw_study(best, test[0]["images"], generated[0], references[0], out / "study.png",
-                       study_id=test[0]["id"])
-    seconds["total"] = time.perf_counter() - clock
-    result = DemoResult(ce, ce_blank, nlg, graph_auc, list(zip(references, generated))[:4],
-                        final / "model", final / "study.png", nodes, seconds, base_scores)
-    summary = {**dataclasses.asdict(result), "model_dir": str(result.model_dir),
-               "figure": str(result.figure), "settings": dataclasses.asdict(settings), "seed": seed,
-               "device": str(device)}
-    write_text_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=1) + "\n")
-    return result
+    return draw_study(model, test[0]["images"], generated[0], references[0], out / "study.png",
+                      study_id=test[0]["id"])
 
 
 def _train_base(cknet_model, graph_model, tokenizer, train, val, recipe, run_dir: Path, device: torch.device,
@@ -293,11 +300,12 @@ def _train_base(cknet_model, graph_model, tokenizer, train, val, recipe, run_dir
     return CKNet.from_pretrained(run_dir / "best", map_location=device)
 
 
-def _base_scores(model, test, blank, references: list[str], progress: bool) -> dict[str, Any]:
-    """Base's CE and NLG on the held-out studies, and its CE on them as blank images."""
-    _, ce, nlg = _held_out_scores(model, test, references, progress)
+def _scores(model, test, blank, references: list[str], progress: bool) -> tuple[list[str], dict[str, Any]]:
+    """A model's reports of the held-out studies, and their CE and NLG, with its CE on
+    the same studies as blank images (``ce``, ``ce_blank``, ``nlg``)."""
+    generated, ce, nlg = _held_out_scores(model, test, references, progress)
     _, ce_blank, _ = _held_out_scores(model, blank, references, progress, full=False)
-    return {"ce": ce, "ce_blank": ce_blank, "nlg": nlg}
+    return generated, {"ce": ce, "ce_blank": ce_blank, "nlg": nlg}
 
 
 def _save_samples(studies, folder: Path) -> None:
@@ -342,8 +350,6 @@ def _base_lines(result: DemoResult) -> list[str]:
 def _check_output(out: Path) -> None:
     """Refuse a file, a folder that is not a demo's, and a demo folder holding files the
     demo did not write (they would be lost when it is replaced), before any work."""
-    from cknet.hub import check_kind
-
     kind = check_kind(out, "demo", writing=True)  # a file, another kind, or someone else's folder
     if kind is not None:
         foreign = sorted(p.name for p in out.iterdir() if p.name not in DEMO_ENTRIES)
@@ -372,12 +378,8 @@ def format_result(result: DemoResult, width: int = 100) -> str:
     column = (width - 3) // 2
     lines = ["", f"{'REFERENCE':<{column}} | GENERATED", "-" * width]
     for reference, generated in result.examples:
-        left = textwrap.wrap(reference, column) or [""]
-        right = textwrap.wrap(generated, column) or [""]
-        for i in range(max(len(left), len(right))):
-            a = left[i] if i < len(left) else ""
-            b = right[i] if i < len(right) else ""
-            lines.append(f"{a:<{column}} | {b}")
+        left, right = textwrap.wrap(reference, column) or [""], textwrap.wrap(generated, column) or [""]
+        lines += [f"{a:<{column}} | {b}" for a, b in itertools.zip_longest(left, right, fillvalue="")]
         lines.append("-" * width)
     nlg = "  ".join(f"{k} {v:.3f}" for k, v in result.nlg["scores"].items() if v is not None)
     ce, blank = result.ce["scores"], result.ce_blank["scores"]

@@ -50,8 +50,9 @@ def knowledge_attention(
     was_training = model.training
     model.eval()
     try:
-        projection = model.cross_modal.project_knowledge(model.knowledge_vectors(images))  # eqs. (4), (7)
-        patches = model.visual_extractor(images)  # v_s, eq. (1)
+        features = model.study_features(images)  # one backbone pass; G as encode takes it
+        projection = model.encode(features=features).projected_knowledge  # eqs. (4), (7)
+        patches = model.visual_extractor.project(features.maps)  # v_s, eq. (1)
         patch_weights = model.cross_modal.attention(patches, projection).mean(dim=1)  # eqs. (5), (6)
         token_weights = None
         if input_ids is not None:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from cknet.graph_sources import adjacency_edges, builtin_graph, cooccurrence_edges, read_edge_list
-from cknet.io import write_text_atomic
+from cknet.persistence.files import write_text_atomic
 from cknet.registry import Registry
 
 
@@ -382,18 +382,19 @@ GRAPHS: Registry[Callable[[], KnowledgeGraph]] = Registry(
     "knowledge graph", {"openi40": KnowledgeGraph.openi40, "chexpert14": KnowledgeGraph.chexpert14})
 
 
-def register_graph(name: str, factory: Callable[[], KnowledgeGraph]) -> Callable[[], KnowledgeGraph]:
+def register_graph(name: str, factory: Callable[[], KnowledgeGraph] | None = None) -> Callable:
     """Make a graph known by name to `KnowledgeGraph.by_name` and to ``cknet pretrain-graph
-    --graph NAME``; returns ``factory``.
+    --graph NAME``; returns ``factory`` (without it, a decorator: ``@register_graph("mine")``).
 
     Args:
         name: the graph's name (saved models keep it as ``KnowledgeGraph.name``).
         factory: builds the graph, without arguments.
 
     Raises:
-        ValueError: for a name taken by another factory, or a factory that is not callable.
+        ValueError: for a built-in graph's name, or a factory that is not callable.
     """
+    if factory is None:
+        return lambda function: register_graph(name, function)
     if not callable(factory):
-        raise ValueError(f"register_graph takes a function that builds the graph, "
-                         f"got {type(factory).__name__}")
+        raise ValueError(f"register_graph takes a function building the graph, got {type(factory).__name__}")
     return GRAPHS.register(name, factory)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import nn
 
-from cknet.config import KNOWLEDGE_SOURCE_NAMES, CKNetConfig
+from cknet.config import KNOWLEDGE_SOURCES, CKNetConfig
 from cknet.modules.graph_model import KnowledgeGraphModel
 
 if TYPE_CHECKING:
@@ -273,14 +273,17 @@ class RandomKnowledge(KnowledgeSource):
         return self.matrix
 
 
-KNOWLEDGE_SOURCES: dict[str, type[KnowledgeSource]] = {
-    source.name: source for source in (GraphModelKnowledge, StaticKnowledge, RandomKnowledge)
-}
+KNOWLEDGE_SOURCES.register(GraphModelKnowledge.name, GraphModelKnowledge, built_in=True)
+KNOWLEDGE_SOURCES.register(StaticKnowledge.name, StaticKnowledge, built_in=True)
+KNOWLEDGE_SOURCES.register(RandomKnowledge.name, RandomKnowledge, built_in=True)
 
 
 def register_knowledge_source(source: type[KnowledgeSource]) -> type[KnowledgeSource]:
     """Make a `KnowledgeSource` subclass known by its ``name`` (usable as a decorator), so
-    that a model saved with it loads with `CKNet.from_pretrained`.
+    that ``CKNetConfig(knowledge_source=name)`` builds it and a model saved with it loads
+    with `CKNet.from_pretrained`. Building a model with an instance does not register its
+    class: register it where it is defined, so that every process that imports it can
+    load the models saved with it.
 
     Args:
         source: the class.
@@ -289,16 +292,12 @@ def register_knowledge_source(source: type[KnowledgeSource]) -> type[KnowledgeSo
         The class.
 
     Raises:
-        ValueError: for a class without a ``name``, or a name taken by another class.
+        ValueError: for a class without a ``name``, or a built-in source's name.
     """
     name = getattr(source, "name", None)
     if not isinstance(name, str) or not name or name == "none":
         raise ValueError(f"{source.__name__} needs a class attribute `name` (not 'none') to be registered")
-    if KNOWLEDGE_SOURCES.get(name, source) is not source:
-        raise ValueError(f"the knowledge source name {name!r} is taken by {KNOWLEDGE_SOURCES[name].__name__}")
-    KNOWLEDGE_SOURCES[name] = source
-    KNOWLEDGE_SOURCE_NAMES.add(name)
-    return source
+    return KNOWLEDGE_SOURCES.register(name, source)
 
 
 def create_knowledge_source(

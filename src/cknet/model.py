@@ -13,7 +13,8 @@
    layer and softmax over the vocabulary.
 
 The same knowledge source is used in training and in generation. Generation itself
-lives in `cknet.generation`; saving and loading in `cknet.model_files` (on `cknet.saving`).
+lives in `cknet.generation`; saving and loading in `cknet.persistence.model_files` (on
+`cknet.persistence.module_folder`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from cknet.knowledge import (
     KnowledgeSource,
 )
 from cknet.losses import masked_cross_entropy
-from cknet.model_files import load_model, save_model
 from cknet.model_parts import checked_parts, text_encoder_for
 from cknet.modules.cache import DecoderCache
 from cknet.modules.graph_model import KnowledgeGraphModel
@@ -44,6 +44,7 @@ from cknet.modules.language_model import PretrainedTextEncoder
 from cknet.modules.text import TokenEmbedding
 from cknet.modules.transformer import CKNetTransformer
 from cknet.modules.visual import VisualExtractor
+from cknet.persistence.model_files import load_model, save_model
 from cknet.tokenizers import ReportTokenizerBase
 from cknet.validation import check_images, check_input_ids
 
@@ -324,7 +325,7 @@ class CKNet(nn.Module):
     def save_pretrained(self, directory: str | os.PathLike[str], overwrite: bool = False,
                         training_info: dict[str, Any] | None = None) -> None:
         """Save the model as one folder (config, safetensors weights, tokenizer, graph, model
-        card, marker: `cknet.model_files`), written beside the old folder and swapped in at
+        card, marker: `cknet.persistence.model_files`), written beside the old folder and swapped in at
         once: a reader or a kill never sees a half-written or mixed model.
 
         Args:

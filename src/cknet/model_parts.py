@@ -4,6 +4,7 @@ encoder. Each error names the part at fault and what was expected."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 
@@ -14,7 +15,6 @@ from cknet.knowledge import (
     GraphModelKnowledge,
     KnowledgeSource,
     create_knowledge_source,
-    register_knowledge_source,
 )
 from cknet.modules.graph_model import KnowledgeGraphModel
 from cknet.modules.language_model import PretrainedTextEncoder
@@ -86,8 +86,11 @@ def _check_own_knowledge(knowledge: KnowledgeSource, config: CKNetConfig,
     if knowledge.dim != config.d_knowledge:
         raise ValueError(f"the knowledge source's vectors have size {knowledge.dim} but config.d_knowledge "
                          f"is {config.d_knowledge}")
-    register_knowledge_source(type(knowledge))  # so that from_pretrained can rebuild it
-    return dataclasses.replace(config, knowledge_source=knowledge.name)
+    # The config names the source; its class need not be registered to build the model
+    # (only to load it again: saving warns when it is not), so the name is not validated.
+    named = copy.copy(config)
+    named.knowledge_source = knowledge.name
+    return named
 
 
 def text_encoder_for(config: CKNetConfig, tokenizer: ReportTokenizerBase,

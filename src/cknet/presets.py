@@ -49,7 +49,7 @@ def register_dataset(name: str, preset: DatasetPreset) -> DatasetPreset:
         ``preset``.
 
     Raises:
-        ValueError: for a preset of another type, or a name taken by another preset.
+        ValueError: for a preset of another type, or a built-in dataset's name.
     """
     if not isinstance(preset, DatasetPreset):
         raise ValueError(f"a dataset preset is a cknet.config.DatasetPreset, got {type(preset).__name__}")

@@ -6,9 +6,13 @@ pair: ``register_graph(name, factory)`` then ``KnowledgeGraph.by_name(name)``,
 ``register_dataset(name, preset)`` then ``CKNetConfig(dataset=name)``, and
 ``register_knowledge_source(cls)`` then ``CKNetConfig(knowledge_source=cls.name)``;
 installed packages reach the command line through `load_plugins`.
+Every ``register_*`` function also works as a decorator (``@register_backbone("mine")``
+above a factory, ``@register_knowledge_source`` above a class).
 A registry reads like a mapping (``name in registry``, ``registry[name]``,
-``sorted(registry)``) but changes only through `Registry.register`, which refuses to
-give a taken name to something else.
+``sorted(registry)``) but changes only through `Registry.register`. As in timm,
+registering a name again (re-running a notebook cell) replaces the earlier item with a
+`RegistrationWarning`; cknet's built-in names are never replaced, so a saved folder
+naming one always means what it meant.
 """
 
 from __future__ import annotations
@@ -28,38 +32,67 @@ class UnknownName(KeyError, ValueError):
         return str(self.args[0])
 
 
+class RegistrationWarning(UserWarning):
+    """A name registered again: the new item replaces the earlier one."""
+
+
 class Registry(Mapping[str, T], Generic[T]):
     """Named items of one kind.
 
     Args:
         kind: what the items are, for messages (``"knowledge graph"``).
-        items: the built-in items by name.
+        items: the built-in items by name (never replaced).
     """
 
     def __init__(self, kind: str, items: Mapping[str, T] | None = None) -> None:
         self.kind = kind
         self._items: dict[str, T] = dict(items or {})
+        self._built_in = set(self._items)
 
-    def register(self, name: str, item: T) -> T:
-        """Add ``item`` under ``name``.
+    def register(self, name: str, item: T, built_in: bool = False) -> T:
+        """Add ``item`` under ``name``; a name registered before by a user is given to
+        ``item`` with a `RegistrationWarning` (as re-running a notebook cell does).
 
         Args:
-            name: a non-empty name; registering the same item again under it is allowed.
+            name: a non-empty name; registering the same item again under it is silent.
             item: what the name stands for.
+            built_in: cknet's own item (never replaced afterwards).
 
         Returns:
             ``item``.
 
         Raises:
-            ValueError: for an empty name, or a name taken by another item.
+            ValueError: for an empty name, or one of cknet's built-in names.
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"a {self.kind} needs a non-empty name, got {name!r}")
         taken = self._items.get(name)
         if taken is not None and taken != item:
-            raise ValueError(f"the {self.kind} name {name!r} is taken; choose another name")
+            if name in self._built_in:
+                raise ValueError(f"{name!r} is one of cknet's built-in {self.kind} names; "
+                                 f"choose another name")
+            warnings.warn(f"the {self.kind} {name!r} is registered again: the new one replaces the earlier",
+                          RegistrationWarning, stacklevel=3)
         self._items[name] = item
+        if built_in:
+            self._built_in.add(name)
         return item
+
+    def unregister(self, name: str) -> None:
+        """Forget a name registered by a user (as a fresh process would not know it).
+
+        Args:
+            name: the name.
+
+        Raises:
+            ValueError: for one of cknet's built-in names.
+            UnknownName: for a name not registered.
+        """
+        if name in self._built_in:
+            raise ValueError(f"{name!r} is one of cknet's built-in {self.kind} names; it cannot be removed")
+        if name not in self._items:
+            raise UnknownName(f"no {self.kind} is registered as {name!r} (registered: {sorted(self._items)})")
+        del self._items[name]
 
     def __getitem__(self, name: str) -> T:
         if name not in self._items:
@@ -87,8 +120,9 @@ def load_plugins() -> list[str]:
 
     Plugins are loaded once per process (`cknet.CKNet.from_pretrained` calls this too, so
     that a model naming a plugin's parts loads in a fresh process). A plugin that fails
-    to import, or registers a name another has taken, is skipped with a one-line
-    `UserWarning` naming it: the rest of cknet keeps working.
+    to import is skipped with a one-line `UserWarning` naming it, and one that registers
+    a name another plugin registered replaces it with a `RegistrationWarning` naming both:
+    the rest of cknet keeps working.
 
     Returns:
         The entry points loaded, by name.
@@ -100,7 +134,13 @@ def load_plugins() -> list[str]:
     loaded = []
     for entry in entry_points(group=PLUGIN_GROUP):
         try:
-            entry.load()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", RegistrationWarning)
+                entry.load()
+            for warning in caught:
+                named = f"the cknet plugin {entry.name!r} ({entry.value}): {warning.message}"
+                warnings.warn_explicit(named if warning.category is RegistrationWarning else warning.message,
+                                       warning.category, warning.filename, warning.lineno)
         except Exception as err:  # a broken plugin must not break cknet for everyone
             warnings.warn(f"the cknet plugin {entry.name!r} ({entry.value}) was skipped: "
                           f"{type(err).__name__}: "

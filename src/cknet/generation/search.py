@@ -195,6 +195,51 @@ def sample_search(
     return Hypotheses(_trim(tokens, specials.pad_id), scores.gather(1, order))
 
 
+def _continuations(running: torch.Tensor, running_scores: torch.Tensor, logprobs: torch.Tensor,
+                   count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ``count`` best one-token continuations of each study's running beams.
+
+    Args:
+        running: ``(S, K, t)`` the running beams' tokens.
+        running_scores: ``(S, K)`` their summed log-probabilities.
+        logprobs: ``(S*K, V)`` the next token's log-probabilities per beam.
+        count: continuations per study (``2K``; fewer when ``K * V`` is smaller).
+
+    Returns:
+        Their scores ``(S, C)`` best first, source beams ``(S, C)``, tokens ``(S, C)`` and
+        token sequences ``(S, C, t+1)``.
+    """
+    studies, beams = running_scores.shape
+    vocab = logprobs.shape[1]
+    totals = running_scores[:, :, None] + logprobs.view(studies, beams, vocab)
+    top_scores, top_index = totals.flatten(1).topk(min(count, beams * vocab), dim=1)
+    source_beam, token = top_index // vocab, top_index % vocab
+    candidates = torch.cat(
+        [running.gather(1, source_beam[..., None].expand(-1, -1, running.shape[2])), token[..., None]], dim=2
+    )
+    return top_scores, source_beam, token, candidates
+
+
+def _keep_best_finished(finished: torch.Tensor, finished_scores: torch.Tensor, active: torch.Tensor,
+                        scores: torch.Tensor, tokens: torch.Tensor) -> None:
+    """Merge new hypotheses into the active studies' finished sets, keeping the K best
+    (in place).
+
+    Args:
+        finished: ``(B, K, L)`` every study's finished hypotheses.
+        finished_scores: ``(B, K)`` their normalised scores (-inf: an empty slot).
+        active: ``(S,)`` the studies the new hypotheses belong to.
+        scores: ``(S, C)`` the new hypotheses' normalised scores (-inf: not a hypothesis).
+        tokens: ``(S, C, L)`` their tokens, padded to ``L``.
+    """
+    beams = finished_scores.shape[1]
+    pool_scores = torch.cat([finished_scores[active], scores], dim=1)
+    pool_tokens = torch.cat([finished[active], tokens], dim=1)
+    best_scores, best = pool_scores.topk(beams, dim=1)
+    finished_scores[active] = best_scores
+    finished[active] = pool_tokens.gather(1, best[..., None].expand(-1, -1, pool_tokens.shape[2]))
+
+
 def beam_search(
     decoder: Decoder,
     encoding: Any,
@@ -246,27 +291,15 @@ def beam_search(
         studies = active.numel()
         flat_tokens = running.flatten(0, 1)  # (S*K, t)
         logprobs = _logprobs(decoder, flat_tokens[:, -1:], state, flat_tokens, processors, step)
-        vocab = logprobs.shape[1]
-        totals = running_scores[:, :, None] + logprobs.view(studies, beams, vocab)
-        top_scores, top_index = totals.flatten(1).topk(
-            min(candidates_per_study, beams * vocab), dim=1
-        )  # (S, 2K) best first
-        source_beam, token = top_index // vocab, top_index % vocab
-        candidates = torch.cat(
-            [running.gather(1, source_beam[..., None].expand(-1, -1, running.shape[2])),
-             token[..., None]], dim=2,
-        )  # (S, 2K, t+1)
+        top_scores, source_beam, token, candidates = _continuations(running, running_scores, logprobs,
+                                                                    candidates_per_study)
 
         # Hypotheses that end here and rank among the top K join the finished set.
         is_eos = token == specials.eos_id
         joins = is_eos & (positions[: token.shape[1]] < beams) & torch.isfinite(top_scores)
         eos_scores = _normalise(top_scores, step + 1, penalty).masked_fill(~joins, NEG_INF)
         padded = torch.nn.functional.pad(candidates, (0, steps - step - 1), value=specials.pad_id)
-        pool_scores = torch.cat([finished_scores[active], eos_scores], dim=1)
-        pool_tokens = torch.cat([finished[active], padded], dim=1)
-        best_scores, best = pool_scores.topk(beams, dim=1)
-        finished_scores[active] = best_scores
-        finished[active] = pool_tokens.gather(1, best[..., None].expand(-1, -1, pool_tokens.shape[2]))
+        _keep_best_finished(finished, finished_scores, active, eos_scores, padded)
 
         # The best K continuations that do not end keep running.
         rank = is_eos.long() * candidates_per_study + positions[: token.shape[1]]
@@ -291,11 +324,8 @@ def beam_search(
 
     # Beams still running at the length limit compete with the finished ones.
     if step == steps - 1:
-        pool_scores = torch.cat([finished_scores[active], _normalise(running_scores, steps, penalty)], 1)
-        pool_tokens = torch.cat([finished[active], running], dim=1)
-        best_scores, best = pool_scores.topk(beams, dim=1)
-        finished_scores[active] = best_scores
-        finished[active] = pool_tokens.gather(1, best[..., None].expand(-1, -1, pool_tokens.shape[2]))
+        last_scores = _normalise(running_scores, steps, penalty)
+        _keep_best_finished(finished, finished_scores, active, last_scores, running)
     n = num_return_sequences
     return Hypotheses(_trim(finished[:, :n], specials.pad_id), finished_scores[:, :n])
 

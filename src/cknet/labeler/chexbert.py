@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 from cknet.devices import resolve_device
 from cknet.labeler.chexpert import OBSERVATIONS
+from cknet.persistence.weights import read_torch_file
 
 # CheXbert's head order (its constants.CONDITIONS).
 HEADS = ("Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema",
@@ -114,7 +115,7 @@ class CheXbertLabeler:
                  device: str | torch.device | None = None, batch_size: int = 16) -> None:
         from transformers import AutoConfig, AutoTokenizer
 
-        from cknet.io import check_hf_config_sizes, load_hf_pretrained
+        from cknet.persistence.hub import check_hf_config_sizes, load_hf_pretrained
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -225,10 +226,10 @@ def _checkpoint_state(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"CheXbert checkpoint not found: {path}")
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"{path} is not a readable torch checkpoint ({type(err).__name__}); CheXbert's is "
-                         f"chexbert.pth from its repository") from None
+        saved = read_torch_file(path, f"CheXbert checkpoint {path}")
+    except ValueError as err:
+        raise ValueError(f"{err}: not a readable torch checkpoint; CheXbert's is chexbert.pth from its "
+                         f"repository") from None
     if not isinstance(saved, dict) or not isinstance(saved.get("model_state_dict"), dict):
         raise ValueError(f"{path} holds no 'model_state_dict': not CheXbert's checkpoint")
     state = {key.removeprefix("module."): value for key, value in saved["model_state_dict"].items()}

@@ -133,15 +133,17 @@ KEYWORD_LABELERS: Registry[Callable[[KnowledgeGraph], KeywordLabeler]] = Registr
     "keyword labeler", {"openi40": KeywordLabeler.openi40})
 
 
-def register_keyword_labeler(graph_name: str, factory: Callable[[KnowledgeGraph], KeywordLabeler]
-                             ) -> Callable[[KnowledgeGraph], KeywordLabeler]:
+def register_keyword_labeler(graph_name: str,
+                             factory: Callable[[KnowledgeGraph], KeywordLabeler] | None = None) -> Callable:
     """Use ``factory(graph)`` as the labeler of graphs named ``graph_name`` (tuned phrases
-    for your graph's nodes); returns ``factory``.
+    for your graph's nodes); returns ``factory``. Without ``factory``, a decorator.
 
     Args:
         graph_name: the `KnowledgeGraph.name` it labels.
         factory: builds the labeler from the graph.
     """
+    if factory is None:
+        return lambda function: register_keyword_labeler(graph_name, function)
     return KEYWORD_LABELERS.register(graph_name, factory)
 
 

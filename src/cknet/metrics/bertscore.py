@@ -110,7 +110,7 @@ class BERTScorer:
     ) -> None:
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-        from cknet.io import load_hf_pretrained
+        from cknet.persistence.hub import load_hf_pretrained
 
         name = model_name(model)
         self.num_layers = num_layers if num_layers is not None else LAYERS.get(name)

@@ -176,22 +176,7 @@ def ce_scores(
                           predicted=int(pred[:, j].sum()), precision=p, recall=r, f1=f,
                           accuracy=float((tp[j] + tn[j]) / len(ref)),
                           auc=None if np.isnan(auc[j]) else float(auc[j])))
-    if average == "micro":
-        precision, recall, f1 = _prf(tp.sum(), fp.sum(), fn.sum())
-        accuracy = float((tp.sum() + tn.sum()) / ref.size)
-    elif average == "macro":
-        stated = [row for j, row in enumerate(table) if tp[j] + fp[j] + fn[j] > 0]
-        counted = stated if absent == "skip" else table
-        precision, recall, f1 = (float(np.mean([row[k] for row in counted])) if counted else 0.0
-                                 for k in ("precision", "recall", "f1"))
-        accuracy = float(np.mean([row["accuracy"] for row in table]))
-    else:
-        per_report = []
-        for i in range(len(ref)):
-            a, b, c = (ref[i] & pred[i]).sum(), (~ref[i] & pred[i]).sum(), (ref[i] & ~pred[i]).sum()
-            per_report.append((1.0, 1.0, 1.0) if a + b + c == 0 else _prf(a, b, c))
-        precision, recall, f1 = (float(np.mean(v)) for v in zip(*per_report))
-        accuracy = float(np.mean((ref == pred).mean(axis=1)))
+    accuracy, precision, recall, f1 = _averaged(ref, pred, table, average, absent)
     defined = auc[~np.isnan(auc)]
     scores = {"accuracy": accuracy, "precision": precision, "recall": recall, "f1": f1,
               "auc": float(defined.mean()) if len(defined) else None,
@@ -204,6 +189,28 @@ def ce_scores(
     if variant is not None:
         settings = {"variant": variant, **settings, "observation set": ", ".join(names)}
     return MetricReport(scores, settings, table=table)
+
+
+def _averaged(ref: np.ndarray, pred: np.ndarray, table: list[dict], average: str, absent: str
+              ) -> tuple[float, float, float, float]:
+    """Accuracy, precision, recall and F1 of ``(num_reports, num_observations)`` boolean
+    labels, averaged as `ce_scores` says (``table``: its per-observation rows)."""
+    tp, fp, fn = (ref & pred).sum(0), (~ref & pred).sum(0), (ref & ~pred).sum(0)
+    if average == "micro":
+        precision, recall, f1 = _prf(tp.sum(), fp.sum(), fn.sum())
+        return float((ref == pred).sum() / ref.size), precision, recall, f1
+    if average == "macro":
+        stated = [row for j, row in enumerate(table) if tp[j] + fp[j] + fn[j] > 0]
+        counted = stated if absent == "skip" else table
+        precision, recall, f1 = (float(np.mean([row[k] for row in counted])) if counted else 0.0
+                                 for k in ("precision", "recall", "f1"))
+        return float(np.mean([row["accuracy"] for row in table])), precision, recall, f1
+    per_report = []
+    for i in range(len(ref)):
+        a, b, c = (ref[i] & pred[i]).sum(), (~ref[i] & pred[i]).sum(), (ref[i] & ~pred[i]).sum()
+        per_report.append((1.0, 1.0, 1.0) if a + b + c == 0 else _prf(a, b, c))
+    precision, recall, f1 = (float(np.mean(v)) for v in zip(*per_report))
+    return float(np.mean((ref == pred).mean(axis=1))), precision, recall, f1
 
 
 def _prf(tp: float, fp: float, fn: float) -> tuple[float, float, float]:

@@ -211,7 +211,7 @@ class GREENScorer:
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from cknet.io import load_hf_pretrained
+        from cknet.persistence.hub import load_hf_pretrained
 
         self.device = resolve_device(device)
         dtype = dtype or (torch.float16 if self.device.type == "cuda" else torch.float32)

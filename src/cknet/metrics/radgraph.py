@@ -22,7 +22,6 @@ Their overlap with a reference's is `cknet.metrics.radgraph_f1`.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -39,6 +38,7 @@ from torch.nn import functional as F
 
 from cknet.devices import resolve_device
 from cknet.metrics.radgraph_f1 import RadGraphScores, radgraph_f1
+from cknet.persistence.weights import read_torch_file
 
 DOWNLOAD = "hf download StanfordAIMI/RRG_scorers radgraph.tar.gz --local-dir D"
 """How to fetch the published RadGraph model on a machine with internet."""
@@ -105,8 +105,7 @@ def _read_model(path: Path) -> tuple[dict[str, Any], dict[str, list[str]], dict[
     try:
         config = json.loads(one("config.json"))
         weights = one("weights.th")
-        source = weights if isinstance(weights, Path) else io.BytesIO(weights)
-        state = torch.load(source, map_location="cpu", weights_only=True)
+        state = read_torch_file(weights, "weights.th")
     except (ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
         raise ValueError(f"RadGraph model {path}: config.json or weights.th cannot be read ({err})") from None
     vocabulary = {}
@@ -161,7 +160,7 @@ class RadGraph:
     ) -> None:
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-        from cknet.io import check_hf_config_sizes, load_hf_pretrained
+        from cknet.persistence.hub import check_hf_config_sizes, load_hf_pretrained
 
         config, vocabulary, state = _read_model(Path(model).expanduser())
         ner = [name for name in vocabulary if name.endswith("__ner_labels")]

@@ -252,7 +252,7 @@ class RaTEScorer:
     ) -> None:
         from transformers import AutoModel, AutoModelForTokenClassification, AutoTokenizer
 
-        from cknet.io import load_hf_pretrained
+        from cknet.persistence.hub import load_hf_pretrained
 
         self.weights = AFFINITY[affinity] if isinstance(affinity, str) else dict(affinity)
         self.split_sentences = split_sentences or medspacy_sentences()

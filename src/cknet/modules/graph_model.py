@@ -21,10 +21,10 @@ import torch
 from torch import nn
 
 from cknet.graph import KnowledgeGraph
-from cknet.io import load_state, load_weights
 from cknet.modules.graph_encoder import GraphEncoding, KnowledgeGraphEncoder
 from cknet.modules.visual import Backbone
-from cknet.saving import read_json, read_module, save_module
+from cknet.persistence.module_folder import read_json, read_module, save_module
+from cknet.persistence.weights import load_state, load_weights
 
 CONFIG_FILE = "graph_model.json"
 WEIGHTS_FILE = "graph_model.safetensors"
@@ -95,9 +95,9 @@ class KnowledgeGraphModel(nn.Module):
     def __init__(
         self,
         graph: KnowledgeGraph,
-        backbone: str = "densenet121",
-        d_knowledge: int = 512,
-        num_gcn_layers: int = 2,
+        backbone: str = GraphModelConfig.backbone,
+        d_knowledge: int = GraphModelConfig.d_knowledge,
+        num_gcn_layers: int = GraphModelConfig.num_gcn_layers,
         backbone_weights: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
@@ -135,7 +135,7 @@ class KnowledgeGraphModel(nn.Module):
 
     def save_pretrained(self, directory: str | os.PathLike[str], overwrite: bool = False,
                         history: dict[str, Any] | None = None) -> None:
-        """Save as one folder (kind ``"graph_model"``, written whole by `cknet.saving`):
+        """Save as one folder (kind ``"graph_model"``, written whole by `cknet.persistence.module_folder`):
         ``graph_model.json``, ``graph_model.safetensors``, ``graph.json`` and, when
         given, ``history.json``.
 

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cknet.io import check_hf_config_sizes, load_hf_pretrained
+from cknet.persistence.hub import check_hf_config_sizes, load_hf_pretrained
 
 MIN_TRANSFORMERS = (5, 0)
 

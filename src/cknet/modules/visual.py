@@ -22,6 +22,7 @@ import torch
 import torchvision
 from torch import nn
 
+from cknet.persistence.weights import read_torch_file
 from cknet.registry import Registry
 
 _HEAD_CHILDREN = ("avgpool", "fc", "classifier", "head", "heads", "flatten")
@@ -199,11 +200,12 @@ class VisualExtractor(nn.Module):
 BACKBONES: Registry[Callable[[str | os.PathLike[str] | None], nn.Module]] = Registry("backbone")
 
 
-def register_backbone(name: str, factory: Callable[[str | os.PathLike[str] | None], nn.Module]
-                      ) -> Callable[[str | os.PathLike[str] | None], nn.Module]:
+def register_backbone(name: str, factory: Callable[[str | os.PathLike[str] | None], nn.Module] | None = None
+                      ) -> Callable:
     """Make your own CNN a backbone by name (``CKNetConfig(backbone=name)``, ``cknet
-    pretrain-graph --backbone name``); returns ``factory``. Register it again in the process
-    that loads a saved model, as for a knowledge source.
+    pretrain-graph --backbone name``); returns ``factory``. Without ``factory``, a
+    decorator: ``@register_backbone("mine")`` above the function that builds it. Register
+    it again in the process that loads a saved model, as for a knowledge source.
 
     Args:
         name: the name the config keeps (not a torchvision model's name).
@@ -212,9 +214,10 @@ def register_backbone(name: str, factory: Callable[[str | os.PathLike[str] | Non
             images to ``(N, C, h, w)`` maps.
 
     Raises:
-        ValueError: for a torchvision model's name, a name taken by another factory, or
-            a factory that is not callable.
+        ValueError: for a torchvision model's name, or a factory that is not callable.
     """
+    if factory is None:
+        return lambda function: register_backbone(name, function)
     if name in torchvision.models.list_models(module=torchvision.models):
         raise ValueError(f"{name!r} is a torchvision model's name; give your backbone another")
     if not callable(factory):
@@ -268,26 +271,6 @@ def _imagenet_backbone(name: str) -> nn.Module:
         ) from err
 
 
-MAX_INFLATION = 50
-"""A torch file's members may hold at most this many times the file's size once
-decompressed (torch.save stores them uncompressed: a ratio near 1)."""
-
-
-def _check_zip_sizes(path: str) -> None:
-    """Refuse a torch zip file whose members would inflate far beyond its size, before
-    reading any of them (sizes from the zip directory)."""
-    import zipfile
-
-    if not zipfile.is_zipfile(path):
-        return
-    with zipfile.ZipFile(path) as archive:
-        inflated = sum(member.file_size for member in archive.infolist())
-    size = max(os.path.getsize(path), 1)
-    if inflated > MAX_INFLATION * size:
-        raise ValueError(f"{path} would inflate to {inflated / 1e6:.0f} MB from {size / 1e6:.1f} MB "
-                         f"(more than {MAX_INFLATION}x): not a torch.save file; refused before reading")
-
-
 def _load_local_weights(model: nn.Module, path: str, name: str) -> None:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"backbone weights file not found: {path}")
@@ -296,17 +279,13 @@ def _load_local_weights(model: nn.Module, path: str, name: str) -> None:
 
         state = load_file(path)
     else:
-        _check_zip_sizes(path)
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:
-            # torch's message goes on to suggest weights_only=False: keep its first sentence only
-            reason = str(err).split("\n")[0].split(". ")[0].rstrip(".")
+            state = read_torch_file(path, f"backbone weights {path}")
+        except ValueError as err:
             raise ValueError(
-                f"{path} is not a plain state dict (torch.load with weights_only=True refused it: "
-                f"{reason}). cknet never unpickles a file that could run code. If you trust its "
-                f"source, convert it once where you made it: load it there and save the state dict "
-                f"with safetensors.torch.save_file(model.state_dict(), 'weights.safetensors')"
+                f"{err}: not a plain state dict. If you trust its source, convert it once where you made "
+                f"it: load it there and save the state dict with "
+                f"safetensors.torch.save_file(model.state_dict(), 'weights.safetensors')"
             ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]

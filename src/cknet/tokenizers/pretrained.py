@@ -27,7 +27,8 @@ from typing import Any
 import torch
 
 from cknet.config import dataset_preset
-from cknet.io import load_hf_pretrained, write_text_atomic
+from cknet.persistence.files import write_text_atomic
+from cknet.persistence.hub import load_hf_pretrained
 from cknet.tokenizers.base import ReportTokenizerBase
 
 FILES_DIR = "text_encoder"

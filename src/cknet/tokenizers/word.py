@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 import torch
 
 from cknet.config import dataset_preset
-from cknet.io import write_text_atomic
+from cknet.persistence.files import write_text_atomic
 from cknet.tokenizers.base import ReportTokenizerBase, clean_report
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from cknet.config import CKNetConfig
 from cknet.field_checks import check_field_types, check_known_keys
+from cknet.presets import dataset_preset
 
 
 @dataclass
@@ -221,6 +222,10 @@ def apply_overrides(
     Returns:
         New model and training configs.
 
+    A new ``dataset`` brings its preset's views and report length (`CKNetConfig.preset`)
+    unless ``overrides`` sets them too: ``--config iu_xray --dataset mimic_cxr`` reads one
+    view and reports of 100 tokens, not IU X-Ray's two and 60.
+
     Raises:
         ValueError: naming a key that is a field of neither config.
     """
@@ -229,9 +234,11 @@ def apply_overrides(
     unknown = sorted(set(overrides) - model_keys - training_keys)
     if unknown:
         raise ValueError(f"unknown setting(s) {unknown}: not a CKNetConfig or TrainingConfig field")
-    model = CKNetConfig.from_dict(
-        {**model.to_dict(), **{k: v for k, v in overrides.items() if k in model_keys}}
-    )
+    fields = {k: v for k, v in overrides.items() if k in model_keys}
+    if fields.get("dataset", model.dataset) != model.dataset:
+        preset = dataset_preset(fields["dataset"])
+        fields = {"num_views": preset.num_views, "max_length": preset.max_length, **fields}
+    model = CKNetConfig.from_dict({**model.to_dict(), **fields})
     training = TrainingConfig.from_dict(
         {**training.to_dict(), **{k: v for k, v in overrides.items() if k in training_keys}}
     )

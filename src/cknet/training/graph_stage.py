@@ -23,8 +23,8 @@ from torch.utils.data import Dataset
 
 from cknet.config import CKNetConfig
 from cknet.graph import KnowledgeGraph
-from cknet.hub import check_kind
-from cknet.modules.graph_model import KnowledgeGraphModel
+from cknet.modules.graph_model import GraphModelConfig, KnowledgeGraphModel
+from cknet.persistence.folders import check_kind
 from cknet.training.graph_pretrain import GraphPretrainer, PretrainResult
 
 
@@ -46,10 +46,10 @@ class GraphStage:
             (needed by ``knowledge_source="static"``; one more pass over the images).
     """
 
-    backbone: str = "densenet121"
+    backbone: str = GraphModelConfig.backbone
     backbone_weights: str | None = None
-    d_knowledge: int = 512
-    num_gcn_layers: int = 2
+    d_knowledge: int = GraphModelConfig.d_knowledge
+    num_gcn_layers: int = GraphModelConfig.num_gcn_layers
     epochs: int = 10
     batch_size: int = 16
     lr: float = 1e-4
@@ -108,7 +108,7 @@ def stage_history(result: PretrainResult, graph: KnowledgeGraph, settings: Any) 
             "history": [dataclasses.asdict(record) for record in result.history]}
 
 
-def node_labels(spec: str, graph: KnowledgeGraph, annotation: Mapping[str, list], uncertain: int = 1
+def node_labels(spec: str, graph: KnowledgeGraph, annotation: Mapping[str, list], uncertain: int = 0
                 ) -> dict[str, np.ndarray]:
     """0/1 labels of the graph's nodes for the train and val studies of an annotation.
 
@@ -184,7 +184,7 @@ class GraphRun(GraphStage):
 
     dataset: str = "iu_xray"
     image_size: int = 224
-    uncertain: int = 1
+    uncertain: int = 0
     seed: int = 0
     skip_invalid: bool = False
 

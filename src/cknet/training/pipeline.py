@@ -15,9 +15,12 @@ stage trained here, ``"labels"``), such as `cknet.data.AnnotationDataset`,
 3. **evaluation**: the kept model on the test split (``test_metrics.json``,
    ``test_predictions.json``).
 
-The run folder (kind ``"run"``) holds ``run.json`` (the configs, and the data's paths
-when the data can be read again from them), ``tokenizer.json`` and ``graph.json``
-beside what the stages write.
+A new run carries the objects it is given (a built model, a config and tokenizer, a
+graph model) through its stages in memory. The run folder (kind ``"run"``) records them
+only so that `resume_pipeline` can start again: ``run.json`` (the configs, and the
+data's paths when the data can be read again from them), ``tokenizer.json``,
+``graph.json``, ``graph_model/`` and, for a model given built, its starting weights in
+``start/``, beside what the stages write.
 """
 
 from __future__ import annotations
@@ -35,11 +38,11 @@ from torch.utils.data import Dataset
 
 from cknet.config import CKNetConfig
 from cknet.graph import KnowledgeGraph
-from cknet.hub import check_kind, save_folder
-from cknet.io import folder_lock, write_text_atomic
 from cknet.model import CKNet
 from cknet.modules.graph_model import KnowledgeGraphModel
-from cknet.saving import read_json
+from cknet.persistence.files import folder_lock, write_text_atomic
+from cknet.persistence.folders import check_kind, save_folder
+from cknet.persistence.module_folder import read_json
 from cknet.tokenizers import ReportTokenizerBase, load_tokenizer
 from cknet.training.config import TrainingConfig
 from cknet.training.distributed import barrier, rank
@@ -50,6 +53,18 @@ from cknet.training.trainer import CHECKPOINT, Trainer, TrainResult
 
 RUN_FILE = "run.json"
 GRAPH_MODEL_DIR = "graph_model"
+START_DIR = "start"
+
+
+@dataclass
+class _Given:
+    """What a new run was handed in memory (None on resume: read from the run folder)."""
+
+    model_config: CKNetConfig | None = None
+    tokenizer: ReportTokenizerBase | None = None
+    graph: KnowledgeGraph | None = None
+    graph_model: KnowledgeGraphModel | None = None
+    start: CKNet | None = None
 
 
 @dataclass
@@ -98,6 +113,7 @@ def run_pipeline(
     data_paths: dict[str, str] | None = None,
     device: str | None = None,
     progress: bool = True,
+    model: CKNet | None = None,
 ) -> PipelineResult:
     """Start a run in a new (or empty) ``run_dir`` and carry it through every stage.
 
@@ -119,25 +135,28 @@ def run_pipeline(
             can read it again (`cknet.training.run` passes the annotation and images).
         device: default CUDA when available.
         progress: print the stages and show progress bars.
+        model: a report model built by the caller (e.g. with a CNN of its own), trained as
+            it is; its config, tokenizer and graph are its own, and its starting weights
+            are saved in the run (``start/``) for `resume_pipeline`.
 
     Returns:
         The `PipelineResult`.
 
     Raises:
         FileExistsError: if ``run_dir`` already holds a run (resume it instead).
-        ValueError: for ``init`` together with a config, tokenizer, graph or graph model,
-            or a config without a tokenizer.
+        ValueError: for ``init`` or ``model`` together with a config, tokenizer, graph or
+            graph model, or a config without a tokenizer.
     """
-    if init is not None:
-        if not (model_config is None and tokenizer is None and graph is None and graph_model is None):
-            raise ValueError("init starts from a saved model, which brings its own config, tokenizer, "
-                             "graph and graph model: pass none of them with it")
-        start: CKNet | None = CKNet.from_pretrained(init)
+    start = model
+    if init is not None or model is not None:
+        if not (model_config is None and tokenizer is None and graph is None and graph_model is None) \
+                or (init is not None and model is not None):
+            raise ValueError("init and model bring their own config, tokenizer, graph and graph model: "
+                             "pass one of them, and none of those")
+        start = model if model is not None else CKNet.from_pretrained(init)
         model_config, tokenizer, graph = start.config, start.tokenizer, start.graph
     if model_config is None or tokenizer is None:
-        raise ValueError("give model_config and tokenizer (or init, a model to start from)")
-    else:
-        start = None
+        raise ValueError("give model_config and tokenizer (or init, a model to start from, or model)")
     if isinstance(graph_model, KnowledgeGraphModel):
         graph = graph_model.graph
     graph = graph if graph is not None else KnowledgeGraph.openi40()
@@ -151,9 +170,9 @@ def run_pipeline(
         with folder_lock(run_dir, "cknet train"):  # refused while that run is still going
             print(f"note: {run_dir} holds a run that never finished an epoch: it is replaced")
     stage = graph_model if isinstance(graph_model, GraphStage) else None
+    origin = START_DIR if model is not None else None if init is None else str(Path(init).resolve())
     settings = {"model": model_config.to_dict(), "training": training.to_dict(), "data": data_paths,
-                "graph_stage": None if stage is None else dataclasses.asdict(stage),
-                "init": None if init is None else str(Path(init).resolve())}
+                "graph_stage": None if stage is None else dataclasses.asdict(stage), "init": origin}
     if rank() == 0:
         def write(folder: Path) -> None:
             tokenizer.save(folder / "tokenizer.json")
@@ -161,11 +180,14 @@ def run_pipeline(
             (folder / RUN_FILE).write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
             if isinstance(graph_model, KnowledgeGraphModel):
                 graph_model.save_pretrained(folder / GRAPH_MODEL_DIR)
+            if model is not None:
+                model.save_pretrained(folder / START_DIR)
 
         save_folder(run_dir, "run", write, overwrite=unfinished)
     barrier()
-    given = graph_model if isinstance(graph_model, KnowledgeGraphModel) else None
-    return _carry_on(run_dir, data, settings, given, start, device, progress)
+    given = _Given(model_config, tokenizer, graph,
+                   graph_model if isinstance(graph_model, KnowledgeGraphModel) else None, start)
+    return _carry_on(run_dir, data, settings, given, device, progress)
 
 
 def resume_pipeline(
@@ -198,7 +220,7 @@ def resume_pipeline(
         settings["training"] = TrainingConfig.from_dict({**settings["training"], **overrides}).to_dict()
         if rank() == 0:
             write_text_atomic(run_dir / RUN_FILE, json.dumps(settings, indent=1) + "\n")
-    return _carry_on(run_dir, data, settings, None, None, device, progress)
+    return _carry_on(run_dir, data, settings, _Given(), device, progress)
 
 
 def read_run_settings(run_dir: Path) -> dict[str, Any]:
@@ -225,23 +247,21 @@ def read_run_settings(run_dir: Path) -> dict[str, Any]:
     return settings
 
 
-def _carry_on(run_dir: Path, data: StudySplits, settings: dict[str, Any],
-              graph_model: KnowledgeGraphModel | None, start: CKNet | None, device: str | None,
+def _carry_on(run_dir: Path, data: StudySplits, settings: dict[str, Any], given: _Given, device: str | None,
               progress: bool) -> PipelineResult:
-    """Run the stages not done yet (see the module docstring); ``graph_model`` and
-    ``start`` (the ``init`` model) when the caller has them loaded already. The run
-    folder is locked meanwhile: a second resume of it is refused, naming this one."""
+    """Run the stages not done yet (see the module docstring), with what the caller gave
+    in memory (a new run) or what the run folder holds (a resumed one). The run folder is
+    locked meanwhile: a second resume of it is refused, naming this one."""
     with folder_lock(run_dir, "cknet train") if rank() == 0 else contextlib.nullcontext():
-        return _stages(run_dir, data, settings, graph_model, start, device, progress)
+        return _stages(run_dir, data, settings, given, device, progress)
 
 
-def _stages(run_dir: Path, data: StudySplits, settings: dict[str, Any],
-            graph_model: KnowledgeGraphModel | None, start: CKNet | None, device: str | None,
+def _stages(run_dir: Path, data: StudySplits, settings: dict[str, Any], given: _Given, device: str | None,
             progress: bool) -> PipelineResult:
     say = print if progress and rank() == 0 else (lambda *args, **kwargs: None)
-    model_config = CKNetConfig.from_dict(settings["model"])
     training = TrainingConfig.from_dict(settings["training"])
-    graph = KnowledgeGraph.from_json(run_dir / "graph.json")
+    graph = given.graph or KnowledgeGraph.from_json(run_dir / "graph.json")
+    graph_model, start = given.graph_model, given.start
     seconds: dict[str, float] = {}
     pretrained = None
     seed_everything(training.seed)
@@ -263,9 +283,10 @@ def _stages(run_dir: Path, data: StudySplits, settings: dict[str, Any],
     clock = time.perf_counter()
     seed_everything(training.seed)
     if start is None and settings.get("init"):
-        start = CKNet.from_pretrained(settings["init"])
+        start = CKNet.from_pretrained(run_dir / settings["init"])  # a path relative to the run, or absolute
     model = start.train() if start is not None else CKNet(
-        model_config, load_tokenizer(run_dir / "tokenizer.json"), graph, graph_model=graph_model)
+        given.model_config or CKNetConfig.from_dict(settings["model"]),
+        given.tokenizer or load_tokenizer(run_dir / "tokenizer.json"), graph, graph_model=graph_model)
     trainer = Trainer(model, training, data.train, data.val, run_dir, test_data=data.test, device=device,
                       progress=progress)
     if (run_dir / CHECKPOINT).is_file():

@@ -2,7 +2,7 @@
 
 Both read the annotation and the images into `StudySplits` and hand them to the
 training pipeline (`cknet.training.pipeline`), which does the rest. A run folder (kind
-``"run"`` in its ``cknet.json`` marker, see `cknet.hub`) holds ``run.json`` (both
+``"run"`` in its ``cknet.json`` marker, see `cknet.persistence.folders`) holds ``run.json`` (both
 configs and where the data is), ``tokenizer.json`` (built once, from the train split;
 with a pretrained text encoder, the language model's tokenizer, its files in
 ``text_encoder/``), ``graph.json`` and, with a graph model, ``graph_model/`` (a copy:
@@ -96,11 +96,9 @@ def train(
 
     Raises:
         FileExistsError: if ``run_dir`` already holds a run (use `resume`).
-        ValueError: for ``init`` together with a model config, graph or graph model.
+        ValueError: for ``init`` together with a model config, graph or graph model (as
+            `run_pipeline` says).
     """
-    if init is not None and not (model_config is None and graph is None and graph_model is None):
-        raise ValueError("init starts from a saved model, which brings its own config, graph and graph "
-                         "model: pass model_config=None, graph=None and graph_model=None with it")
     if init is None and model_config is None:
         raise ValueError("give model_config (or init, a saved model to start from)")
     annotation = Path(annotation)
@@ -123,7 +121,7 @@ def train(
 
 def _saved_config(folder: str | os.PathLike[str]) -> CKNetConfig:
     """A saved model's config (views and image size of the data it reads)."""
-    from cknet.model_files import CONFIG_FILE
+    from cknet.persistence.model_files import CONFIG_FILE
 
     return CKNetConfig.from_json_file(Path(folder) / CONFIG_FILE)
 

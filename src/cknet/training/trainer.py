@@ -40,13 +40,13 @@ from cknet.data.studies import study_ids, study_reports
 from cknet.devices import resolve_device
 from cknet.evaluation import Evaluation, evaluate, score_reports
 from cknet.features import encode_inputs
-from cknet.hub import check_kind, save_folder
-from cknet.io import write_text_atomic
 from cknet.labeler import make_labeler
 from cknet.losses import masked_cross_entropy
 from cknet.model import CKNet
 from cknet.modules.language_model import PretrainedTextEncoder
-from cknet.training.checkpoint import read_checkpoint, write_checkpoint
+from cknet.persistence.checkpoint import read_checkpoint, write_checkpoint
+from cknet.persistence.files import write_text_atomic
+from cknet.persistence.folders import check_kind, save_folder
 from cknet.training.config import TrainingConfig
 from cknet.training.distributed import rank, world_size
 from cknet.training.feature_cache import FeatureCache
@@ -194,7 +194,7 @@ class Trainer:
 
         Raises:
             ValueError: naming the file when it is empty, truncated, not a torch file of
-                plain values (`cknet.training.checkpoint`), or not a checkpoint of this
+                plain values (`cknet.persistence.checkpoint`), or not a checkpoint of this
                 model; the message says how to restart.
         """
         restart = (f"delete it to restart the run from its first epoch (or from the kept model, "

@@ -21,7 +21,7 @@ from cknet.data.prepare.chexpert_plus import read_chexpert_plus
 from cknet.data.prepare.folder import Prepared, open_output, write_prepared
 from cknet.data.prepare.iu_xray import read_iu_xray
 from cknet.data.prepare.mimic_cxr import read_mimic_cxr
-from cknet.io import folder_lock
+from cknet.persistence.files import folder_lock
 
 PathLike = str | os.PathLike[str]
 

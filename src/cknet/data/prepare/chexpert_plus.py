@@ -62,6 +62,64 @@ def read_chexpert_plus(
         raise FileNotFoundError(f"{table} does not exist; give the release's df_chexpert_plus_*.csv")
     if not images.is_dir():
         raise FileNotFoundError(f"{images} is not a folder; give the folder holding train/ and valid/")
+    annotation: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
+    dropped, image_jobs = [], []
+    studies = _rows_by_study(table)
+    for key in sorted(studies):
+        rows = sorted(studies[key], key=lambda r: r["path_to_image"])
+        _, patient, study = key.split("/")
+        study_id = f"{patient}_{study}"
+        row = ([r for r in rows if _is_frontal(r)] or rows)[0]
+        names = ("section_findings", "section_impression") if section == "both" else (f"section_{section}",)
+        text = " ".join(" ".join(row[n].split()) for n in names if row[n].strip())
+        source = _image_file(images, row["path_to_image"])
+        if not text:
+            dropped.append((study_id, f"the report has no {section} section"))
+            continue
+        if source is None:
+            dropped.append((study_id, f"image file missing: {row['path_to_image']}"))
+            continue
+        split = ("test" if row["split"] == "valid" else "val" if in_validation(patient, val_percent)
+                 else "train")
+        path = (Path(row["path_to_image"]).with_suffix(source.suffix) if copies
+                else source.relative_to(images)).as_posix()
+        image_jobs.append((source, path))
+        annotation[split].append({"id": study_id, "patient": patient, "report": text, "image_path": [path],
+                                  "split": split, "view": row.get("frontal_lateral", "")})
+    refuse_split_leaks(annotation, "patient", "patient", table)
+    return Prepared(
+        annotation,
+        dropped,
+        image_jobs,
+        images,
+        {table.name: checksum(table), images.name: "(folder)"},
+        _rules(section, val_percent),
+        None,
+        next_steps=[
+            "cknet pretrain-graph --data-dir OUT --dataset mimic_cxr --graph chexpert14 \\",
+            "    --backbone-weights imagenet --labels keyword --output runs/graph",
+            "cknet train --config mimic_cxr --data-dir OUT --graph-model runs/graph --output runs/plus",
+        ],
+    )
+
+
+def _rules(section: str, val_percent: int) -> list[str]:
+    """What PREPARED.md says was done."""
+    return [
+        f"- Report: `section_{section}`"
+        + (" and `section_impression`" if section == "both" else "")
+        + " of the row of the image kept, white space collapsed; a study without it is left out.",
+        "- One image per study: the first frontal view by file name (`frontal_lateral`, else 'frontal' in "
+        "the name), else the first image.",
+        f"- Splits: official `valid` -> test; official `train` -> train, and val for {val_percent}% of its "
+        f"patients (SHA-256 of the patient id, first 8 hex digits modulo 100 < {val_percent}).",
+        "- Checked: no patient in two splits (a table that does so is refused).",
+    ]
+
+
+def _rows_by_study(table: Path) -> dict[str, list[dict[str, str]]]:
+    """The table's rows grouped by ``SPLIT/PATIENT/STUDY``, each ``path_to_image`` checked:
+    relative, inside the image folder, and at least four parts deep."""
     studies: dict[str, list[dict[str, str]]] = {}
     for line, row in enumerate(read_table(table, NEEDED), 2):
         if row["split"] not in ("train", "valid"):
@@ -78,65 +136,7 @@ def read_chexpert_plus(
                 f"SPLIT/PATIENT/STUDY/FILE"
             )
         studies.setdefault("/".join(parts[:3]), []).append(row)
-    annotation: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
-    dropped, image_jobs = [], []
-    for key in sorted(studies):
-        rows = sorted(studies[key], key=lambda r: r["path_to_image"])
-        _, patient, study = key.split("/")
-        study_id = f"{patient}_{study}"
-        frontal = [r for r in rows if _is_frontal(r)]
-        row = (frontal or rows)[0]
-        names = ("section_findings", "section_impression") if section == "both" else (f"section_{section}",)
-        text = " ".join(" ".join(row[n].split()) for n in names if row[n].strip())
-        source = _image_file(images, row["path_to_image"])
-        if not text:
-            dropped.append((study_id, f"the report has no {section} section"))
-            continue
-        if source is None:
-            dropped.append((study_id, f"image file missing: {row['path_to_image']}"))
-            continue
-        split = (
-            "test" if row["split"] == "valid" else "val" if in_validation(patient, val_percent) else "train"
-        )
-        path = (
-            Path(row["path_to_image"]).with_suffix(source.suffix) if copies else source.relative_to(images)
-        ).as_posix()
-        image_jobs.append((source, path))
-        annotation[split].append(
-            {
-                "id": study_id,
-                "patient": patient,
-                "report": text,
-                "image_path": [path],
-                "split": split,
-                "view": row.get("frontal_lateral", ""),
-            }
-        )
-    refuse_split_leaks(annotation, "patient", "patient", table)
-    rules = [
-        f"- Report: `section_{section}`"
-        + (" and `section_impression`" if section == "both" else "")
-        + " of the row of the image kept, white space collapsed; a study without it is left out.",
-        "- One image per study: the first frontal view by file name (`frontal_lateral`, else 'frontal' in "
-        "the name), else the first image.",
-        f"- Splits: official `valid` -> test; official `train` -> train, and val for {val_percent}% of its "
-        f"patients (SHA-256 of the patient id, first 8 hex digits modulo 100 < {val_percent}).",
-        "- Checked: no patient in two splits (a table that does so is refused).",
-    ]
-    return Prepared(
-        annotation,
-        dropped,
-        image_jobs,
-        images,
-        {table.name: checksum(table), images.name: "(folder)"},
-        rules,
-        None,
-        next_steps=[
-            "cknet pretrain-graph --data-dir OUT --dataset mimic_cxr --graph chexpert14 \\",
-            "    --backbone-weights imagenet --labels keyword --output runs/graph",
-            "cknet train --config mimic_cxr --data-dir OUT --graph-model runs/graph --output runs/plus",
-        ],
-    )
+    return studies
 
 
 def _is_frontal(row: dict[str, str]) -> bool:

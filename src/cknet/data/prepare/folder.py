@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cknet.hub import FORMAT, MARKER, check_kind, read_marker
-from cknet.io import temporary_path, write_text_atomic
+from cknet.persistence.files import write_atomic, write_text_atomic
+from cknet.persistence.folders import FORMAT, MARKER, check_kind, read_marker
 from cknet.version import __version__
 
 SPLITS = ("train", "val", "test")
@@ -189,13 +189,9 @@ def resize_copy(source: Path, target: Path, size: int) -> None:
                 Image.Resampling.BILINEAR,
             )
         target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = temporary_path(target)
-        image.save(
-            temporary,
-            format="JPEG" if target.suffix.lower() in (".jpg", ".jpeg") else "PNG",
-            **({"quality": 95} if target.suffix.lower() in (".jpg", ".jpeg") else {}),
-        )
-        os.replace(temporary, target)
+        jpeg = target.suffix.lower() in (".jpg", ".jpeg")
+        write_atomic(target, lambda temporary: image.save(temporary, format="JPEG" if jpeg else "PNG",
+                                                          **({"quality": 95} if jpeg else {})))
 
 
 def copy_images(jobs: Sequence[tuple[Path, Path]], size: int, workers: int, progress: bool) -> list[str]:

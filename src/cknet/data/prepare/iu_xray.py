@@ -98,25 +98,8 @@ def read_iu_xray(reports: Path, images: Path, section: str = "findings", copies:
         names = [image.rsplit("-", 1)[0] for image in report["images"]]
         study = next((n for n in names if n in split_of), names[0] if names else path.stem)
         found.add(study)
-        parts = [
-            report["sections"].get(n)
-            for n in (("FINDINGS", "IMPRESSION") if section == "both" else (section.upper(),))
-        ]
-        text = " ".join(p for p in parts if p)
-        missing = [
-            f"{image}.png" for image in report["images"][:2] if not (images / f"{image}.png").is_file()
-        ]
-        reason = (
-            "outside R2Gen's split"
-            if study not in split_of
-            else f"the report has no {section} section"
-            if not text
-            else f"{len(report['images'])} image(s), two views needed"
-            if len(report["images"]) < 2
-            else f"image file missing: {missing[0]}"
-            if missing
-            else None
-        )
+        text = _report_text(report, section)
+        reason = _left_out(report, study, text, section, images, split_of)
         if reason:
             dropped.append((study, reason))
             continue
@@ -129,21 +112,13 @@ def read_iu_xray(reports: Path, images: Path, section: str = "findings", copies:
         mesh_rows.append([study, split, ";".join(mesh), ";".join(m.split("/")[0] for m in mesh)])
     absent = sorted(set(split_of) - found)
     dropped += [(study, "in R2Gen's split, not in the download") for study in absent]
-    rules = [
-        f"- Report: the {section} text of `<AbstractText Label=...>` (label compared in capitals, white "
-        f"space collapsed); a report without it is left out.",
-        "- Study id: an image id without its last `-NNNN` (R2Gen's ids); split: R2Gen's, shipped with cknet "
-        "as ids only; studies outside it are left out.",
-        "- Views: the report's first two `<parentImage>`s, in the XML's order (frontal, lateral).",
-        f"- {len(absent)} ids of R2Gen's split are not in this download.",
-    ]
     return Prepared(
         annotation,
         dropped,
         image_jobs,
         images,
         {reports.name: f"(folder, {len(files)} reports)", images.name: "(folder)"},
-        rules,
+        _rules(section, len(absent)),
         (["id", "split", "mesh", "problems"], mesh_rows),
         "mesh_tags.csv",
         "the human MeSH indexing of each kept study (major terms); train the graph stage on it with "
@@ -154,3 +129,34 @@ def read_iu_xray(reports: Path, images: Path, section: str = "findings", copies:
             "cknet train --config iu_xray --data-dir OUT --graph-model runs/graph --output runs/iu",
         ],
     )
+
+
+def _report_text(report: dict, section: str) -> str:
+    """The report's section (``both``: findings then impression, whichever it has)."""
+    names = ("FINDINGS", "IMPRESSION") if section == "both" else (section.upper(),)
+    return " ".join(part for part in (report["sections"].get(n) for n in names) if part)
+
+
+def _left_out(report: dict, study: str, text: str, section: str, images: Path, split_of: dict) -> str | None:
+    """Why a report is left out (outside R2Gen's split, no section, fewer than two views,
+    an image file missing), or None when it is kept."""
+    if study not in split_of:
+        return "outside R2Gen's split"
+    if not text:
+        return f"the report has no {section} section"
+    if len(report["images"]) < 2:
+        return f"{len(report['images'])} image(s), two views needed"
+    missing = [f"{image}.png" for image in report["images"][:2] if not (images / f"{image}.png").is_file()]
+    return f"image file missing: {missing[0]}" if missing else None
+
+
+def _rules(section: str, absent: int) -> list[str]:
+    """What PREPARED.md says was done."""
+    return [
+        f"- Report: the {section} text of `<AbstractText Label=...>` (label compared in capitals, white "
+        f"space collapsed); a report without it is left out.",
+        "- Study id: an image id without its last `-NNNN` (R2Gen's ids); split: R2Gen's, shipped with cknet "
+        "as ids only; studies outside it are left out.",
+        "- Views: the report's first two `<parentImage>`s, in the XML's order (frontal, lateral).",
+        f"- {absent} ids of R2Gen's split are not in this download.",
+    ]

@@ -58,18 +58,53 @@ def read_mimic_cxr(images: Path, reports: Path, section: str = "findings") -> Pr
         row["dicom_id"]: row["ViewPosition"]
         for row in read_table(tables["metadata"], ("dicom_id", "study_id", "subject_id", "ViewPosition"))
     }
-    in_split: set[str] = set()
-    by_study: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
-    for line, row in enumerate(
-        read_table(tables["split"], ("dicom_id", "study_id", "subject_id", "split")), 2
-    ):
-        if row["split"] not in SPLIT_NAMES:
-            raise ValueError(
-                f"{tables['split']}, line {line}: split {row['split']!r} is none of {list(SPLIT_NAMES)}"
-            )
-        in_split.add(row["dicom_id"])
-        by_study[(row["subject_id"], row["study_id"])].append((row["dicom_id"], SPLIT_NAMES[row["split"]]))
+    by_study = _images_by_study(tables["split"])
+    in_split = {dicom for dicoms in by_study.values() for dicom, _ in dicoms}
     dropped = [(dicom, "image not in the split table") for dicom in sorted(set(views) - in_split)]
+    annotation, image_jobs = _entries(images, by_study, report_files, section, views, dropped)
+    refuse_split_leaks(annotation, "study_id", "study", tables["split"])
+    refuse_split_leaks(annotation, "subject_id", "patient", tables["split"])
+    studies = {str(e["study_id"]) for entries in annotation.values() for e in entries}
+    header, rows = _chexpert_rows(tables["chexpert"], studies)
+    sources = {path.name: checksum(path) for path in tables.values()}
+    sources[report_files.source.name] = (
+        checksum(report_files.source) if report_files.source.is_file() else "(folder)"
+    )
+    return Prepared(
+        annotation,
+        dropped,
+        image_jobs,
+        images / "files",
+        sources,
+        _rules(section, unlabelled=len(studies - {row[0] for row in rows})),
+        (header, rows),
+        labels_use="the official CheXpert labels of the kept studies (1, 0, -1 uncertain, blank); "
+        "train the graph stage on them with `cknet pretrain-graph --graph chexpert14 "
+        "--labels csv:OUT/labels.csv`.",
+        next_steps=[
+            "cknet pretrain-graph --data-dir OUT --dataset mimic_cxr --graph chexpert14 \\",
+            "    --backbone-weights imagenet --labels csv:OUT/labels.csv --output runs/graph",
+            "cknet train --config mimic_cxr --data-dir OUT --graph-model runs/graph --output runs/mimic",
+        ],
+    )
+
+
+def _images_by_study(split_table: Path) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """(subject, study) -> its images' (dicom_id, split) from the split table, the split
+    named as R2Gen's (``validate`` -> ``val``)."""
+    by_study: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+    for line, row in enumerate(read_table(split_table, ("dicom_id", "study_id", "subject_id", "split")), 2):
+        if row["split"] not in SPLIT_NAMES:
+            raise ValueError(f"{split_table}, line {line}: split {row['split']!r} is none of "
+                             f"{list(SPLIT_NAMES)}")
+        by_study[(row["subject_id"], row["study_id"])].append((row["dicom_id"], SPLIT_NAMES[row["split"]]))
+    return by_study
+
+
+def _entries(images: Path, by_study: dict, report_files: ReportFiles, section: str, views: dict[str, str],
+             dropped: list[tuple[str, str]]) -> tuple[dict[str, list[dict]], list[tuple[Path, str]]]:
+    """The annotation (one entry per image of a study with the report section) and the
+    image copies to make, in study order; what is left out is added to ``dropped``."""
     annotation: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
     image_jobs = []
     for (subject, study), dicoms in sorted(by_study.items(), key=lambda item: int(item[0][1])):
@@ -86,34 +121,26 @@ def read_mimic_cxr(images: Path, reports: Path, section: str = "findings") -> Pr
                 dropped.append((dicom, "image file missing"))
                 continue
             image_jobs.append((source, relative))
-            annotation[split].append(
-                {
-                    "id": dicom,
-                    "study_id": int(study),
-                    "subject_id": int(subject),
-                    "report": report,
-                    "image_path": [relative],
-                    "split": split,
-                    "view": views.get(dicom, ""),
-                }
-            )
-    refuse_split_leaks(annotation, "study_id", "study", tables["split"])
-    refuse_split_leaks(annotation, "subject_id", "patient", tables["split"])
-    studies = {str(e["study_id"]) for entries in annotation.values() for e in entries}
+            annotation[split].append({"id": dicom, "study_id": int(study), "subject_id": int(subject),
+                                      "report": report, "image_path": [relative], "split": split,
+                                      "view": views.get(dicom, "")})
+    return annotation, image_jobs
+
+
+def _chexpert_rows(table: Path, studies: set[str]) -> tuple[list[str], list[list[str]]]:
+    """The label table of the kept studies: its header and one row per study in the
+    CheXpert table (1, 0, -1 or blank, each cell checked)."""
     header = ["study_id", *OBSERVATIONS]
     rows = [
-        [
-            row["study_id"],
-            *(_cell(row[c], f"{tables['chexpert']}, line {line}, column {c!r}") for c in OBSERVATIONS),
-        ]
-        for line, row in enumerate(read_table(tables["chexpert"], ("subject_id", *header)), 2)
+        [row["study_id"], *(_cell(row[c], f"{table}, line {line}, column {c!r}") for c in OBSERVATIONS)]
+        for line, row in enumerate(read_table(table, ("subject_id", *header)), 2)
         if row["study_id"] in studies
     ]
-    unlabelled = studies - {row[0] for row in rows}
-    sources = {path.name: checksum(path) for path in tables.values()}
-    sources[report_files.source.name] = (
-        checksum(report_files.source) if report_files.source.is_file() else "(folder)"
-    )
+    return header, rows
+
+
+def _rules(section: str, unlabelled: int) -> list[str]:
+    """What PREPARED.md says was done."""
     rules = [
         f"- Report: the {_section_rule(section)} (cknet's section parser, "
         f"`cknet.data.prepare.sections`, after MIT-LCP's MIMIC-CXR parser).",
@@ -124,24 +151,8 @@ def read_mimic_cxr(images: Path, reports: Path, section: str = "findings") -> Pr
         "image files missing from the download.",
     ]
     if unlabelled:
-        rules.append(f"- {len(unlabelled)} kept studies have no row in the CheXpert table.")
-    return Prepared(
-        annotation,
-        dropped,
-        image_jobs,
-        images / "files",
-        sources,
-        rules,
-        (header, rows),
-        labels_use="the official CheXpert labels of the kept studies (1, 0, -1 uncertain, blank); "
-        "train the graph stage on them with `cknet pretrain-graph --graph chexpert14 "
-        "--labels csv:OUT/labels.csv`.",
-        next_steps=[
-            "cknet pretrain-graph --data-dir OUT --dataset mimic_cxr --graph chexpert14 \\",
-            "    --backbone-weights imagenet --labels csv:OUT/labels.csv --output runs/graph",
-            "cknet train --config mimic_cxr --data-dir OUT --graph-model runs/graph --output runs/mimic",
-        ],
-    )
+        rules.append(f"- {unlabelled} kept studies have no row in the CheXpert table.")
+    return rules
 
 
 def _cell(text: str, where: str) -> str:

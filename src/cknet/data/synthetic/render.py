@@ -74,6 +74,26 @@ def _frontal(canvas: _Canvas, a: _Anatomy, found: set[str], rng: np.random.Gener
     centres = {"right": 0.5 - half, "left": 0.5 + half}
     cy, ry = (a.lung_top + a.lung_bottom) / 2, (a.lung_bottom - a.lung_top) / 2
     lungs = {side: canvas.ellipse(cy, cx, ry, a.lung_width / 2, soft=0.15) for side, cx in centres.items()}
+    image = _frontal_lungs(image, canvas, a, found, centres, lungs)
+    image = _frontal_ribs(image, canvas, a, found, centres, rng)
+    width = a.heart_width * (1.35 if "cardiomegaly" in found else 1.0)
+    heart_cy = a.lung_bottom - a.heart_height * 0.8
+    image += 0.3 * canvas.ellipse(heart_cy, 0.5 + width * 0.15, a.heart_height, width / 2, soft=0.25)
+    image += 0.35 * np.clip((y - a.lung_bottom + 0.02 * np.cos((x - 0.5) * 6)) / 0.03, 0, 1)  # diaphragm
+    image = _frontal_densities(image, canvas, a, found, centres, lungs, rng)
+    if "support devices" in found:  # a line to the heart and a pacemaker box
+        image += 0.6 * canvas.line(0.12, 0.3, heart_cy, 0.52, 0.005)
+        image += 0.7 * canvas.ellipse(0.15, 0.27, 0.025, 0.035, soft=0.2)
+    return image
+
+
+def _frontal_lungs(image: np.ndarray, canvas: _Canvas, a: _Anatomy, found: set[str],
+                   centres: dict[str, float],
+                   lungs: dict[str, np.ndarray]) -> np.ndarray:
+    """The dark lungs with their markings; atelectasis (a smaller lung) and pneumothorax
+    (a collapsed apex with a pleural line) change them."""
+    y, x = canvas.y, canvas.x
+    cy, ry = (a.lung_top + a.lung_bottom) / 2, (a.lung_bottom - a.lung_top) / 2
     for side, lung in lungs.items():
         if f"{side} atelectasis" in found:  # volume loss: a smaller lung
             lung = canvas.ellipse(cy - 0.03, centres[side], ry * 0.85, a.lung_width / 2, soft=0.15)
@@ -87,24 +107,38 @@ def _frontal(canvas: _Canvas, a: _Anatomy, found: set[str], rng: np.random.Gener
             edge = canvas.line(a.lung_top + 0.05, centres[side], a.lung_top + 0.32, centres[side], 0.006)
             image += 0.25 * edge
         image += markings
-    spacing = (a.lung_bottom - a.lung_top) / 8.5  # ribs: bright arcs across both lungs
+    return image
+
+
+def _frontal_ribs(image: np.ndarray, canvas: _Canvas, a: _Anatomy, found: set[str], centres: dict[str, float],
+                  rng: np.random.Generator) -> np.ndarray:
+    """Bright rib arcs across both lungs; a rib fracture displaces the fifth rib of one
+    side at a break, with the bright callus of its healing."""
+    y, x = canvas.y, canvas.x
+    spacing = (a.lung_bottom - a.lung_top) / 8.5
     phase = (y - a.lung_top - 0.05 - 0.48 * (x - 0.5) ** 2) / spacing
     ribs = np.clip(1 - np.abs(phase - np.round(phase)) * spacing / 0.008, 0, 1)
     across = np.abs(x - 0.5)
     ribs *= (phase > -0.5) & (phase < 7.5) & (across > a.lung_gap) & (across < a.lung_gap + a.lung_width)
     fracture = None
-    if "rib fracture" in found:  # the fifth rib of one side displaced at a break
+    if "rib fracture" in found:
         cx = centres["right" if rng.random() < 0.5 else "left"] + rng.uniform(-0.04, 0.04)
         gap = (np.round(phase) == 4) & (np.abs(x - cx) < 0.05)
         ribs = ribs * ~gap + gap * np.clip(1 - np.abs(phase - 4.35) * spacing / 0.008, 0, 1)
         fracture = (a.lung_top + 0.05 + 0.48 * (cx - 0.5) ** 2 + 4.2 * spacing, cx)
     image += 0.16 * ribs
-    if fracture is not None:  # and the bright callus of its healing
+    if fracture is not None:
         image += 0.45 * canvas.ellipse(*fracture, 0.018, 0.03, soft=0.4)
-    width = a.heart_width * (1.35 if "cardiomegaly" in found else 1.0)
-    heart_cy = a.lung_bottom - a.heart_height * 0.8
-    image += 0.3 * canvas.ellipse(heart_cy, 0.5 + width * 0.15, a.heart_height, width / 2, soft=0.25)
-    image += 0.35 * np.clip((y - a.lung_bottom + 0.02 * np.cos((x - 0.5) * 6)) / 0.03, 0, 1)  # diaphragm
+    return image
+
+
+def _frontal_densities(image: np.ndarray, canvas: _Canvas, a: _Anatomy, found: set[str],
+                       centres: dict[str, float], lungs: dict[str, np.ndarray], rng: np.random.Generator
+                       ) -> np.ndarray:
+    """The findings drawn inside the lungs and below them: effusion, opacity, nodule,
+    atelectasis's band per side, then edema, granulomas and a hiatal hernia."""
+    y, x = canvas.y, canvas.x
+    cy, ry = (a.lung_top + a.lung_bottom) / 2, (a.lung_bottom - a.lung_top) / 2
     for side, cx in centres.items():
         lung = lungs[side]
         if f"{side} pleural effusion" in found:  # fluid at the base, a meniscus at its top
@@ -132,9 +166,6 @@ def _frontal(canvas: _Canvas, a: _Anatomy, found: set[str], rng: np.random.Gener
         hy = a.lung_bottom - 0.08
         bubble = canvas.ellipse(hy, 0.53, 0.06, 0.06, soft=0.2)
         image += bubble * np.where(y < hy, -0.45, 0.2)
-    if "support devices" in found:  # a line to the heart and a pacemaker box
-        image += 0.6 * canvas.line(0.12, 0.3, heart_cy, 0.52, 0.005)
-        image += 0.7 * canvas.ellipse(0.15, 0.27, 0.025, 0.035, soft=0.2)
     return image
 
 

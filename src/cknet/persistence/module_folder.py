@@ -1,14 +1,14 @@
 """Saving a module as a folder and reading it back: the one stack every saved cknet
-model goes through (`CKNet` in `cknet.model_files`, `KnowledgeGraphModel` in
+model goes through (`CKNet` in `cknet.persistence.model_files`, `KnowledgeGraphModel` in
 `cknet.modules.graph_model`).
 
-A saved module is a folder written whole by `cknet.hub.save_folder` (its kind in the
+A saved module is a folder written whole by `cknet.persistence.folders.save_folder` (its kind in the
 ``cknet.json`` marker) holding JSON files (configs, the graph, a history) and one
 safetensors file with every weight and buffer. No pickle is involved anywhere.
 `save_module` writes one; `read_module` checks the files are there and reads them under
-`cknet.hub.read_folder` (one save, never a mix); `read_json` reads a JSON file with a
-message naming it; `cknet.io.load_weights` and `cknet.io.load_state` read the weights
-strictly.
+`cknet.persistence.folders.read_folder` (one save, never a mix); `read_json` reads a JSON
+file with a message naming it; `cknet.persistence.weights.load_weights` and
+`cknet.persistence.weights.load_state` read the weights strictly.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-from cknet.hub import read_folder, save_folder
-from cknet.io import save_weights
+from cknet.persistence.folders import read_folder, save_folder
+from cknet.persistence.weights import save_weights
 
 T = TypeVar("T")
 
@@ -41,7 +41,7 @@ def save_module(
 
     Args:
         directory: the folder (created if needed).
-        kind: its kind, a key of `cknet.hub.KINDS`.
+        kind: its kind, a key of `cknet.persistence.folders.KINDS`.
         module: the module whose ``state_dict`` goes to ``weights_file``.
         weights_file: the safetensors file's name.
         json_files: file name -> JSON-ready object.

@@ -20,9 +20,7 @@ the next writer (their names carry the writer's process id).
 
 Only the marker makes a folder cknet's: a folder without one (a Hugging Face model
 folder with its own ``config.json`` and ``model.safetensors``, a folder of the user's) is
-never replaced, and never read as a cknet folder. `resolve_folder` turns a folder or a
-Hugging Face Hub id into a local folder, and says plainly when a local path does not
-exist instead of asking the Hub for it.
+never replaced, and never read as a cknet folder.
 """
 
 from __future__ import annotations
@@ -31,22 +29,20 @@ import contextlib
 import ctypes
 import json
 import os
-import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cknet.io import remove_stale_temporaries, set_default_mode, temporary_path
+from cknet.persistence.files import remove_stale_temporaries, set_default_mode, temporary_path
 from cknet.version import __version__
 
 MARKER = "cknet.json"
 FORMAT = 2
 KINDS = {"model": "a saved CKNet model", "graph_model": "a saved knowledge-graph model",
          "run": "a training run", "demo": "a cknet demo folder", "dataset": "a dataset prepared by cknet"}
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2
 T = TypeVar("T")
 
@@ -269,51 +265,3 @@ def _swap(new: Path, folder: Path) -> None:
     os.replace(folder, old)
     os.replace(new, folder)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def resolve_folder(
-    name_or_path: str | os.PathLike[str], what: str, files: Sequence[str], revision: str | None = None
-) -> Path:
-    """A local folder, or a Hugging Face Hub id downloaded to the local cache.
-
-    Args:
-        name_or_path: a folder, or a hub id ``"owner/name"``.
-        what: what is loaded, for messages (e.g. ``"CKNet model"``).
-        files: the file patterns to download from the hub.
-        revision: a hub revision (branch, tag or commit).
-
-    Returns:
-        The local folder.
-
-    Raises:
-        FileNotFoundError: for a path that does not exist and cannot be a hub id, or a
-            relative path whose first folder exists here (a typo, not a hub id).
-        OSError: when a hub id cannot be downloaded; the message says how to load from
-            a local folder instead.
-    """
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        return path
-    if path.exists():
-        raise FileNotFoundError(f"{path} is a file; pass the folder that save_pretrained wrote")
-    name = os.fspath(name_or_path)
-    first = Path(name.split("/")[0])
-    if not _HUB_ID.match(name) or name.startswith((".", "/", "~")) or first.is_dir():
-        hint = f" ({first}/ holds {_listing(first)})" if first.is_dir() else ""
-        raise FileNotFoundError(f"no such folder: {name}{hint}")
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(name, revision=revision, allow_patterns=list(files)))
-    except Exception as err:
-        raise OSError(
-            f"could not download {what} {name!r} from the Hugging Face Hub ({type(err).__name__}: {err}), "
-            f"and there is no folder {name!r} here. If you are offline, copy the saved folder to a local "
-            f"directory and pass its path"
-        ) from err
-
-
-def _listing(folder: Path, most: int = 6) -> str:
-    names = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
-    shown = ", ".join(names[:most]) + (", ..." if len(names) > most else "")
-    return shown or "nothing"

@@ -24,7 +24,8 @@ def model_card(config: Mapping[str, Any], graph_name: str, graph_nodes: int, voc
 
     Args:
         config: the model's `CKNetConfig` as a dict.
-        graph_name, graph_nodes: the knowledge graph.
+        graph_name: the knowledge graph's name.
+        graph_nodes: its number of nodes.
         vocab_size: the tokenizer's vocabulary size.
         training: optional facts about training and evaluation, e.g. ``{"data":
             "IU X-Ray (R2Gen split)", "split": "train 2069 / val 296 / test 590",

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from cknet.io import write_atomic
+from cknet.persistence.files import write_atomic
 
 
 def write_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cknet.commands import non_negative_int, positive_int
+from cknet.cli.arguments import non_negative_int, positive_int
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,6 +1,6 @@
 """The folder of a saved `CKNet`.
 
-A saved model is one folder (written by `cknet.saving.save_module`, kind ``"model"``):
+A saved model is one folder (written by `cknet.persistence.module_folder.save_module`, kind ``"model"``):
 
 - ``config.json``: the `CKNetConfig`;
 - ``generation_config.json``: the model's default decoding options (`GenerationConfig`);
@@ -26,12 +26,13 @@ from torch import nn
 from cknet.config import CKNetConfig
 from cknet.generation import GenerationConfig
 from cknet.graph import KnowledgeGraph
-from cknet.hub import MARKER, resolve_folder
-from cknet.io import load_state, load_weights
 from cknet.knowledge import KNOWLEDGE_SOURCES
-from cknet.model_card import model_card
 from cknet.modules.language_model import PretrainedTextEncoder
-from cknet.saving import read_json, read_module, save_module
+from cknet.persistence.folders import MARKER
+from cknet.persistence.hub import resolve_folder
+from cknet.persistence.model_card import model_card
+from cknet.persistence.module_folder import read_json, read_module, save_module
+from cknet.persistence.weights import load_state, load_weights
 from cknet.tokenizers import TEXT_ENCODER_DIR, load_tokenizer
 
 CONFIG_FILE = "config.json"
@@ -58,6 +59,13 @@ def save_model(model: Any, directory: str | os.PathLike[str], overwrite: bool,
     """
     config, graph, tokenizer = model.config, model.graph, model.tokenizer
     training_info = model.training_info if training_info is None else training_info
+    source = model.knowledge_source
+    if source is not None and KNOWLEDGE_SOURCES.get(config.knowledge_source) is not type(source):
+        cls = type(source).__name__
+        warnings.warn(f"{directory}: its knowledge source {config.knowledge_source!r} ({cls}) "
+                      f"is not registered, so CKNet.from_pretrained cannot rebuild it; call "
+                      f"cknet.register_knowledge_source({cls}) where the class is defined",
+                      UserWarning, stacklevel=3)
 
     def write_more(folder: Path) -> None:
         tokenizer.save(folder / TOKENIZER_FILE)

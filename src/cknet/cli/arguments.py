@@ -1,6 +1,6 @@
-"""The ``cknet`` sub-commands that hold more than a few lines: each module registers its
-arguments (``add_command``) and runs the command (``run``); `cknet.cli` parses and
-dispatches."""
+"""What the `cknet` sub-commands share: argument types (`positive_int`, `dataset_name`,
+`metric_set`, ...), the data options of the training commands, and the output check that
+keeps a command from writing over or into its inputs."""
 
 from __future__ import annotations
 
@@ -159,3 +159,53 @@ def comma_separated(text: str | None) -> list[str] | None:
         text: the option's value.
     """
     return None if not text else [part.strip() for part in text.split(",") if part.strip()]
+
+
+def add_data_arguments(command: argparse.ArgumentParser) -> None:
+    """The data options shared by ``cknet pretrain-graph`` and ``cknet train``.
+
+    Args:
+        command: the sub-command's parser.
+    """
+    command.add_argument("--data-dir", type=Path, help="folder with annotation.json and images/")
+    command.add_argument("--annotation", type=Path,
+                         help="annotation.json (default: DATA_DIR/annotation.json)")
+    command.add_argument("--image-dir", type=Path,
+                         help="image root (default: images/ beside the annotation)")
+    command.add_argument("--graph", default="openi40",
+                         help="a registered graph (openi40, chexpert14, or one a cknet.plugins entry point "
+                              "registers) or a graph JSON file")
+
+
+def annotation_path(args: argparse.Namespace) -> Path:
+    """The annotation file ``--annotation`` or ``--data-dir`` names.
+
+    Args:
+        args: the parsed options of a command that called `add_data_arguments`.
+
+    Raises:
+        SystemExit: when neither option was given.
+    """
+    if args.annotation is None and args.data_dir is None:
+        raise SystemExit("error: give --data-dir or --annotation")
+    return args.annotation or args.data_dir / "annotation.json"
+
+
+def graph_argument(value: str):
+    """``--graph``: a registered graph's name or a graph JSON file, as a `KnowledgeGraph`.
+
+    Args:
+        value: the option's value.
+    """
+    from cknet.graph import GRAPHS, KnowledgeGraph
+
+    return KnowledgeGraph.by_name(value) if value in GRAPHS else KnowledgeGraph.from_json(value)
+
+
+def weights_argument(text: str) -> str | None:
+    """``--backbone-weights``: ``none`` (or ``null``) for random weights, else as given.
+
+    Args:
+        text: the option's value.
+    """
+    return None if text.strip().lower() in ("none", "null", "") else text

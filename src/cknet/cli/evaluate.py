@@ -10,7 +10,7 @@ import io
 import json
 from pathlib import Path
 
-from cknet.commands import (
+from cknet.cli.arguments import (
     check_output_file,
     comma_separated,
     dataset_name,
@@ -18,7 +18,7 @@ from cknet.commands import (
     metric_set,
     non_negative_int,
 )
-from cknet.io import write_text_atomic
+from cknet.persistence.files import write_text_atomic
 
 
 def _print_scores(result, args: argparse.Namespace, count: int) -> None:

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cknet.commands import check_output_file, input_paths
-from cknet.io import write_text_atomic
+from cknet.cli.arguments import check_output_file, input_paths
 from cknet.labeler.chexpert import OBSERVATIONS
 from cknet.labeler.choose import REPORT_COLUMNS, make_labeler
+from cknet.persistence.files import write_text_atomic
 
 # CheXbert's output columns: the findings in its order, No Finding last.
 CHEXBERT_COLUMNS = (

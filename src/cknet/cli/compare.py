@@ -8,7 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
-from cknet.commands import (
+from cknet.cli.arguments import (
     check_output_file,
     comma_separated,
     dataset_name,
@@ -16,7 +16,7 @@ from cknet.commands import (
     metric_set,
     positive_int,
 )
-from cknet.io import write_text_atomic
+from cknet.persistence.files import write_text_atomic
 
 
 def _joined(args: argparse.Namespace) -> tuple[list[str], list[str], list[str], list[str]]:

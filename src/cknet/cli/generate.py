@@ -11,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from cknet.commands import check_output_file, input_paths, positive_int
-from cknet.io import write_text_atomic
+from cknet.cli.arguments import check_output_file, input_paths, positive_int
+from cknet.persistence.files import write_text_atomic
 
 
 def studies_from_annotation(args: argparse.Namespace, num_views: int) -> list[dict]:
@@ -60,11 +60,43 @@ def write_records(output: Path, records: list[dict], rexrank: dict | None = None
     write_text_atomic(output, buffer.getvalue())
 
 
+def _studies(args: argparse.Namespace, num_views: int) -> tuple[list[dict], dict | None]:
+    """The studies the command's inputs name (``id``, ``views``, ``reference``), and the
+    ReXrank test set when ``--rexrank`` gave one."""
+    if args.annotation:
+        return studies_from_annotation(args, num_views), None
+    if args.rexrank:
+        from cknet.data.rexrank import read_rexrank
+
+        rexrank = read_rexrank(args.rexrank)
+        return studies_from_rexrank(rexrank, args, num_views), rexrank
+    return [{"id": str(p), "views": p, "reference": None} for p in args.inputs], None
+
+
+def _readable(studies: list[dict], config, args: argparse.Namespace, kept: str,
+              skipped: list[tuple[str, str]]) -> tuple[list[dict], list]:
+    """The studies of a batch whose images read, and their image tensors; an unreadable
+    one stops the command (``kept`` says what is saved) or, with ``--skip-bad-images``, is
+    added to ``skipped``."""
+    from cknet.data.images import prepare_images
+
+    chunk, images = [], []
+    for study in studies:
+        try:
+            images.append(prepare_images([study["views"]], config, args.repeat_single_view,
+                                         names=[study["id"]])[0])
+            chunk.append(study)
+        except (ValueError, OSError) as err:
+            if not args.skip_bad_images:
+                raise ValueError(f"{err}{kept} (--skip-bad-images skips such studies)") from None
+            skipped.append((study["id"], str(err)))
+    return chunk, images
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from cknet.data.images import prepare_images
     from cknet.devices import resolve_device
     from cknet.model import CKNet
 
@@ -78,16 +110,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
     model = CKNet.from_pretrained(args.model, map_location=device).to(dtype).eval()
-    rexrank = None
-    if args.annotation:
-        studies = studies_from_annotation(args, model.config.num_views)
-    elif args.rexrank:
-        from cknet.data.rexrank import read_rexrank
-
-        rexrank = read_rexrank(args.rexrank)
-        studies = studies_from_rexrank(rexrank, args, model.config.num_views)
-    else:
-        studies = [{"id": str(p), "views": p, "reference": None} for p in args.inputs]
+    studies, rexrank = _studies(args, model.config.num_views)
     records: list[dict] = []
     skipped: list[tuple[str, str]] = []
     # the options given; the others are the model's (generation_config.json)
@@ -97,18 +120,9 @@ def run(args: argparse.Namespace) -> int:
     options = {name: value for name, value in given.items() if value is not None}
     with tqdm(total=len(studies), desc="generating", unit="study", disable=args.quiet) as bar:
         for start in range(0, len(studies), args.batch_size):
-            chunk, images = [], []
-            for study in studies[start:start + args.batch_size]:
-                try:
-                    images.append(prepare_images([study["views"]], model.config, args.repeat_single_view,
-                                                 names=[study["id"]])[0])
-                    chunk.append(study)
-                except (ValueError, OSError) as err:
-                    if not args.skip_bad_images:
-                        kept = f"; the {len(records)} reports before it are in {output}" \
-                            if output is not None and records else ""
-                        raise ValueError(f"{err}{kept} (--skip-bad-images skips such studies)") from None
-                    skipped.append((study["id"], str(err)))
+            kept = f"; the {len(records)} reports before it are in {output}" if output and records else ""
+            batch = studies[start:start + args.batch_size]
+            chunk, images = _readable(batch, model.config, args, kept, skipped)
             if chunk:
                 texts = model.generate(torch.stack(images), **options)
                 for study, text in zip(chunk, texts):
@@ -120,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
                         print(f"{record['id']}\t{record['prediction']}")
                 if output is not None:  # what is done is kept, batch by batch
                     write_records(output, records, rexrank)
-            bar.update(len(studies[start:start + args.batch_size]))  # the last batch may be short
+            bar.update(len(batch))  # the last batch may be short
     if skipped:
         print(f"skipped {len(skipped)} of {len(studies)} studies with unreadable images:", file=sys.stderr)
         for _, reason in skipped[:20]:

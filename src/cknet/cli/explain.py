@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cknet.commands import check_output_file, input_paths, positive_int
+from cknet.cli.arguments import check_output_file, input_paths, positive_int
 
 
 def run(args: argparse.Namespace) -> int:
