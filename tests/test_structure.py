@@ -159,3 +159,20 @@ def test_files_are_written_and_torch_files_read_in_one_package():
     assert {"folders", "files", "weights", "module_folder", "model_files", "model_card", "checkpoint",
             "hub"} <= persisted
     assert not any((PACKAGE / name).exists() for name in ("io.py", "hub.py", "saving.py", "model_files.py"))
+
+
+def sources_containing(text: str) -> list[str]:
+    """The package's modules whose source holds ``text``, relative to the package."""
+    return sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+                  if text in p.read_text(encoding="utf-8"))
+
+
+def test_each_decision_is_taken_in_one_place():
+    """A search of the package: the device is chosen in cknet.devices, the teacher-forced
+    loss computed in cknet.losses, images told from cached features in cknet.features,
+    per-study from shared G in CKNet (model.py); files are written and torch files read
+    in cknet.persistence (the test above)."""
+    assert sources_containing('"cuda" if torch.cuda.is_available()') == ["devices.py"]
+    assert sources_containing("F.cross_entropy(") == ["losses.py"]
+    assert sources_containing('"maps" in batch') == ["features.py"]
+    assert sources_containing("knowledge_source.per_study") == ["model.py"]

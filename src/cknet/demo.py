@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from cknet.training import TrainingConfig
 
 SUMMARY_FILE = "cknet-demo.json"
-# What a demo folder holds: everything the demo writes, and the marker.
+# what a demo folder holds: everything the demo writes, and the marker
 DEMO_ENTRIES = {"model", "run", "base-run", "study.png", "samples", SUMMARY_FILE, "cknet.json"}
 SAMPLE_STUDIES = 3  # held-out studies whose radiographs the demo keeps, to try generate on
 
@@ -69,6 +69,7 @@ class DemoSettings:
         length_grouping: ``TrainingConfig.length_grouping`` of CKNet training (0: off).
         eval_every: ``TrainingConfig.eval_every`` of CKNet training: validate (and keep the
             model with the lowest validation loss) every this many epochs and after the last.
+        knowledge_dropout: ``CKNetConfig.knowledge_dropout`` of CKNet (0: the paper's).
     """
 
     backbone: str = "resnet18"
@@ -87,6 +88,7 @@ class DemoSettings:
     final_lr_factor: float = 0.1
     length_grouping: int = 4
     eval_every: int = 5
+    knowledge_dropout: float = 0.0
 
     def recipe(self, seed: int) -> TrainingConfig:
         """The demo's `TrainingConfig` for CKNet (and Base with ``--base``): these epochs
@@ -115,7 +117,7 @@ class DemoSettings:
             d_model=self.d_model, d_ff=2 * self.d_model, num_heads=self.num_heads,
             num_encoder_layers=self.layers, num_decoder_layers=self.layers, d_knowledge=self.d_knowledge,
             gamma=self.gamma, dropout=0.0, knowledge_source="image", share_backbone=True,
-        )
+            knowledge_dropout=self.knowledge_dropout)
 
 
 FULL = DemoSettings()
