@@ -13,8 +13,8 @@ from conftest import small_config
 from cknet import CKNet, CKNetConfig, ReportTokenizer
 from cknet.data.synthetic import SyntheticDataset, SyntheticReports, synthetic_graph
 from cknet.evaluation import findings_f1, score_reports
-from cknet.features import StudyFeatures
 from cknet.generation import GenerationConfig, run_search
+from cknet.inputs.features import StudyFeatures
 from cknet.labeler import CheXpertLabeler
 from cknet.modules.graph_model import KnowledgeGraphModel
 from cknet.training import GraphPretrainer, Trainer, TrainingConfig

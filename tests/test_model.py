@@ -287,7 +287,7 @@ def test_knowledge_attention_needs_a_knowledge_matrix(iu_tokenizer):
 
 @pytest.mark.parametrize("source", ["image", "static", "random", "none"])
 def test_encode_from_images_equals_encode_from_their_cached_features(iu_tokenizer, source):
-    from cknet.features import StudyFeatures
+    from cknet.inputs.features import StudyFeatures
 
     model = CKNet(small_config(knowledge_source=source), iu_tokenizer).eval()
     images = images_for(model.config, batch=3)
@@ -311,7 +311,7 @@ def test_encode_from_images_equals_encode_from_their_cached_features(iu_tokenize
 
 
 def test_images_are_scanned_for_nan_once_per_call(iu_tokenizer, monkeypatch):
-    import cknet.validation
+    import cknet.inputs.checks
 
     model = CKNet(small_config(), iu_tokenizer).eval()
     scans = []
@@ -322,7 +322,7 @@ def test_images_are_scanned_for_nan_once_per_call(iu_tokenizer, monkeypatch):
             scans.append(tuple(tensor.shape))
         return real_isfinite(tensor)
 
-    monkeypatch.setattr(cknet.validation.torch, "isfinite", counting_isfinite)
+    monkeypatch.setattr(cknet.inputs.checks.torch, "isfinite", counting_isfinite)
     images = images_for(model.config, batch=2)
     ids, _ = iu_tokenizer.encode_batch(["the heart is normal.", "no effusion."])
     model(images, ids, labels=ids)

@@ -169,10 +169,10 @@ def sources_containing(text: str) -> list[str]:
 
 def test_each_decision_is_taken_in_one_place():
     """A search of the package: the device is chosen in cknet.devices, the teacher-forced
-    loss computed in cknet.losses, images told from cached features in cknet.features,
+    loss computed in cknet.losses, images told from cached features in cknet.inputs.features,
     per-study from shared G in CKNet (model.py); files are written and torch files read
     in cknet.persistence (the test above)."""
     assert sources_containing('"cuda" if torch.cuda.is_available()') == ["devices.py"]
     assert sources_containing("F.cross_entropy(") == ["losses.py"]
-    assert sources_containing('"maps" in batch') == ["features.py"]
+    assert sources_containing('"maps" in batch') == ["inputs/features.py"]
     assert sources_containing("knowledge_source.per_study") == ["model.py"]

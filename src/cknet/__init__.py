@@ -22,7 +22,7 @@ _EXPORTS = {
     "KnowledgeGraphModel": "cknet.modules.graph_model",
     "CKNet": "cknet.model",
     "CKNetOutput": "cknet.model",
-    "StudyFeatures": "cknet.features",
+    "StudyFeatures": "cknet.inputs.features",
     "KnowledgeSource": "cknet.knowledge",
     "register_knowledge_source": "cknet.knowledge",
     "GenerationConfig": "cknet.generation",
@@ -52,12 +52,12 @@ if TYPE_CHECKING:
     from cknet.data.images import load_image as load_image
     from cknet.data.images import prepare_images as prepare_images
     from cknet.evaluation import evaluate as evaluate
-    from cknet.features import StudyFeatures as StudyFeatures
     from cknet.generation import GeneratedReport as GeneratedReport
     from cknet.generation import GenerationConfig as GenerationConfig
     from cknet.generation import LogitsProcessor as LogitsProcessor
     from cknet.graph import KnowledgeGraph as KnowledgeGraph
     from cknet.graph import register_graph as register_graph
+    from cknet.inputs.features import StudyFeatures as StudyFeatures
     from cknet.kernels import knowledge_query as knowledge_query
     from cknet.knowledge import KnowledgeSource as KnowledgeSource
     from cknet.knowledge import register_knowledge_source as register_knowledge_source

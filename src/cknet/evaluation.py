@@ -30,8 +30,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from cknet.data.collate import collate_studies
 from cknet.data.rexrank import is_rexrank, rexrank_records
-from cknet.features import encode_inputs
 from cknet.generation import GenerationConfig, run_search
+from cknet.inputs.features import encode_inputs
 from cknet.limits import MAX_REPORT_CHARACTERS
 from cknet.losses import masked_cross_entropy
 from cknet.metrics import CE_VARIANTS, bleu_4, ce_scores, nlg_scores

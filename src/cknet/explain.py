@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from cknet.validation import check_images, check_input_ids
+from cknet.inputs.checks import check_images, check_input_ids
 
 
 @torch.no_grad()

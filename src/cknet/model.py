@@ -29,9 +29,10 @@ from torch import nn
 from cknet.config import CKNetConfig
 from cknet.decoding import DecodingState, Encoding
 from cknet.explain import Explanation, explain
-from cknet.features import StudyFeatures
 from cknet.generation import GeneratedReport, GenerationConfig, LogitsProcessor, generate
 from cknet.graph import KnowledgeGraph
+from cknet.inputs.checks import check_images, check_input_ids
+from cknet.inputs.features import StudyFeatures
 from cknet.knowledge import (
     KnowledgeSource,
 )
@@ -46,7 +47,6 @@ from cknet.modules.transformer import CKNetTransformer
 from cknet.modules.visual import VisualExtractor
 from cknet.persistence.model_files import load_model, save_model
 from cknet.tokenizers import ReportTokenizerBase
-from cknet.validation import check_images, check_input_ids
 
 
 @dataclass

@@ -10,6 +10,7 @@ import os
 
 from cknet.config import CKNetConfig
 from cknet.graph import KnowledgeGraph
+from cknet.inputs.checks import check_model_parts
 from cknet.knowledge import (
     KNOWLEDGE_SOURCES,
     GraphModelKnowledge,
@@ -20,7 +21,6 @@ from cknet.modules.graph_model import KnowledgeGraphModel
 from cknet.modules.language_model import PretrainedTextEncoder
 from cknet.modules.text import TokenEmbedding
 from cknet.tokenizers import ReportTokenizerBase
-from cknet.validation import check_model_parts
 
 
 def checked_parts(

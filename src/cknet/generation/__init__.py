@@ -152,7 +152,7 @@ def generate(
     from tqdm.auto import tqdm
 
     from cknet.data.images import prepare_images
-    from cknet.validation import check_images
+    from cknet.inputs.checks import check_images
 
     resolved = (options or model.generation_config).resolve(model.config.max_length)
     if not isinstance(images, torch.Tensor):

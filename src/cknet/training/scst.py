@@ -63,7 +63,7 @@ def scst_loss(
     Args:
         model: a `CKNet` (set to evaluation mode here; the caller restores its mode).
         inputs: the batch for `CKNet.encode`: ``{"images": (B, V, 3, S, S)}`` or
-            ``{"features": StudyFeatures}`` (`cknet.features.encode_inputs`).
+            ``{"features": StudyFeatures}`` (`cknet.inputs.features.encode_inputs`).
         references: the B reference reports.
         reference_labels: their labels, ``(B, k)``, from the reward's labeler.
         reward: the reward.

@@ -39,7 +39,7 @@ from cknet.data.collate import collate_studies
 from cknet.data.studies import study_ids, study_reports
 from cknet.devices import resolve_device
 from cknet.evaluation import Evaluation, evaluate, score_reports
-from cknet.features import encode_inputs
+from cknet.inputs.features import encode_inputs
 from cknet.labeler import make_labeler
 from cknet.losses import masked_cross_entropy
 from cknet.model import CKNet
