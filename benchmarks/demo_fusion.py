@@ -19,34 +19,25 @@ import warnings
 from pathlib import Path
 
 import torch
+from explain_sides import side_shares
 
 from cknet import CKNet
-from cknet.data.synthetic import SyntheticDataset
 from cknet.demo import QUICK, run_demo
-from cknet.explain import explain
 from cknet.persistence.model_files import SyntheticModelWarning
 
 
 def effusion_sides(model_dir: Path, studies: int = 48) -> dict[str, float]:
     """The share of the word "effusion"'s attention on the effusion's third of the
-    frontal view and on the other side's, mean over both sides' rendered studies."""
+    frontal view and on the other side's, mean over both sides' rendered studies
+    (`explain_sides.side_shares`; the patient's right is the image's left third)."""
     model = CKNet.from_pretrained(model_dir).eval()
-    shares = {"own side": [], "other side": []}
+    own, other = [], []
     for side in ("right", "left"):
-        data = SyntheticDataset.from_studies([[f"{side} pleural effusion"]] * studies, ["unused"] * studies,
-                                             model.config, seed=5)
-        images = torch.stack([data[i]["images"] for i in range(len(data))])
-        for explanation in explain(model, images):
-            if "effusion" not in explanation.words:
-                continue
-            frontal = explanation.patch_attention[explanation.words.index("effusion"), 0]  # (h, w)
-            third = max(1, frontal.shape[1] // 3)
-            # the patient's right is the image's left third
-            own, other = (frontal[:, :third], frontal[:, -third:]) if side == "right" else \
-                (frontal[:, -third:], frontal[:, :third])
-            shares["own side"].append(float(own.sum() / frontal.sum()))
-            shares["other side"].append(float(other.sum() / frontal.sum()))
-    return {key: sum(values) / len(values) if values else float("nan") for key, values in shares.items()}
+        for left_third, right_third in side_shares(model, side, studies):
+            own.append(left_third if side == "right" else right_third)
+            other.append(right_third if side == "right" else left_third)
+    return {"own side": sum(own) / len(own) if own else float("nan"),
+            "other side": sum(other) / len(other) if other else float("nan")}
 
 
 def run_seed(seed: int, folder: Path) -> list[dict]:

@@ -21,6 +21,29 @@ from cknet.data.synthetic import SyntheticDataset
 from cknet.explain import explain
 
 
+def side_shares(model: CKNet, side: str, studies: int) -> list[tuple[float, float]]:
+    """For rendered studies with a pleural effusion on ``side``: the share of the word
+    "effusion"'s attention on the frontal view's left third and on its right third, one
+    pair per study whose report has the word.
+
+    Args:
+        model: a model trained on synthetic studies.
+        side: ``"right"`` or ``"left"`` (the patient's).
+        studies: how many studies to render.
+    """
+    data = SyntheticDataset.from_studies([[f"{side} pleural effusion"]] * studies, ["unused"] * studies,
+                                         model.config, seed=5)
+    images = torch.stack([data[i]["images"] for i in range(len(data))])
+    shares = []
+    for explanation in explain(model, images):
+        if "effusion" in explanation.words:
+            frontal = explanation.patch_attention[explanation.words.index("effusion"), 0]  # (h, w)
+            third = max(1, frontal.shape[1] // 3)
+            shares.append((float(frontal[:, :third].sum() / frontal.sum()),
+                           float(frontal[:, -third:].sum() / frontal.sum())))
+    return shares
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path, help="a saved model trained on synthetic studies (cknet demo)")
@@ -34,16 +57,7 @@ def main() -> None:
           "(patient's left) |")
     print("| --- | ---: | ---: | ---: |")
     for side in ("right", "left"):
-        data = SyntheticDataset.from_studies([[f"{side} pleural effusion"]] * args.studies,
-                                             ["unused"] * args.studies, model.config, seed=5)
-        images = torch.stack([data[i]["images"] for i in range(len(data))])
-        shares = []
-        for explanation in explain(model, images):
-            if "effusion" in explanation.words:
-                frontal = explanation.patch_attention[explanation.words.index("effusion"), 0]  # (h, w)
-                third = max(1, frontal.shape[1] // 3)
-                shares.append((float(frontal[:, :third].sum() / frontal.sum()),
-                               float(frontal[:, -third:].sum() / frontal.sum())))
+        shares = side_shares(model, side, args.studies)
         if shares:
             left, right = (sum(values) / len(shares) for values in zip(*shares))
             print(f"| {side} | {len(shares)} | {left:.3f} | {right:.3f} |")

@@ -90,8 +90,7 @@ class Registry(Mapping[str, T], Generic[T]):
         """
         if name in self._built_in:
             raise ValueError(f"{name!r} is one of cknet's built-in {self.kind} names; it cannot be removed")
-        if name not in self._items:
-            raise UnknownName(f"no {self.kind} is registered as {name!r} (registered: {sorted(self._items)})")
+        self[name]  # raises UnknownName, listing the names, for one not registered
         del self._items[name]
 
     def __getitem__(self, name: str) -> T:

@@ -220,6 +220,29 @@ def _continuations(running: torch.Tensor, running_scores: torch.Tensor, logprobs
     return top_scores, source_beam, token, candidates
 
 
+def _keep_running(candidates: torch.Tensor, top_scores: torch.Tensor, source_beam: torch.Tensor,
+                  is_eos: torch.Tensor, beams: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The best K continuations that do not end: they keep running.
+
+    Args:
+        candidates: ``(S, C, t+1)`` the continuations, best first.
+        top_scores: ``(S, C)`` their summed log-probabilities.
+        source_beam: ``(S, C)`` the beam each came from.
+        is_eos: ``(S, C)`` whether each ends with ``<eos>``.
+        beams: K.
+
+    Returns:
+        The running tokens ``(S, K, t+1)``, their scores ``(S, K)`` (-inf for an ending
+        one, when fewer than K do not end) and the beam each came from ``(S, K)``.
+    """
+    count = candidates.shape[1]
+    rank = is_eos.long() * count + torch.arange(count, device=candidates.device)
+    keep = rank.argsort(dim=1)[:, :beams]
+    running = candidates.gather(1, keep[..., None].expand(-1, -1, candidates.shape[2]))
+    running_scores = top_scores.gather(1, keep).masked_fill(is_eos.gather(1, keep), NEG_INF)
+    return running, running_scores, source_beam.gather(1, keep)
+
+
 def _keep_best_finished(finished: torch.Tensor, finished_scores: torch.Tensor, active: torch.Tensor,
                         scores: torch.Tensor, tokens: torch.Tensor) -> None:
     """Merge new hypotheses into the active studies' finished sets, keeping the K best
@@ -301,19 +324,12 @@ def beam_search(
         padded = torch.nn.functional.pad(candidates, (0, steps - step - 1), value=specials.pad_id)
         _keep_best_finished(finished, finished_scores, active, eos_scores, padded)
 
-        # The best K continuations that do not end keep running.
-        rank = is_eos.long() * candidates_per_study + positions[: token.shape[1]]
-        keep = rank.argsort(dim=1)[:, :beams]  # (S, K)
-        running = candidates.gather(1, keep[..., None].expand(-1, -1, candidates.shape[2]))
-        running_scores = top_scores.gather(1, keep).masked_fill(is_eos.gather(1, keep), NEG_INF)
-        parent = source_beam.gather(1, keep)  # (S, K) beam each continuation came from
+        running, running_scores, parent = _keep_running(candidates, top_scores, source_beam, is_eos, beams)
         reorder = (torch.arange(studies, device=device)[:, None] * beams + parent).flatten()
-
         # A study is done when no running beam can beat its worst finished hypothesis.
         best_running = running_scores.max(dim=1).values
         bound = _normalise(best_running, steps if penalty > 0 else step + 1, penalty)
-        worst_finished = finished_scores[active, -1]
-        done = (worst_finished >= bound) | torch.isinf(best_running)
+        done = (finished_scores[active, -1] >= bound) | torch.isinf(best_running)
         if step == steps - 1 or bool(done.all()):
             break
         state.reorder(reorder)  # beams move within their study

@@ -158,10 +158,6 @@ class RadGraph:
         batch_size: int = 16,
         device: str | torch.device | None = None,
     ) -> None:
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
-
-        from cknet.persistence.hub import check_hf_config_sizes, load_hf_pretrained
-
         config, vocabulary, state = _read_model(Path(model).expanduser())
         ner = [name for name in vocabulary if name.endswith("__ner_labels")]
         if len(ner) != 1:
@@ -175,21 +171,8 @@ class RadGraph:
         self.max_length = embedder.get("max_length") or 512
         self.max_span_width = int(config["model"]["max_span_width"])
         self.spans_per_word = float(config["model"]["modules"]["relation"]["spans_per_word"])
-        what = f"BERT of the RadGraph model {model}"
         source = bert if bert is not None else embedder["model_name"]
-        self.tokenizer = load_hf_pretrained(AutoTokenizer, source, what, offline=True)
-        encoder_config = check_hf_config_sizes(load_hf_pretrained(AutoConfig, source, what, offline=True),
-                                               source)
-        encoder = AutoModel.from_config(encoder_config, trust_remote_code=False)
-        weights = {k.removeprefix(_BERT_PREFIX): v for k, v in state.items() if k.startswith(_BERT_PREFIX)}
-        missing, unexpected = encoder.load_state_dict(weights, strict=False)
-        missing = [k for k in missing if not k.startswith("pooler.")]
-        unexpected = [k for k in unexpected if not k.endswith("position_ids")]
-        if missing or unexpected:
-            raise ValueError(
-                f"RadGraph model {model}: weights.th does not fit the BERT of {source!r} "
-                f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
-            )
+        self.tokenizer, encoder = _bert(model, source, state)
         self.device = resolve_device(device)
         self.encoder = encoder.to(self.device).eval()
         heads = {k: v.to(self.device) for k, v in state.items() if not k.startswith(_BERT_PREFIX)}
@@ -345,3 +328,26 @@ class RadGraph:
             if reference and prediction:
                 scores[n] = radgraph_f1(graphs[len(references) + n], graphs[n], lowercase)
         return RadGraphScores(*scores.T)
+
+
+def _bert(model: str | os.PathLike[str], source: str | os.PathLike[str], state: dict[str, torch.Tensor]):
+    """The tokenizer and the BERT encoder of a RadGraph model: the architecture of
+    ``source`` (local or cached, offline; sizes checked), the weights from ``state``."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    from cknet.persistence.hub import check_hf_config_sizes, load_hf_pretrained
+
+    what = f"BERT of the RadGraph model {model}"
+    tokenizer = load_hf_pretrained(AutoTokenizer, source, what, offline=True)
+    encoder_config = check_hf_config_sizes(load_hf_pretrained(AutoConfig, source, what, offline=True), source)
+    encoder = AutoModel.from_config(encoder_config, trust_remote_code=False)
+    weights = {k.removeprefix(_BERT_PREFIX): v for k, v in state.items() if k.startswith(_BERT_PREFIX)}
+    missing, unexpected = encoder.load_state_dict(weights, strict=False)
+    missing = [k for k in missing if not k.startswith("pooler.")]
+    unexpected = [k for k in unexpected if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise ValueError(
+            f"RadGraph model {model}: weights.th does not fit the BERT of {source!r} "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    return tokenizer, encoder

@@ -46,3 +46,26 @@ def _has_fused_adam(device: torch.device, dtype: torch.dtype) -> bool:
     except RuntimeError:
         return False
     return True
+
+
+def parameter_groups(model: Any, config: Any) -> list[dict[str, Any]]:
+    """The optimizer's groups of a CKNet: the visual extractor at ``config.lr_visual``, a
+    fine-tuned pretrained text encoder at ``config.lr_text_encoder``, the rest at
+    ``config.lr_rest`` (frozen parameters left out).
+
+    Args:
+        model: the `CKNet`.
+        config: its `TrainingConfig`.
+    """
+    from cknet.modules.language_model import PretrainedTextEncoder
+
+    visual = [p for p in model.visual_extractor.parameters() if p.requires_grad]
+    language = []
+    if isinstance(model.text_encoder, PretrainedTextEncoder):  # fine-tuned at its own rate
+        language = [p for p in model.text_encoder.language_model.parameters() if p.requires_grad]
+    grouped = {id(p) for p in visual + language}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in grouped]
+    groups = [{"params": visual, "lr": config.lr_visual}, {"params": rest, "lr": config.lr_rest}]
+    if language:  # a pretrained text encoder being fine-tuned
+        groups.append({"params": language, "lr": config.lr_text_encoder})
+    return groups

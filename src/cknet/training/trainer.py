@@ -43,7 +43,6 @@ from cknet.inputs.features import encode_inputs
 from cknet.labeler import make_labeler
 from cknet.losses import masked_cross_entropy
 from cknet.model import CKNet
-from cknet.modules.language_model import PretrainedTextEncoder
 from cknet.persistence.checkpoint import read_checkpoint, write_checkpoint
 from cknet.persistence.files import write_text_atomic
 from cknet.persistence.folders import check_kind, save_folder
@@ -51,7 +50,7 @@ from cknet.training.config import TrainingConfig
 from cknet.training.distributed import rank, world_size
 from cknet.training.feature_cache import FeatureCache
 from cknet.training.length_batches import LengthGroupedBatches
-from cknet.training.optimizer import adam
+from cknet.training.optimizer import adam, parameter_groups
 from cknet.training.rewards import ReportReward
 from cknet.training.scst import scst_loss
 from cknet.training.seeding import rng_state, seed_worker, set_rng_state
@@ -146,16 +145,8 @@ class Trainer:
                                        config.scst_ce_weight, config.scst_nlg_weight)
         if config.length_grouping:  # token counts, for batches of similar length
             self.report_lengths = [len(model.tokenizer.encode(r)) for r in study_reports(train_data)]
-        visual = [p for p in model.visual_extractor.parameters() if p.requires_grad]
-        language = []
-        if isinstance(model.text_encoder, PretrainedTextEncoder):  # fine-tuned at its own rate
-            language = [p for p in model.text_encoder.language_model.parameters() if p.requires_grad]
-        grouped = {id(p) for p in visual + language}
-        rest = [p for p in model.parameters() if p.requires_grad and id(p) not in grouped]
-        groups = [{"params": visual, "lr": config.lr_visual}, {"params": rest, "lr": config.lr_rest}]
-        if language:  # a pretrained text encoder being fine-tuned
-            groups.append({"params": language, "lr": config.lr_text_encoder})
-        self.optimizer = adam(groups, weight_decay=config.weight_decay, amsgrad=config.amsgrad)
+        self.optimizer = adam(parameter_groups(self.model, config), weight_decay=config.weight_decay,
+                              amsgrad=config.amsgrad)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=1, gamma=config.lr_decay)
         self.network: torch.nn.Module = self.model
         if world_size() > 1:
